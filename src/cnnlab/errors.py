@@ -1,0 +1,36 @@
+"""User-facing errors: one clear line on stderr and a non-zero exit instead of a traceback."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+EXIT_USER_ERROR = 2
+
+
+class CnnlabError(Exception):
+    """A problem the user can fix: a bad setting, a missing or corrupt file. The message names it."""
+
+
+class ConfigError(CnnlabError):
+    """A setting outside its allowed range."""
+
+
+class DataError(CnnlabError):
+    """A data file that is missing, corrupt or unreadable."""
+
+
+class CheckpointError(CnnlabError):
+    """A checkpoint or run directory that cannot be used."""
+
+
+def run_cli(prog: str, fn: Callable[[], T]) -> T:
+    """Run an entry point's body, turning a CnnlabError into `prog: error: ...` and exit status 2."""
+    try:
+        return fn()
+    except CnnlabError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_USER_ERROR) from None

@@ -1,0 +1,6 @@
+"""Models and the counts the report quotes for them."""
+
+from cnnlab.models.counts import count_neurons, count_parameters, layer_table
+from cnnlab.models.simple_cnn import SimpleCNN, build_model
+
+__all__ = ["SimpleCNN", "build_model", "count_neurons", "count_parameters", "layer_table"]

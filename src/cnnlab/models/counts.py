@@ -1,0 +1,48 @@
+"""Parameter and neuron counts, and the torchinfo layer table, as the report states them."""
+
+from __future__ import annotations
+
+import torch
+import torchinfo
+from torch import nn
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    """Trainable parameters per top-level block (`conv_block`, `fc_block` -> conv, fc) and in total."""
+    per_block = {name.removesuffix("_block"): sum(p.numel() for p in child.parameters()) for name, child in model.named_children()}
+    return {**per_block, "total": sum(p.numel() for p in model.parameters())}
+
+
+def count_neurons(model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28)) -> dict[str, int]:
+    """Output units of every conv and linear layer for one input: conv maps count C*H*W, linear layers their width."""
+    sizes: dict[str, int] = {"conv": 0, "fc": 0}
+    hooks = [
+        module.register_forward_hook(lambda m, i, out, kind=kind: sizes.__setitem__(kind, sizes[kind] + out[0].numel()))
+        for module in model.modules()
+        for kind in [{nn.Conv2d: "conv", nn.Linear: "fc"}.get(type(module))]
+        if kind
+    ]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            device = next(model.parameters()).device
+            model(torch.zeros(1, *input_shape, device=device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(was_training)
+    return {**sizes, "total": sizes["conv"] + sizes["fc"]}
+
+
+def layer_table(model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28)) -> str:
+    """torchinfo's table of output shapes and parameters per layer."""
+    stats = torchinfo.summary(
+        model,
+        input_size=(1, *input_shape),
+        col_names=("output_size", "num_params"),
+        verbose=0,
+        device=next(model.parameters()).device,
+        mode="eval",
+    )
+    return str(stats)

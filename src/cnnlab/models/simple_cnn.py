@@ -1,0 +1,64 @@
+"""The report's CNN: two 3x3 conv blocks, FC 500, optional batch norm."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import Tensor, nn
+
+from cnnlab.errors import ConfigError
+
+
+class SimpleCNN(nn.Module):
+    """conv_block: conv 3x3 [BN] ReLU pool, twice; fc_block: Linear(1568, 500) [BN] ReLU Linear(500, classes).
+
+    The two `nn.Sequential` names and their index layout match the original notebook, so its state dicts load as they
+    are; `layers` gives the analyses readable names (conv1, conv2, fc1, fc2) for the same modules.
+    """
+
+    def __init__(
+        self,
+        batch_norm: bool = False,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        channels: int = 32,
+        hidden: int = 500,
+        image_size: int = 28,
+    ):
+        super().__init__()
+        self.batch_norm = batch_norm
+
+        def conv(c_in: int) -> list[nn.Module]:
+            norm = [nn.BatchNorm2d(channels)] if batch_norm else []
+            return [nn.Conv2d(c_in, channels, 3, 1, 1), *norm, nn.ReLU(), nn.MaxPool2d(2, 2)]
+
+        self.conv_block = nn.Sequential(*conv(in_channels), *conv(channels))
+        flat = channels * (image_size // 4) ** 2
+        norm = [nn.BatchNorm1d(hidden)] if batch_norm else []
+        self.fc_block = nn.Sequential(nn.Linear(flat, hidden), *norm, nn.ReLU(), nn.Linear(hidden, num_classes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc_block(self.conv_block(x).flatten(1))
+
+    @property
+    def layers(self) -> dict[str, nn.Module]:
+        """Readable names for the learned layers, in forward order."""
+        convs = [m for m in self.conv_block if isinstance(m, nn.Conv2d)]
+        linears = [m for m in self.fc_block if isinstance(m, nn.Linear)]
+        return {"conv1": convs[0], "conv2": convs[1], "fc1": linears[0], "fc2": linears[1]}
+
+    def layer(self, name: str) -> nn.Module:
+        try:
+            return self.layers[name]
+        except KeyError:
+            raise ConfigError(f"layer={name!r} does not exist; allowed: {', '.join(self.layers)}") from None
+
+
+def build_model(model_cfg: Mapping[str, Any]) -> SimpleCNN:
+    """Build from the `model` config group (its `name` selects the architecture)."""
+    kwargs = dict(model_cfg)
+    name = kwargs.pop("name", "simple_cnn")
+    if name != "simple_cnn":
+        raise ConfigError(f"model.name={name!r} is unknown; allowed: simple_cnn")
+    return SimpleCNN(**kwargs)

@@ -1,0 +1,56 @@
+"""One directory per configuration and seed, with a readable name and a hash so two configs never collide.
+
+    <runs_dir>/<data>/<optimizer>[-bn]/e<epochs>-lr<lr>-bs<batch>[-n<subset>]-<hash>/seed<seed>/
+
+The hash covers every setting that can change the result (data, model, optimizer, trainer minus the keys below);
+all seeds of one configuration sit side by side under the same parent, which is how the report groups them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+# Settings that change how a run executes but not what it computes.
+NON_IDENTITY_KEYS = {
+    "data": {"root", "download", "eval_batch_size"},
+    "trainer": {"device", "progress", "num_threads"},
+}
+IDENTITY_GROUPS = ("data", "model", "optimizer", "trainer", "protocol")
+
+CHECKPOINT = "checkpoint.pt"
+LAST = "last.pt"
+METRICS = "metrics.json"
+
+
+def identity(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a resolved config that defines what a run computes, seed excluded."""
+    out = {}
+    for group in IDENTITY_GROUPS:
+        value = cfg.get(group)
+        if isinstance(value, Mapping):
+            value = {k: v for k, v in value.items() if k not in NON_IDENTITY_KEYS.get(group, set())}
+        out[group] = value
+    return out
+
+
+def config_hash(cfg: Mapping[str, Any]) -> str:
+    blob = json.dumps(identity(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+
+def config_name(cfg: Mapping[str, Any]) -> str:
+    """`<data>/<optimizer>[-bn]/e<epochs>-lr<lr>-bs<batch>[-n<subset>]-<hash>`: one configuration, all seeds."""
+    data, opt, trainer = cfg["data"], cfg["optimizer"], cfg["trainer"]
+    family = opt["name"] + ("-bn" if cfg["model"].get("batch_norm") else "")
+    settings = f"e{trainer['epochs']}-lr{opt['lr']:g}-bs{data['batch_size']}"
+    if data.get("subset"):
+        settings += f"-n{data['subset']}"
+    return f"{data['name']}/{family}/{settings}-{config_hash(cfg)}"
+
+
+def run_dir_for(cfg: Mapping[str, Any]) -> Path:
+    return Path(cfg["paths"]["runs_dir"]) / config_name(cfg) / f"seed{cfg['seed']}"

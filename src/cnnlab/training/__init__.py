@@ -1,0 +1,1 @@
+"""Training: the per-epoch loop, the optimizer factory and the runner that owns a run directory."""

@@ -1,0 +1,59 @@
+"""The files a finished run leaves for people: history, classification report, confusion matrix and figures."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.metrics import classification_report, confusion_matrix
+
+from cnnlab.atomic import write_figure, write_text
+from cnnlab.data import Split
+from cnnlab.plotting import confusion_heatmap, image_grid, training_curves
+
+HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "val_accuracy", "epoch_time_s", "images_per_s")
+
+
+def write_history(run_dir: Path, history: Sequence[Mapping[str, Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    write_text(run_dir / "history.csv", buffer.getvalue())
+
+
+def write_test_results(
+    run_dir: Path,
+    test: Split,
+    predictions: np.ndarray,
+    classes: Sequence[str],
+    title: str,
+    seed: int,
+) -> dict[str, Any]:
+    """Classification report, confusion matrix (CSV and heatmap) and a grid of 12 random test predictions."""
+    y_true = test.y.cpu().numpy()
+    labels = list(range(len(classes)))
+    report_text = classification_report(y_true, predictions, labels=labels, target_names=list(classes), digits=4, zero_division=0)
+    report = classification_report(y_true, predictions, labels=labels, target_names=list(classes), output_dict=True, zero_division=0)
+    write_text(run_dir / "classification_report.txt", report_text)
+
+    matrix = confusion_matrix(y_true, predictions, labels=labels)
+    rows = ["true\\predicted," + ",".join(classes)] + [f"{name}," + ",".join(map(str, row)) for name, row in zip(classes, matrix)]
+    write_text(run_dir / "confusion_matrix.csv", "\n".join(rows) + "\n")
+    write_figure(run_dir / "confusion_matrix.png", confusion_heatmap(matrix, classes, title=f"{title}: test confusion matrix"))
+
+    chosen = np.random.default_rng(seed).choice(len(y_true), size=min(12, len(y_true)), replace=False)
+    titles = [f"true {classes[y_true[i]]} / pred {classes[predictions[i]]}" for i in chosen]
+    grid = image_grid(test.x[chosen, 0].cpu().numpy(), titles, ncols=6, cell=1.8, suptitle=f"{title}: random test images")
+    write_figure(run_dir / "predictions.png", grid)
+    return report
+
+
+def write_curves(run_dir: Path, history: Sequence[Mapping[str, Any]], title: str) -> None:
+    write_figure(run_dir / "curves.png", training_curves({title: history}, title=title))
+    plt.close("all")

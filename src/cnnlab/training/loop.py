@@ -1,0 +1,78 @@
+"""One training epoch and one evaluation pass. No host sync per batch: sums stay on the device until the end."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from cnnlab.data import Batches, Split
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast when asked for; a no-op context for fp32."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_epoch(
+    model: nn.Module,
+    batches: Batches,
+    optimizer: torch.optim.Optimizer,
+    precision: str = "fp32",
+    memory_format: torch.memory_format = torch.contiguous_format,
+    progress: bool = False,
+    description: str = "train",
+) -> Tensor:
+    """Train for one pass over `batches`; returns the mean of the per-batch losses as a 0-d tensor on the device."""
+    model.train()
+    device = next(model.parameters()).device
+    total = torch.zeros((), device=device)
+    with tqdm(total=len(batches), desc=description, disable=not progress, leave=False, unit="batch") as bar:
+        for x, y in batches:
+            with autocast(device, precision):
+                loss = F.cross_entropy(model(x.contiguous(memory_format=memory_format)), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach().float()
+            bar.update()
+    return total / len(batches)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    loss: float  # mean cross-entropy per sample
+    accuracy: float  # percent
+    predictions: Tensor  # [N] on the CPU
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    split: Split,
+    batch_size: int = 1000,
+    precision: str = "fp32",
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> Evaluation:
+    """Loss, accuracy and predicted labels over a whole split, in eval mode (batch norm uses running statistics)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    loss_sum = torch.zeros((), device=device)
+    predictions = []
+    for x, y in Batches(split, batch_size):
+        with autocast(device, precision):
+            logits = model(x.contiguous(memory_format=memory_format))
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+        predictions.append(logits.argmax(dim=1))
+    model.train(was_training)
+    predicted = torch.cat(predictions)
+    correct = (predicted == split.y).sum()
+    loss, n_correct = torch.stack([loss_sum, correct.to(loss_sum.dtype)]).tolist()
+    return Evaluation(loss=loss / len(split), accuracy=100.0 * n_correct / len(split), predictions=predicted.cpu())

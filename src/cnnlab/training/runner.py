@@ -1,0 +1,235 @@
+"""Train one configuration into its run directory: resume if unfinished, reuse if finished, record everything.
+
+`train(cfg)` is what `cnnlab-train` calls; it takes a composed config and never reads Hydra's globals, so a test or a
+notebook can call it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import platform
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torchvision
+from omegaconf import DictConfig, OmegaConf
+
+import cnnlab
+from cnnlab.atomic import write_json, write_text
+from cnnlab.checks import one_of, positive_float, positive_int
+from cnnlab.config import to_plain
+from cnnlab.data import Batches, get_spec, load_splits
+from cnnlab.device import resolve_device
+from cnnlab.errors import CheckpointError
+from cnnlab.models import build_model, count_neurons, count_parameters
+from cnnlab.runs.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from cnnlab.runs.layout import CHECKPOINT, LAST, METRICS, config_name, identity, run_dir_for
+from cnnlab.runs.status import read_metrics
+from cnnlab.training.artifacts import write_curves, write_history, write_test_results
+from cnnlab.training.loop import evaluate, train_epoch
+from cnnlab.training.optimizers import build_optimizer
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "bf16")
+FINAL_STATUSES = ("finished", "diverged")  # deterministic outcomes: re-running repeats them
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    status: str  # finished | diverged
+    metrics: dict[str, Any]
+    reused: bool = False
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """Reject bad settings before anything is written."""
+    positive_int("trainer.epochs", cfg.trainer.epochs)
+    positive_float("optimizer.lr", cfg.optimizer.lr)
+    positive_int("data.batch_size", cfg.data.batch_size)
+    positive_int("data.eval_batch_size", cfg.data.eval_batch_size)
+    if cfg.data.subset is not None:
+        positive_int("data.subset", cfg.data.subset)
+    one_of("trainer.precision", cfg.trainer.precision, PRECISIONS)
+    if cfg.trainer.num_threads is not None:
+        positive_int("trainer.num_threads", cfg.trainer.num_threads)
+    get_spec(cfg.data.name)
+    resolve_device(cfg.trainer.device)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every global stream so a run never depends on what ran before it in the same process."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def versions() -> dict[str, str]:
+    return {
+        "cnnlab": cnnlab.__version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def train(cfg: DictConfig) -> RunResult:
+    check_settings(cfg)
+    plain = to_plain(cfg)
+    run_dir = run_dir_for(plain)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CheckpointError(f"run directory {run_dir} exists and is a file")
+    previous = read_metrics(run_dir)
+    if previous.get("status") in FINAL_STATUSES and not cfg.overwrite:
+        outcome = f"test accuracy {previous['test']['accuracy']:.2f}%" if "test" in previous else "diverged"
+        log.info("%s is already %s (%s); overwrite=true retrains it", run_dir, previous["status"], outcome)
+        return RunResult(run_dir, previous["status"], previous, reused=True)
+
+    if cfg.trainer.num_threads:
+        torch.set_num_threads(cfg.trainer.num_threads)
+    device = resolve_device(cfg.trainer.device)
+    spec = get_spec(cfg.data.name)
+    seed_everything(cfg.seed)
+    splits = load_splits(
+        spec,
+        cfg.data.root,
+        split_seed=cfg.data.split_seed,
+        val_size=cfg.data.val_size,
+        subset=cfg.data.subset,
+        normalize=cfg.data.normalize,
+        download=cfg.data.download,
+    )
+    train_split, val_split, test_split = (s.to(device) for s in (splits.train, splits.val, splits.test))
+    model = build_model(cfg.model).to(device)
+    memory_format = torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    optimizer = build_optimizer(cfg.optimizer, model.parameters())
+    generator = torch.Generator().manual_seed(cfg.seed)
+    batches = Batches(train_split, cfg.data.batch_size, shuffle=True, generator=generator)
+
+    history: list[dict[str, Any]] = []
+    train_time = 0.0
+    last_path = run_dir / LAST
+    if last_path.exists() and not cfg.overwrite:
+        state = load_checkpoint(last_path, map_location=device)
+        if identity(state["config"]) != identity(plain) or state["config"]["seed"] != cfg.seed:
+            raise CheckpointError(f"{last_path} was written by a different configuration; delete it or pass overwrite=true")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        restore_rng_state(state["rng"], generator)
+        history, train_time = list(state["history"]), float(state["train_time_s"])
+        log.info("resuming %s after epoch %d", run_dir, state["epoch"])
+
+    name = config_name(plain)
+    base = {
+        "name": name,
+        "run_dir": str(run_dir),
+        "seed": cfg.seed,
+        "summary": {
+            "data": cfg.data.name,
+            "optimizer": cfg.optimizer.name,
+            "lr": cfg.optimizer.lr,
+            "batch_norm": bool(cfg.model.batch_norm),
+            "epochs": cfg.trainer.epochs,
+            "batch_size": cfg.data.batch_size,
+            "subset": cfg.data.subset,
+            "precision": cfg.trainer.precision,
+            "protocol": plain.get("protocol") or "standard",
+        },
+        "params": count_parameters(model),
+        "neurons": count_neurons(model, spec.image_shape),
+        "device": str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
+        "threads": torch.get_num_threads(),
+        "versions": versions(),
+        "started_at": _now(),
+        "config": plain,
+    }
+
+    def snapshot(epoch: int) -> dict[str, Any]:
+        """Everything needed to continue after `epoch` (or to analyse the run): weights, optimizer, RNG, history."""
+        return {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "epoch": epoch,
+            "history": history,
+            "train_time_s": train_time,
+            "config": plain,
+            "rng": rng_state(generator),
+        }
+
+    def record(status: str, **extra: Any) -> dict[str, Any]:
+        metrics = {"status": status, **base, "history": history, "train_time_s": round(train_time, 3), **extra}
+        write_json(run_dir / METRICS, metrics)
+        return metrics
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(plain))
+    record("running")
+    label = f"{cfg.optimizer.name}{'+BN' if cfg.model.batch_norm else ''} seed {cfg.seed}"
+    try:
+        for epoch in range(len(history) + 1, cfg.trainer.epochs + 1):
+            start = time.perf_counter()
+            mean_loss = train_epoch(
+                model, batches, optimizer, cfg.trainer.precision, memory_format, cfg.trainer.progress, f"epoch {epoch}"
+            )
+            train_loss = mean_loss.item()
+            train_seconds = time.perf_counter() - start
+            val = evaluate(model, val_split, cfg.data.eval_batch_size, cfg.trainer.precision, memory_format)
+            epoch_seconds = time.perf_counter() - start
+            train_time += epoch_seconds
+            history.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": train_loss,
+                    "val_loss": val.loss,
+                    "val_accuracy": val.accuracy,
+                    "epoch_time_s": round(epoch_seconds, 3),
+                    "images_per_s": round(len(train_split) / train_seconds, 1),
+                }
+            )
+            log.info(
+                "%s epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.2f%%  %.1fs  %.0f img/s",
+                label, epoch, cfg.trainer.epochs, train_loss, val.loss, val.accuracy, epoch_seconds, history[-1]["images_per_s"],
+            )  # fmt: skip
+            write_history(run_dir, history)
+            if not (math.isfinite(train_loss) and math.isfinite(val.loss)):
+                log.error("%s diverged at epoch %d (non-finite loss); try a smaller optimizer.lr", label, epoch)
+                metrics = record("diverged", finished_at=_now(), diverged_at_epoch=epoch)
+                return RunResult(run_dir, "diverged", metrics)
+            save_checkpoint(last_path, snapshot(epoch))
+            record("running")
+
+        test = evaluate(model, test_split, cfg.data.eval_batch_size, cfg.trainer.precision, memory_format)
+        predictions = test.predictions.numpy()
+        report = write_test_results(run_dir, splits.test, predictions, splits.classes, label, cfg.seed)
+        write_curves(run_dir, history, label)
+        save_checkpoint(run_dir / CHECKPOINT, snapshot(len(history)))
+        best = max(history, key=lambda h: h["val_accuracy"])
+        metrics = record(
+            "finished",
+            finished_at=_now(),
+            test={"accuracy": test.accuracy, "loss": test.loss},
+            best_val_accuracy=best["val_accuracy"],
+            final_val_accuracy=history[-1]["val_accuracy"],
+            images_per_s=round(float(np.median([h["images_per_s"] for h in history])), 1),
+            classification_report=report,
+        )
+        last_path.unlink(missing_ok=True)
+    except BaseException as err:
+        record("failed", error=f"{type(err).__name__}: {err}")
+        raise
+    log.info("%s test accuracy %.2f%% in %.1fs -> %s", label, test.accuracy, train_time, run_dir)
+    return RunResult(run_dir, "finished", metrics)

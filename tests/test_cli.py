@@ -1,0 +1,65 @@
+"""The command line as a user runs it: sweeps with -m and one-line errors, each in a subprocess."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cnnlab.config import CONF_DIR
+
+
+def cnnlab(module, *args, cwd=None):
+    return subprocess.run([sys.executable, "-m", f"cnnlab.{module}", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_sweep_over_two_optimizers_writes_two_runs(tmp_path):
+    proc = cnnlab("train", "-m", "optimizer=sgd,adam", "debug=smoke", "data.subset=256", f"paths.output_dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    metrics = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("runs/mnist/*/*/seed42/metrics.json"))]
+    assert [m["summary"]["optimizer"] for m in metrics] == ["adam", "sgd"]
+    assert all(m["status"] == "finished" for m in metrics)
+    assert len(list(tmp_path.glob("logs/train/multiruns/*/*/.hydra/config.yaml"))) == 2
+
+
+def test_report_experiment_is_the_six_report_runs():
+    files = sorted(p.stem for p in (CONF_DIR / "experiment" / "report").glob("*.yaml"))
+    assert files == ["adam", "adam_bn", "momentum", "rmsprop", "sgd", "sgd_bn"]
+
+
+def test_report_experiment_composes_six_distinct_jobs(make_cfg):
+    from cnnlab.runs.layout import run_dir_for
+
+    jobs = [make_cfg(f"+experiment/report={name}") for name in ("sgd", "momentum", "rmsprop", "adam", "sgd_bn", "adam_bn")]
+    combos = [(c.optimizer.name, c.model.batch_norm, c.trainer.epochs, c.optimizer.lr, c.data.batch_size) for c in jobs]
+    assert combos == [
+        ("sgd", False, 5, 0.001, 64), ("momentum", False, 5, 0.001, 64), ("rmsprop", False, 5, 0.001, 64),
+        ("adam", False, 5, 0.001, 64), ("sgd", True, 5, 0.001, 64), ("adam", True, 5, 0.001, 64),
+    ]  # fmt: skip
+    assert jobs[1].optimizer.momentum == 0.9
+    assert len({run_dir_for(c) for c in jobs}) == 6
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(["trainer.epochs=0"], "trainer.epochs=0"), (["data.subset=999999"], "data.subset=999999")],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, needle):
+    proc = cnnlab("train", "debug=smoke", f"paths.output_dir={tmp_path}", *args)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert proc.stderr.startswith("cnnlab-train: error: ") and needle in proc.stderr
+    assert not list(tmp_path.glob("runs/**/metrics.json"))
+
+
+def test_summary_prints_the_report_counts():
+    proc = cnnlab("summary")
+    assert proc.returncode == 0, proc.stderr
+    assert "parameters: 799,078 (conv 9,568, fc 789,510)" in proc.stdout
+    assert "neurons:    31,870 (conv 31,360, fc 510)" in proc.stdout
+    assert "800,206" in cnnlab("summary", "model.batch_norm=true").stdout
+
+
+def test_fetch_verifies_existing_files():
+    proc = cnnlab("fetch")
+    assert proc.returncode == 0 and "4 files verified" in proc.stdout

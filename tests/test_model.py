@@ -1,0 +1,44 @@
+import pytest
+import torch
+from torch import nn
+
+from cnnlab.errors import ConfigError
+from cnnlab.models import SimpleCNN, build_model, count_neurons, count_parameters, layer_table
+
+
+@pytest.mark.parametrize(
+    ("batch_norm", "total", "conv", "fc"),
+    [(False, 799_078, 9_568, 789_510), (True, 800_206, 9_696, 790_510)],
+)
+def test_parameter_counts_match_the_report(batch_norm, total, conv, fc):
+    assert count_parameters(SimpleCNN(batch_norm)) == {"conv": conv, "fc": fc, "total": total}
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_neuron_counts_match_the_report(batch_norm):
+    assert count_neurons(SimpleCNN(batch_norm)) == {"conv": 31_360, "fc": 510, "total": 31_870}
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_output_shape_and_layer_layout(batch_norm):
+    model = SimpleCNN(batch_norm).eval()
+    assert model(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+    second = 4 if batch_norm else 3
+    assert isinstance(model.conv_block[0], nn.Conv2d) and isinstance(model.conv_block[second], nn.Conv2d)
+    assert model.layer("conv1") is model.conv_block[0]
+    assert model.layer("conv2") is model.conv_block[second]
+    assert model.layer("fc2").out_features == 10
+    assert any(isinstance(m, nn.BatchNorm1d) for m in model.fc_block) == batch_norm
+
+
+def test_unknown_layer_names_the_allowed_ones():
+    with pytest.raises(ConfigError, match=r"layer='conv3'.*conv1, conv2, fc1, fc2"):
+        SimpleCNN().layer("conv3")
+
+
+def test_build_model_from_config_and_layer_table():
+    model = build_model({"name": "simple_cnn", "batch_norm": True})
+    table = layer_table(model)
+    assert "800,206" in table and "[1, 32, 28, 28]" in table
+    with pytest.raises(ConfigError, match="model.name"):
+        build_model({"name": "resnet", "batch_norm": False})

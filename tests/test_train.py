@@ -1,0 +1,126 @@
+"""End-to-end training on a real-MNIST subset, composed with Hydra's compose API into tmp_path."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnlab.errors import CheckpointError, ConfigError, DataError
+from cnnlab.models import SimpleCNN
+from cnnlab.runs.checkpoint import load_checkpoint
+from cnnlab.runs.layout import run_dir_for
+from cnnlab.training.runner import train
+
+RUN_FILES = {
+    "checkpoint.pt", "metrics.json", "history.csv", "classification_report.txt", "confusion_matrix.csv",
+    "curves.png", "confusion_matrix.png", "predictions.png", "config.yaml",
+}  # fmt: skip
+TINY = ("debug=smoke", "data.subset=512")
+
+
+def test_smoke_run_writes_a_complete_run_directory(make_cfg, tmp_path):
+    cfg = make_cfg("debug=smoke", "optimizer=momentum", "model.batch_norm=true")
+    result = train(cfg)
+    run_dir = result.run_dir
+    assert run_dir.is_relative_to(tmp_path)
+    assert run_dir.relative_to(tmp_path / "outputs" / "runs").parts[:2] == ("mnist", "momentum-bn")
+    assert run_dir.name == "seed42"
+    assert {p.name for p in run_dir.iterdir()} == RUN_FILES  # last.pt is gone once finished
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "finished"
+    assert metrics["params"]["total"] == 800_206 and metrics["neurons"]["total"] == 31_870
+    assert len(metrics["history"]) == 1 and metrics["history"][0]["images_per_s"] > 0
+    assert 25 < metrics["test"]["accuracy"] <= 100  # chance is 10%; 1 epoch on 2,000 images clears it well
+    assert metrics["summary"] == {**metrics["summary"], "optimizer": "momentum", "batch_norm": True, "subset": 2000}
+    assert set(metrics["versions"]) >= {"torch", "torchvision", "python"}
+
+    history = (run_dir / "history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch,train_loss,val_loss,val_accuracy") and len(history) == 2
+    assert "accuracy" in (run_dir / "classification_report.txt").read_text()
+    matrix = [line.split(",") for line in (run_dir / "confusion_matrix.csv").read_text().splitlines()[1:]]
+    assert sum(int(v) for row in matrix for v in row[1:]) == 10_000
+    for png in ("curves.png", "confusion_matrix.png", "predictions.png"):
+        assert (run_dir / png).read_bytes()[:4] == b"\x89PNG"
+
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    assert state["epoch"] == 1 and state["config"]["optimizer"]["name"] == "momentum"
+    model = SimpleCNN(**{k: v for k, v in state["config"]["model"].items() if k != "name"})
+    model.load_state_dict(state["model"])
+    torch.load(run_dir / "checkpoint.pt", weights_only=True)  # plain data only
+
+
+def test_same_seed_same_metrics_and_other_seed_differs(make_cfg, tmp_path):
+    torch.manual_seed(123)  # what ran before must not matter
+    a = train(make_cfg(*TINY)).metrics
+    b = train(make_cfg(*TINY, "overwrite=true")).metrics
+    c = train(make_cfg(*TINY, "seed=7")).metrics
+    strip = lambda m: [{k: v for k, v in h.items() if k not in ("epoch_time_s", "images_per_s")} for h in m["history"]]  # noqa: E731
+    assert strip(a) == strip(b) and a["test"] == b["test"]
+    assert strip(a) != strip(c)
+
+
+def test_finished_run_is_reused_unless_overwrite(make_cfg):
+    first = train(make_cfg(*TINY))
+    again = train(make_cfg(*TINY))
+    assert again.reused and again.metrics == first.metrics
+    redo = train(make_cfg(*TINY, "overwrite=true"))
+    assert not redo.reused and redo.metrics["started_at"] >= first.metrics["started_at"]
+
+
+def test_different_configs_never_share_a_directory(make_cfg):
+    base = make_cfg()
+    dirs = {
+        run_dir_for(make_cfg(*o))
+        for o in [(), ("optimizer.lr=0.01",), ("optimizer.weight_decay=0.1",), ("model.batch_norm=true",),
+                  ("data.split_seed=1",), ("trainer.precision=bf16",), ("seed=1",), ("data.subset=100",)]
+    }  # fmt: skip
+    assert len(dirs) == 8
+    assert run_dir_for(make_cfg("trainer.progress=false", "trainer.device=cpu")) == run_dir_for(base)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.epochs=0", "trainer.epochs=0 must be a positive integer"),
+        ("trainer.epochs=-2", "trainer.epochs=-2 must be a positive integer"),
+        ("optimizer.lr=0", "optimizer.lr=0 must be a positive number"),
+        ("optimizer.lr=-0.1", "optimizer.lr=-0.1 must be a positive number"),
+        ("data.batch_size=0", "data.batch_size=0 must be a positive integer"),
+        ("trainer.device=tpu", "trainer.device='tpu' is not allowed; choose one of: auto, cpu, cuda"),
+        ("trainer.precision=fp8", "trainer.precision='fp8' is not allowed; choose one of: fp32, bf16"),
+        ("data.subset=50001", r"data.subset=50001 must be between 1 and the training split's size \(50000\)"),
+    ],
+)
+def test_bad_settings_are_rejected_before_anything_is_written(make_cfg, tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message):
+        train(make_cfg("debug=smoke", override))
+    assert not list((tmp_path / "outputs").glob("runs/**/metrics.json"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised on a machine without a GPU")
+def test_cuda_without_a_gpu(make_cfg):
+    with pytest.raises(ConfigError, match="trainer.device=cuda but no CUDA GPU is available"):
+        train(make_cfg("debug=smoke", "trainer.device=cuda"))
+
+
+def test_data_root_problems(make_cfg, tmp_path):
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ConfigError, match="data.root=.*afile is a file"):
+        train(make_cfg("debug=smoke", f"data.root={tmp_path / 'afile'}"))
+    corrupt = tmp_path / "corrupt" / "MNIST" / "raw"
+    corrupt.mkdir(parents=True)
+    for f in Path("data/MNIST/raw").glob("*ubyte"):
+        (corrupt / f.name).write_bytes(f.read_bytes()[:-1] + b"\x00" if "t10k-labels" in f.name else f.read_bytes())
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte has SHA-256"):
+        train(make_cfg("debug=smoke", f"data.root={tmp_path / 'corrupt'}"))
+
+
+def test_run_directory_that_is_a_file(make_cfg):
+    cfg = make_cfg(*TINY)
+    target = run_dir_for(cfg)
+    target.parent.mkdir(parents=True)
+    target.write_text("not a directory")
+    with pytest.raises(CheckpointError, match="is a file"):
+        train(cfg)
