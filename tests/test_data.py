@@ -124,3 +124,4 @@ def test_batches_cover_every_sample_once_in_a_seeded_order():
     assert sorted(order(0).tolist()) == list(range(10))
     assert torch.equal(order(0), order(0)) and not torch.equal(order(0), order(1))
     assert [len(y) for _, y in Batches(split, 4)] == [4, 4, 2]
+
