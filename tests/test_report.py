@@ -110,8 +110,8 @@ def test_tables_hold_exactly_the_runs_with_their_statistics(outputs):
         by_config = {row["report_run"]: row for row in csv.DictReader(fh)}
     assert set(by_config) == {"sgd", "adam"}
     sgd_acc = [metrics(dirs["sgd", s])["test"]["accuracy"] for s in (0, 1)]
-    assert float(by_config["sgd"]["test_accuracy_mean"]) == pytest.approx(statistics.fmean(sgd_acc))
-    assert float(by_config["sgd"]["test_accuracy_std"]) == pytest.approx(statistics.stdev(sgd_acc))
+    assert float(by_config["sgd"]["test_accuracy_mean"]) == pytest.approx(statistics.fmean(sgd_acc), abs=1e-4)
+    assert float(by_config["sgd"]["test_accuracy_std"]) == pytest.approx(statistics.stdev(sgd_acc), abs=1e-4)
     assert by_config["sgd"]["seeds"] == "0 1" and by_config["sgd"]["params"] == "799078"
 
 

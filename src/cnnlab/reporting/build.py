@@ -100,7 +100,7 @@ def _lr_series(
 
 
 def _hardware(runs: Sequence[Run]) -> str:
-    seen = dict.fromkeys(f"{r.metrics.get('device', '?')} ({r.metrics.get('threads', '?')} threads)" for r in runs)
+    seen = dict.fromkeys(f"{r.metrics.get('device', '?')} (torch threads: {r.metrics.get('threads', '?')})" for r in runs)
     torch_versions = sorted({r.metrics.get("versions", {}).get("torch", "?") for r in runs})
     return f"{', '.join(seen)}; torch {', '.join(torch_versions)}" if seen else ""
 
@@ -151,33 +151,48 @@ def _figures(
     return figures
 
 
+def _settings_of(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings that name a configuration, from the resolved config every run records."""
+    if not config:
+        return {}
+    data, opt = config["data"], config["optimizer"]
+    return {
+        "data": data["name"], "optimizer": opt["name"], "lr": opt["lr"], "batch_norm": config["model"]["batch_norm"],
+        "epochs": config["trainer"]["epochs"], "batch_size": data["batch_size"], "subset": data["subset"],
+    }  # fmt: skip
+
+
+def _round(value: float | None, digits: int = 4) -> float | str:
+    return "" if value is None else round(value, digits)
+
+
 def _csv(everything: Mapping[str, ConfigResult], expected: Mapping[str, Expected]) -> str:
     key_of = {e.name: e for e in expected.values()}
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
     for name, r in sorted(everything.items()):
-        s, acc, time = r.summary, r.test_accuracy, r.train_time
+        acc, time = r.test_accuracy, r.train_time
         k = len(r.reached)
         writer.writerow({
             "config": name,
             "report_run": key_of[name].key if name in key_of else "",
             "label": key_of[name].label if name in key_of else "",
-            **{f: s.get(f, "") for f in ("data", "optimizer", "lr", "batch_norm", "epochs", "batch_size", "subset")},
+            **_settings_of(r.config),
             "n_finished": len(r.finished),
             "seeds": " ".join(str(run.seed) for run in r.finished),
-            "test_accuracy_mean": acc.mean if acc else "",
-            "test_accuracy_std": acc.std if acc and acc.std is not None else "",
-            "test_accuracy_min": acc.min if acc else "",
-            "test_accuracy_max": acc.max if acc else "",
-            "test_accuracy_ci_low": acc.ci[0] if acc and acc.ci else "",
-            "test_accuracy_ci_high": acc.ci[1] if acc and acc.ci else "",
-            "final_val_accuracy_mean": r.val_accuracy.mean if r.val_accuracy else "",
-            "train_time_s_mean": time.mean if time else "",
-            "train_time_s_std": time.std if time and time.std is not None else "",
+            "test_accuracy_mean": _round(acc and acc.mean),
+            "test_accuracy_std": _round(acc and acc.std),
+            "test_accuracy_min": _round(acc and acc.min),
+            "test_accuracy_max": _round(acc and acc.max),
+            "test_accuracy_ci_low": _round(acc and acc.ci and acc.ci[0]),
+            "test_accuracy_ci_high": _round(acc and acc.ci and acc.ci[1]),
+            "final_val_accuracy_mean": _round(r.val_accuracy and r.val_accuracy.mean),
+            "train_time_s_mean": _round(time and time.mean),
+            "train_time_s_std": _round(time and time.std),
             "target_reached": f"{k}/{len(r.finished)}" if r.finished else "",
-            "epoch_to_target_mean": sum(e for e, _ in r.reached) / k if k else "",
-            "seconds_to_target_mean": sum(t for _, t in r.reached) / k if k else "",
+            "epoch_to_target_mean": _round(sum(e for e, _ in r.reached) / k if k else None),
+            "seconds_to_target_mean": _round(sum(t for _, t in r.reached) / k if k else None),
             **{status: len(r.with_status(status)) for status in UNFINISHED},
             "params": r.params.get("total", ""),
         })  # fmt: skip

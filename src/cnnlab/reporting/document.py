@@ -130,7 +130,7 @@ def _settings(data: ReportData, keys: Sequence[str]) -> str:
     batches = sorted({c["data"]["batch_size"] for c in configs})
     subsets = sorted({c["data"]["subset"] or "all" for c in configs}, key=str)
     join = lambda values: "/".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)  # noqa: E731
-    return f"lr {join(lrs)}, untuned; {join(epochs)} epochs, batch {join(batches)}, training images {join(subsets)}"
+    return f"lr {join(lrs)}, untuned; epochs {join(epochs)}, batch {join(batches)}, training images {join(subsets)}"
 
 
 def header(data: ReportData) -> list[str]:
@@ -182,7 +182,7 @@ def best_configuration(data: ReportData) -> list[str]:
     result = data.results[key]
     return lines + [
         f"**{data.expected[key].label}** (`{result.name}`) has the highest mean final validation accuracy: "
-        f"{spread(result.val_accuracy)}% over {result.val_accuracy.n} seeds. Test accuracy is never used to choose. "
+        f"{spread(result.val_accuracy)}% (n = {result.val_accuracy.n}). Test accuracy is never used to choose. "
         f"Its seed {run.seed} checkpoint (validation accuracy {run.metrics['final_val_accuracy']:.2f}%) is copied to "
         f"`best_model.pt` (load with `torch.load(path, weights_only=True)`).",
         "",

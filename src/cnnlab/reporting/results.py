@@ -22,10 +22,6 @@ class ConfigResult:
     target: float
 
     @property
-    def summary(self) -> dict[str, Any]:
-        return next((r.metrics["summary"] for r in self.runs if "summary" in r.metrics), {})
-
-    @property
     def config(self) -> dict[str, Any]:
         return next((r.metrics["config"] for r in self.runs if "config" in r.metrics), {})
 
