@@ -161,6 +161,7 @@ def test_diverged_and_failed_runs_are_listed_not_averaged(outputs):
     fabricate(dirs["adam", 0], dirs["adam", 0].parent / "seed2", seed=2, status="diverged", test=None, diverged_at_epoch=1)
     sgd_bn = run_dir_for(to_plain(train_cfg(out, "+experiment/report=sgd_bn", "seed=0")))
     fabricate(dirs["sgd", 0], sgd_bn, status="failed", test=None, error="RuntimeError: out of memory")
+    (fabricate(dirs["sgd", 0], dirs["sgd", 0].parent / "seed2", seed=2) / "checkpoint.pt").unlink()
     text = build_report(report_cfg(out)).markdown.read_text()
 
     adam = table(text, "Table 1")[1]
@@ -169,6 +170,7 @@ def test_diverged_and_failed_runs_are_listed_not_averaged(outputs):
     assert table(text, "Table 2")[1]["test accuracy % (mean ± std, min–max)"] == "failed"
     assert "- Adam, seed 2: **diverged** (at epoch 1)" in text
     assert "- SGD + batch norm, seed 0: **failed** (RuntimeError: out of memory)" in text
+    assert "- SGD, seed 2: **failed** (finished but lacks checkpoint.pt)" in text and table(text, "Table 1")[0]["n"] == "2 (+1 failed)"
 
 
 def test_lr_sensitivity_appears_when_other_learning_rates_exist(outputs):

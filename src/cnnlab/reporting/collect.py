@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnlab.runs.layout import METRICS
+from cnnlab.runs.layout import CHECKPOINT, METRICS
 from cnnlab.runs.status import read_metrics
+
+FINISHED_KEYS = ("test", "final_val_accuracy", "train_time_s", "history", "config")
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,12 @@ def collect_runs(runs_dir: str | Path) -> dict[str, list[Run]]:
     runs_dir = Path(runs_dir)
     groups: dict[str, list[Run]] = {}
     for path in sorted(runs_dir.rglob(METRICS)) if runs_dir.is_dir() else []:
-        run = Run(path.parent, read_metrics(path.parent))
+        metrics = read_metrics(path.parent)
+        if metrics.get("status") == "finished":
+            lacking = [k for k in FINISHED_KEYS if k not in metrics] + [CHECKPOINT] * (not (path.parent / CHECKPOINT).is_file())
+            if lacking:
+                metrics = {**metrics, "status": "failed", "error": f"finished but lacks {', '.join(lacking)}"}
+        run = Run(path.parent, metrics)
         groups.setdefault(path.parent.parent.relative_to(runs_dir).as_posix(), []).append(run)
     for runs in groups.values():
         runs.sort(key=lambda r: (r.seed is None, r.seed or 0))

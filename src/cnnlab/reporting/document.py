@@ -171,6 +171,8 @@ def optimizer_table(data: ReportData) -> list[str]:
 
 def batch_norm_table(data: ReportData) -> list[str]:
     keys = data.tables["batch_norm"]
+    if not keys:
+        return []
     return [f"## Table 2: batch norm ({_settings(data, keys)})", "", *_rows(data, BATCH_NORM_COLUMNS, keys)]
 
 
