@@ -8,5 +8,8 @@ bash scripts/setup.sh
 SEEDS=${SEEDS:-42}
 .venv/bin/cnnlab-train experiment=report "seed=$SEEDS" trainer.progress=false "$@"
 echo "runs are under outputs/runs/"
-.venv/bin/cnnlab-report "seeds=[$SEEDS]"
+# the report expects the runs that these arguments trained (e.g. debug=smoke for a quick end-to-end check)
+train_overrides=""
+for arg in "$@"; do [[ $arg == -* ]] || train_overrides+="'$arg',"; done
+.venv/bin/cnnlab-report "seeds=[$SEEDS]" "train_overrides=[${train_overrides%,}]"
 echo "the report is outputs/report/REPORT.md (and outputs/report/report.html for a browser)"
