@@ -138,7 +138,7 @@ def test_html_is_self_contained_and_embeds_every_figure(outputs):
     }  # fmt: skip
     embedded = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([^"]+)"', page)
     assert [base64.b64decode(e) for e in embedded] == [(result.report_dir / link).read_bytes() for link in links]
-    assert "figures/" not in page and "<table>" in page
+    assert "figures/" not in page and "<table>" in page and '<h2 id="runs-not-in-the-tables">' in page
     assert (result.report_dir / links[2]).read_bytes() == (out / "runs").joinpath(
         next(p for p in (out / "runs").rglob("confusion_matrix.png") if "/sgd/" in p.as_posix() and p.parent.name == "seed0")
     ).read_bytes()

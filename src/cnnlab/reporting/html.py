@@ -44,8 +44,9 @@ class _EmbedImagesExtension(Extension):
 
 
 def render_html(text: str, base_dir: Path, title: str) -> str:
-    """`text` is Markdown whose image links are relative to `base_dir`; every image ends up inside the page."""
-    body = markdown.markdown(text, extensions=["tables", "fenced_code", _EmbedImagesExtension(base_dir)])
+    """`text` is Markdown whose image links are relative to `base_dir`; every image ends up inside the page, and
+    headings get the ids that in-page links use."""
+    body = markdown.markdown(text, extensions=["tables", "fenced_code", "toc", _EmbedImagesExtension(base_dir)])
     return (
         f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
         f"<style>{STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
