@@ -72,3 +72,21 @@ def confusion_heatmap(matrix: np.ndarray, classes: Sequence[str], title: str = "
     ax.set(xlabel="predicted", ylabel="true", title=title)
     fig.tight_layout()
     return fig
+
+
+def lr_sensitivity(
+    series: Mapping[str, Sequence[tuple[float, float, float | None]]], marked_lr: float | None = None, title: str | None = None
+) -> Figure:
+    """Test accuracy against learning rate (log axis): one line per optimizer of (lr, mean, std) points, std as error bars."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for i, (label, points) in enumerate(series.items()):
+        lrs, means, stds = zip(*sorted(points))
+        ax.errorbar(lrs, means, yerr=[s or 0.0 for s in stds], marker="o", capsize=3, color=f"C{i % 10}", label=label)
+    if marked_lr is not None:
+        ax.axvline(marked_lr, color="gray", ls=":", label=f"lr {marked_lr:g}")
+    ax.set_xscale("log")
+    ax.set(xlabel="learning rate", ylabel="test accuracy (%)", title=title or "learning-rate sensitivity (mean ± std over seeds)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

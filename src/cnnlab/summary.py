@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import hydra
 from omegaconf import DictConfig
 
@@ -10,10 +13,10 @@ from cnnlab.errors import run_cli
 from cnnlab.models import build_model, count_neurons, count_parameters, layer_table
 
 
-def summarize(model_cfg: DictConfig, image_shape: tuple[int, int, int]) -> str:
+def summarize(model_cfg: Mapping[str, Any], image_shape: tuple[int, int, int]) -> str:
     model = build_model(model_cfg)
     params, neurons = count_parameters(model), count_neurons(model, image_shape)
-    title = f"simple_cnn, batch_norm={model_cfg.batch_norm}"
+    title = f"simple_cnn, batch_norm={model_cfg['batch_norm']}"
     return "\n".join(
         [
             title,

@@ -1,0 +1,262 @@
+"""`build_report(cfg)`: what `cnnlab-report` calls. Reads metrics.json files, never retrains, and writes the report
+directory; every file is written atomically, so an interrupted report leaves the previous complete one."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from cnnlab.atomic import write_text
+from cnnlab.checks import positive_float
+from cnnlab.config import to_plain
+from cnnlab.data import get_spec
+from cnnlab.errors import ConfigError
+from cnnlab.models import build_model, count_neurons, count_parameters
+from cnnlab.plotting import lr_sensitivity, training_curves
+from cnnlab.reporting.collect import Run, collect_runs
+from cnnlab.reporting.document import ModelInfo, ReportData, render_markdown
+from cnnlab.reporting.expected import Expected, expected_runs
+from cnnlab.reporting.figures import cached_figure, copy_if_changed
+from cnnlab.reporting.html import render_html
+from cnnlab.reporting.results import ConfigResult, summarize_config
+from cnnlab.reporting.stats import spread
+from cnnlab.runs.layout import CHECKPOINT, identity
+from cnnlab.summary import summarize
+
+TABLES = ("optimizers", "batch_norm")
+UNFINISHED = ("failed", "running", "diverged")
+BEST_MODEL = "best_model.pt"
+CSV_FIELDS = (
+    "config", "report_run", "label", "data", "optimizer", "lr", "batch_norm", "epochs", "batch_size", "subset",
+    "n_finished", "seeds", "test_accuracy_mean", "test_accuracy_std", "test_accuracy_min", "test_accuracy_max",
+    "test_accuracy_ci_low", "test_accuracy_ci_high", "final_val_accuracy_mean", "train_time_s_mean", "train_time_s_std",
+    "target_reached", "epoch_to_target_mean", "seconds_to_target_mean", "diverged", "failed", "running", "params",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    report_dir: Path
+    markdown: Path
+    html: Path
+    csv: Path
+    best_model: Path | None
+    best_label: str | None
+    missing: list[tuple[Expected, list[int]]]
+    unfinished: list[tuple[Expected, Run]]
+
+    def lines(self) -> list[str]:
+        n_missing = sum(len(seeds) for _, seeds in self.missing)
+        out = [f"report: {self.markdown}", f"html:   {self.html}", f"csv:    {self.csv}"]
+        out.append(f"best:   {self.best_label} -> {self.best_model}" if self.best_model else "best:   none (no finished run)")
+        if n_missing or self.unfinished:
+            out.append(f"{n_missing} expected runs missing, {len(self.unfinished)} unfinished; commands are in the report")
+        return out
+
+
+def _settings(cfg: DictConfig) -> tuple[list[int], float, float, dict[str, list[str]]]:
+    seeds = list(cfg.seeds) if not isinstance(cfg.seeds, int | str) else [cfg.seeds]
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        raise ConfigError(f"seeds={seeds!r} must be a non-empty list of integers >= 0, e.g. seeds=[0,1,2]")
+    target = positive_float("target_accuracy", cfg.target_accuracy)
+    if target > 100:
+        raise ConfigError(f"target_accuracy={target!r} must be a percentage in (0, 100]")
+    confidence = positive_float("confidence", cfg.confidence)
+    if confidence >= 1:
+        raise ConfigError(f"confidence={confidence!r} must be between 0 and 1 (exclusive), e.g. 0.95")
+    tables = {name: list(cfg.tables.get(name) or []) for name in TABLES}
+    if not tables["optimizers"]:
+        raise ConfigError("tables.optimizers must name at least one run of `runs`")
+    for entry in cfg.get("analyses") or []:
+        if entry.get("run") not in cfg.runs:
+            raise ConfigError(f"analyses entry {to_plain(entry)} names run {entry.get('run')!r}; defined: {', '.join(cfg.runs)}")
+    return sorted(set(seeds)), target, confidence, tables
+
+
+def _without_lr(config: Mapping[str, Any]) -> dict[str, Any]:
+    ident = identity(config)
+    ident["optimizer"] = {k: v for k, v in (ident["optimizer"] or {}).items() if k != "lr"}
+    return ident
+
+
+def _lr_series(
+    expected: Mapping[str, Expected], keys: Sequence[str], everything: Mapping[str, ConfigResult]
+) -> dict[str, dict[float, ConfigResult]]:
+    """Per optimizer of Table 1, every configuration found that differs from it only in the learning rate."""
+    series = {}
+    for key in keys:
+        wanted = _without_lr(expected[key].config)
+        found = {r.config["optimizer"]["lr"]: r for r in everything.values() if r.config and _without_lr(r.config) == wanted}
+        if len(found) > 1:
+            series[expected[key].label] = found
+    return series
+
+
+def _hardware(runs: Sequence[Run]) -> str:
+    seen = dict.fromkeys(f"{r.metrics.get('device', '?')} (torch threads: {r.metrics.get('threads', '?')})" for r in runs)
+    torch_versions = sorted({r.metrics.get("versions", {}).get("torch", "?") for r in runs})
+    return f"{', '.join(seen)}; torch {', '.join(torch_versions)}" if seen else ""
+
+
+def _models(expected: Mapping[str, Expected]) -> list[ModelInfo]:
+    by_bn = {e.config["model"]["batch_norm"]: e.config for e in expected.values()}
+    infos = []
+    for bn, config in sorted(by_bn.items()):
+        shape = get_spec(config["data"]["name"]).image_shape
+        model = build_model(config["model"])
+        infos.append(ModelInfo(bn, count_parameters(model)["total"], count_neurons(model, shape), summarize(config["model"], shape)))
+    return infos
+
+
+def _figures(
+    report_dir: Path,
+    expected: Mapping[str, Expected],
+    tables: Mapping[str, list[str]],
+    shown: Mapping[str, Run],
+    series: Mapping[str, Mapping[float, ConfigResult]],
+    report_lr: float,
+) -> dict[str, Path]:
+    figures: dict[str, Path] = {}
+    fig_dir = report_dir / "figures"
+
+    def add(name: str, path: Path) -> None:
+        figures[name] = path.relative_to(report_dir)
+
+    for name, keys in tables.items():
+        histories = {f"{expected[k].label} (seed {shown[k].seed})": shown[k].metrics["history"] for k in keys if k in shown}
+        if histories:
+            title = "optimizers without batch norm" if name == "optimizers" else "with and without batch norm"
+            path = fig_dir / f"curves_{name}.png"
+            add(f"curves_{name}", cached_figure(path, histories, lambda h=histories, t=title: training_curves(h, title=t)))
+    for key, run in shown.items():
+        source = run.run_dir / "confusion_matrix.png"
+        if source.is_file():
+            add(f"confusion_{key}", copy_if_changed(source, fig_dir / f"confusion_{key}_seed{run.seed}.png"))
+    if series:
+        points = {
+            label: [(lr, r.test_accuracy.mean, r.test_accuracy.std) for lr, r in found.items() if r.test_accuracy]
+            for label, found in series.items()
+        }
+        points = {label: p for label, p in points.items() if p}
+        if points:
+            path = fig_dir / "lr_sensitivity.png"
+            add("lr_sensitivity", cached_figure(path, points, lambda: lr_sensitivity(points, marked_lr=report_lr)))
+    return figures
+
+
+def _settings_of(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings that name a configuration, from the resolved config every run records."""
+    if not config:
+        return {}
+    data, opt = config["data"], config["optimizer"]
+    return {
+        "data": data["name"], "optimizer": opt["name"], "lr": opt["lr"], "batch_norm": config["model"]["batch_norm"],
+        "epochs": config["trainer"]["epochs"], "batch_size": data["batch_size"], "subset": data["subset"],
+    }  # fmt: skip
+
+
+def _round(value: float | None, digits: int = 4) -> float | str:
+    return "" if value is None else round(value, digits)
+
+
+def _csv(everything: Mapping[str, ConfigResult], expected: Mapping[str, Expected]) -> str:
+    key_of = {e.name: e for e in expected.values()}
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for name, r in sorted(everything.items()):
+        acc, time = r.test_accuracy, r.train_time
+        k = len(r.reached)
+        writer.writerow({
+            "config": name,
+            "report_run": key_of[name].key if name in key_of else "",
+            "label": key_of[name].label if name in key_of else "",
+            **_settings_of(r.config),
+            "n_finished": len(r.finished),
+            "seeds": " ".join(str(run.seed) for run in r.finished),
+            "test_accuracy_mean": _round(acc and acc.mean),
+            "test_accuracy_std": _round(acc and acc.std),
+            "test_accuracy_min": _round(acc and acc.min),
+            "test_accuracy_max": _round(acc and acc.max),
+            "test_accuracy_ci_low": _round(acc and acc.ci and acc.ci[0]),
+            "test_accuracy_ci_high": _round(acc and acc.ci and acc.ci[1]),
+            "final_val_accuracy_mean": _round(r.val_accuracy and r.val_accuracy.mean),
+            "train_time_s_mean": _round(time and time.mean),
+            "train_time_s_std": _round(time and time.std),
+            "target_reached": f"{k}/{len(r.finished)}" if r.finished else "",
+            "epoch_to_target_mean": _round(sum(e for e, _ in r.reached) / k if k else None),
+            "seconds_to_target_mean": _round(sum(t for _, t in r.reached) / k if k else None),
+            **{status: len(r.with_status(status)) for status in UNFINISHED},
+            "params": r.params.get("total", ""),
+        })  # fmt: skip
+    return buffer.getvalue()
+
+
+def build_report(cfg: DictConfig) -> ReportResult:
+    seeds, target, confidence, tables = _settings(cfg)
+    runs_dir, report_dir = Path(cfg.paths.runs_dir), Path(cfg.paths.report_dir)
+    runs_cfg = to_plain(cfg.runs)
+    expected = expected_runs(runs_cfg, tables["optimizers"] + tables["batch_norm"], list(cfg.train_overrides), runs_dir)
+
+    everything = {name: summarize_config(name, runs, target, confidence) for name, runs in collect_runs(runs_dir).items()}
+    results = {key: everything.get(e.name) or summarize_config(e.name, [], target, confidence) for key, e in expected.items()}
+    missing, unfinished = [], []
+    for key, e in expected.items():
+        present = {r.seed for r in results[key].runs}
+        if absent := [s for s in seeds if s not in present]:
+            missing.append((e, absent))
+        unfinished += [(e, r) for r in results[key].runs if r.status in UNFINISHED]
+    shown = {key: run for key, r in results.items() if (run := r.shown(seeds)) is not None}
+
+    candidates = [(key, r) for key, r in results.items() if r.val_accuracy is not None]
+    best = None
+    best_model = report_dir / BEST_MODEL
+    if candidates:
+        key, r = max(candidates, key=lambda kr: kr[1].val_accuracy.mean)
+        best = (key, r.best_seed_run)
+        copy_if_changed(best[1].run_dir / CHECKPOINT, best_model)
+    else:
+        best_model.unlink(missing_ok=True)
+
+    series = _lr_series(expected, tables["optimizers"], everything)
+    report_lr = expected[tables["optimizers"][0]].config["optimizer"]["lr"]
+    lr_table = {
+        label: {lr: spread(r.test_accuracy) if r.test_accuracy else " / ".join(sorted({x.status for x in r.runs})) for lr, r in found.items()}
+        for label, found in series.items()
+    }
+    data = ReportData(
+        generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        runs_dir=runs_dir,
+        seeds=seeds,
+        target=target,
+        confidence=confidence,
+        tables=tables,
+        expected=expected,
+        results=results,
+        published_runs={key: dict(value.get("published") or {}) for key, value in runs_cfg.items()},
+        published_counts=dict(to_plain(cfg.published).get("counts") or {}),
+        published_note=str(cfg.published.get("note") or ""),
+        figures=_figures(report_dir, expected, tables, shown, series, report_lr),
+        shown=shown,
+        best=best,
+        missing=missing,
+        unfinished=unfinished,
+        models=_models(expected),
+        lr_table=lr_table,
+        hardware=_hardware([run for r in results.values() for run in r.finished]),
+    )
+    text = render_markdown(data)
+    markdown_path = write_text(report_dir / "REPORT.md", text)
+    html_path = write_text(report_dir / "report.html", render_html(text, report_dir, "CNN on MNIST: the report, reproduced"))
+    csv_path = write_text(report_dir / "results.csv", _csv(everything, expected))
+    return ReportResult(
+        report_dir, markdown_path, html_path, csv_path, best_model if best else None,
+        f"{expected[best[0]].label} seed {best[1].seed}" if best else None, missing, unfinished,
+    )  # fmt: skip

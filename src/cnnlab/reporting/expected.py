@@ -1,0 +1,79 @@
+"""The runs the report expects: each is a file in conf/experiment/report/, composed exactly as `cnnlab-train` would
+compose it, so its run-directory name (and hash) is the one training writes to."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
+from cnnlab.config import CONF_DIR, to_plain
+from cnnlab.errors import ConfigError
+from cnnlab.runs.layout import config_name
+
+EXPERIMENT_GROUP = "experiment/report"
+
+
+@dataclass(frozen=True)
+class Expected:
+    """One configuration of the report: its key (experiment file), label, resolved train config and directory name."""
+
+    key: str
+    label: str
+    config: dict[str, Any]
+    name: str
+    train_args: tuple[str, ...]  # what `cnnlab-train` needs besides the seed: this run's experiment file first
+
+    def command(self, seeds: Sequence[int], experiment: str | None = None) -> str:
+        """The `cnnlab-train` command for these seeds; `experiment` (e.g. experiment=report) replaces this run's own."""
+        seed_arg = f"seed={','.join(map(str, seeds))}"
+        multirun = ("-m",) if len(seeds) > 1 and experiment is None else ()
+        args = (experiment, *self.train_args[1:]) if experiment else self.train_args
+        return shlex.join(("cnnlab-train", *multirun, *args, seed_arg))
+
+
+@contextmanager
+def _train_configs() -> Iterator[None]:
+    """Compose against conf/: inside a Hydra app its search path is already set up, elsewhere set it up here."""
+    if GlobalHydra.instance().is_initialized():
+        yield
+    else:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            yield
+
+
+def _compose(overrides: Sequence[str], setting: str) -> dict[str, Any]:
+    try:
+        return to_plain(compose("train", overrides=list(overrides)))
+    except (HydraException, OmegaConfBaseException) as err:
+        first = str(err).strip().splitlines()[0]
+        raise ConfigError(f"{setting} does not compose with the train config: {first}") from None
+
+
+def expected_runs(
+    runs: Mapping[str, Mapping[str, Any]], keys: Sequence[str], train_overrides: Sequence[str], runs_dir: str | Path
+) -> dict[str, Expected]:
+    """Compose `train` with `+experiment/report=<key>` and `train_overrides` for each key, in order."""
+    available = sorted(p.stem for p in (CONF_DIR / EXPERIMENT_GROUP).glob("*.yaml"))
+    for key in keys:
+        if key not in runs:
+            raise ConfigError(f"tables name run {key!r}, which `runs` does not define; defined: {', '.join(runs)}")
+        if key not in available:
+            raise ConfigError(f"runs.{key} has no conf/{EXPERIMENT_GROUP}/{key}.yaml; available: {', '.join(available)}")
+    out = {}
+    with _train_configs():
+        default_runs_dir = Path(_compose([], "conf/train.yaml")["paths"]["runs_dir"])
+        where = () if Path(runs_dir) == default_runs_dir else (f"paths.runs_dir={runs_dir}",)
+        for key in dict.fromkeys(keys):
+            args = (f"+{EXPERIMENT_GROUP}={key}", *train_overrides)
+            plain = _compose(args, f"train_overrides={list(train_overrides)}")
+            out[key] = Expected(key, str(runs[key].get("label", key)), plain, config_name(plain), (*args, *where))
+    return out

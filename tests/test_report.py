@@ -1,0 +1,221 @@
+"""The report over tiny real runs (two optimizers x two seeds, 1 epoch on 256 images), checked against numbers
+computed here from the runs' own metrics.json files."""
+
+import base64
+import csv
+import json
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from cnnlab.config import CONF_DIR, to_plain
+from cnnlab.reporting import build_report
+from cnnlab.runs.layout import run_dir_for
+from cnnlab.training.runner import train
+
+TINY = ["debug=smoke", "data.subset=256", "data.val_size=1000"]
+TRAIN_OVERRIDES = "train_overrides=[" + ",".join(f"'{o}'" for o in TINY) + "]"
+T_975_DF1 = 12.7062047  # Student t, 97.5th percentile, 1 degree of freedom (from tables)
+
+
+def compose_cfg(name, overrides):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(name, overrides=overrides)
+
+
+def report_cfg(output_dir, *extra):
+    return compose_cfg("report", [
+        f"paths.output_dir={output_dir}", "seeds=[0,1,2]", TRAIN_OVERRIDES,
+        "tables.optimizers=[sgd,adam]", "tables.batch_norm=[sgd,sgd_bn]", "target_accuracy=40", *extra,
+    ])  # fmt: skip
+
+
+def train_cfg(output_dir, *extra):
+    return compose_cfg("train", [f"paths.output_dir={output_dir}", *TINY, *extra])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """{(optimizer, seed): run_dir} for sgd and adam, seeds 0 and 1; the output dir is shared read-only."""
+    out = tmp_path_factory.mktemp("report_runs") / "outputs"
+    return out, {
+        (opt, seed): train(train_cfg(out, f"+experiment/report={opt}", f"seed={seed}", "trainer.progress=false")).run_dir
+        for opt in ("sgd", "adam")
+        for seed in (0, 1)
+    }
+
+
+@pytest.fixture
+def outputs(runs, tmp_path):
+    """A private copy of the runs, so a test can add or fabricate runs without touching the others."""
+    src, dirs = runs
+    dst = tmp_path / "outputs"
+    shutil.copytree(src / "runs", dst / "runs")
+    return dst, {key: dst / d.relative_to(src) for key, d in dirs.items()}
+
+
+def metrics(run_dir):
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def table(text, title):
+    """Rows of the Markdown table under the heading that starts with `title`, as lists of cells."""
+    section = text.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    return [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines[2:]]
+
+
+def fabricate(source, dest, **changes):
+    """A run directory copied from `source` with some metrics.json entries changed (None deletes one)."""
+    shutil.copytree(source, dest)
+    m = {**metrics(source), **changes}
+    (dest / "metrics.json").write_text(json.dumps({k: v for k, v in m.items() if v is not None}))
+    return dest
+
+
+def test_tables_hold_exactly_the_runs_with_their_statistics(outputs):
+    out, dirs = outputs
+    result = build_report(report_cfg(out))
+    text = result.markdown.read_text()
+
+    rows = table(text, "Table 1")
+    assert [r["run"] for r in rows] == ["SGD", "Adam"]
+    for row, opt in zip(rows, ("sgd", "adam")):
+        acc = [metrics(dirs[opt, s])["test"]["accuracy"] for s in (0, 1)]
+        mean, std = statistics.fmean(acc), statistics.stdev(acc)
+        assert row["n"] == "2"
+        assert row["test accuracy % (mean ± std, min–max)"] == f"{mean:.2f} ± {std:.2f} ({min(acc):.2f}–{max(acc):.2f})"
+        half = T_975_DF1 * std / 2**0.5
+        assert row["95% interval"] == f"[{mean - half:.2f}, {mean + half:.2f}]"
+        published = {"sgd": 81.11, "adam": 99.03}[opt]
+        assert row["published %"] == f"{published:.2f} ({'inside' if abs(published - mean) <= half else '**outside**'})"
+        # 1 epoch each: the target is reached at epoch 1 after that epoch's seconds, or not at all
+        reached = [m["history"][0]["epoch_time_s"] for m in (metrics(dirs[opt, s]) for s in (0, 1)) if m["history"][0]["val_accuracy"] >= 40]
+        epoch_text = "epoch 1" if len(reached) == 1 else "epoch 1.0"
+        expected_cell = f"{epoch_text}, {statistics.fmean(reached):.1f} s ({len(reached)}/2 seeds)" if reached else "not reached"
+        assert row["time to target"] == expected_cell
+
+    assert [r["run"] for r in table(text, "Table 2")] == ["SGD", "SGD + batch norm"]
+    assert table(text, "Table 2")[1]["test accuracy % (mean ± std, min–max)"] == "missing"
+
+    with result.csv.open() as fh:
+        by_config = {row["report_run"]: row for row in csv.DictReader(fh)}
+    assert set(by_config) == {"sgd", "adam"}
+    sgd_acc = [metrics(dirs["sgd", s])["test"]["accuracy"] for s in (0, 1)]
+    assert float(by_config["sgd"]["test_accuracy_mean"]) == pytest.approx(statistics.fmean(sgd_acc), abs=1e-4)
+    assert float(by_config["sgd"]["test_accuracy_std"]) == pytest.approx(statistics.stdev(sgd_acc), abs=1e-4)
+    assert by_config["sgd"]["seeds"] == "0 1" and by_config["sgd"]["params"] == "799078"
+
+
+def test_missing_runs_are_listed_with_commands_that_train_them(outputs):
+    out, dirs = outputs
+    text = build_report(report_cfg(out)).markdown.read_text()
+    listed = dict(re.findall(r"^- (.+?): `(cnnlab-train .+)`$", text, flags=re.M))
+    assert set(listed) == {"SGD, seed 2", "Adam, seed 2", "SGD + batch norm, seeds 0, 1, 2"}
+    # the listed command trains into the directory beside the seeds that exist
+    args = [a for a in shlex.split(listed["SGD, seed 2"])[1:]]
+    assert args[-1] == "seed=2"
+    assert run_dir_for(to_plain(compose_cfg("train", args))) == dirs["sgd", 0].parent / "seed2"
+    assert shlex.split(listed["SGD + batch norm, seeds 0, 1, 2"])[1:3] == ["-m", "+experiment/report=sgd_bn"]
+    assert "**Incomplete:** 5 expected runs are missing" in text
+
+
+def test_html_is_self_contained_and_embeds_every_figure(outputs):
+    out, _ = outputs
+    result = build_report(report_cfg(out))
+    text, page = result.markdown.read_text(), result.html.read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert {Path(link).name for link in links} == {
+        "curves_optimizers.png", "curves_batch_norm.png", "confusion_sgd_seed0.png", "confusion_adam_seed0.png",
+    }  # fmt: skip
+    embedded = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([^"]+)"', page)
+    assert [base64.b64decode(e) for e in embedded] == [(result.report_dir / link).read_bytes() for link in links]
+    assert "figures/" not in page and "<table>" in page and '<h2 id="runs-not-in-the-tables">' in page
+    assert (result.report_dir / links[2]).read_bytes() == (out / "runs").joinpath(
+        next(p for p in (out / "runs").rglob("confusion_matrix.png") if "/sgd/" in p.as_posix() and p.parent.name == "seed0")
+    ).read_bytes()
+
+
+def test_best_model_is_chosen_by_validation_accuracy_not_test_accuracy(outputs):
+    out, dirs = outputs
+    # SGD gets the best validation accuracy but the worst test accuracy, seed 1 being its best seed
+    for seed, val in ((0, 99.0), (1, 99.5)):
+        m = metrics(dirs["sgd", seed])
+        (dirs["sgd", seed] / "metrics.json").write_text(json.dumps({**m, "final_val_accuracy": val, "test": {**m["test"], "accuracy": 1.0}}))
+    result = build_report(report_cfg(out))
+    assert (result.report_dir / "best_model.pt").read_bytes() == (dirs["sgd", 1] / "checkpoint.pt").read_bytes()
+    assert result.best_label == "SGD seed 1"
+    assert "**SGD** (`" in result.markdown.read_text().split("## Best configuration")[1]
+
+
+def test_diverged_and_failed_runs_are_listed_not_averaged(outputs):
+    out, dirs = outputs
+    fabricate(dirs["adam", 0], dirs["adam", 0].parent / "seed2", seed=2, status="diverged", test=None, diverged_at_epoch=1)
+    sgd_bn = run_dir_for(to_plain(train_cfg(out, "+experiment/report=sgd_bn", "seed=0")))
+    fabricate(dirs["sgd", 0], sgd_bn, status="failed", test=None, error="RuntimeError: out of memory")
+    (fabricate(dirs["sgd", 0], dirs["sgd", 0].parent / "seed2", seed=2) / "checkpoint.pt").unlink()
+    text = build_report(report_cfg(out)).markdown.read_text()
+
+    adam = table(text, "Table 1")[1]
+    acc = [metrics(dirs["adam", s])["test"]["accuracy"] for s in (0, 1)]
+    assert adam["n"] == "2 (+1 diverged)" and adam["test accuracy % (mean ± std, min–max)"].startswith(f"{statistics.fmean(acc):.2f} ±")
+    assert table(text, "Table 2")[1]["test accuracy % (mean ± std, min–max)"] == "failed"
+    assert "- Adam, seed 2: **diverged** (at epoch 1)" in text
+    assert "- SGD + batch norm, seed 0: **failed** (RuntimeError: out of memory)" in text
+    assert "- SGD, seed 2: **failed** (finished but lacks checkpoint.pt)" in text and table(text, "Table 1")[0]["n"] == "2 (+1 failed)"
+
+
+def test_lr_sensitivity_appears_when_other_learning_rates_exist(outputs):
+    out, dirs = outputs
+    assert "Learning-rate sensitivity" not in build_report(report_cfg(out)).markdown.read_text()
+    for opt, acc in (("sgd", 55.5), ("adam", 66.6)):
+        cfg = to_plain(train_cfg(out, f"+experiment/report={opt}", "optimizer.lr=0.01", "seed=0"))
+        m = metrics(dirs[opt, 0])
+        fabricate(dirs[opt, 0], run_dir_for(cfg), config=cfg, test={**m["test"], "accuracy": acc})
+    result = build_report(report_cfg(out))
+    rows = table(result.markdown.read_text(), "Learning-rate sensitivity")
+    assert [(r["optimizer"], r["lr 0.01"]) for r in rows] == [("SGD", "55.50"), ("Adam", "66.60")]
+    assert (result.report_dir / "figures" / "lr_sensitivity.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rerunning_without_new_runs_rebuilds_no_figure(outputs):
+    out, _ = outputs
+    first = build_report(report_cfg(out))
+    figures = {p: p.stat().st_mtime_ns for p in (first.report_dir / "figures").glob("*.png")}
+    second = build_report(report_cfg(out))
+    assert {p: p.stat().st_mtime_ns for p in figures} == figures
+    strip = lambda text: text.split("\n", 3)[3]  # noqa: E731 (the generated-at line differs)
+    assert strip(second.markdown.read_text()) == strip(first.markdown.read_text())
+
+
+def test_lr_sweep_is_five_log_spaced_rates_per_optimizer():
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        params = compose("train", overrides=["experiment=lr_sweep"], return_hydra_config=True).hydra.sweeper.params
+    lrs = [float(v) for v in params["optimizer.lr"].split(",")]
+    assert len(lrs) == 5 and lrs[0] == 1e-4 and lrs[-1] == 0.1
+    assert [b / a for a, b in zip(lrs, lrs[1:])] == pytest.approx([10**0.75] * 4, rel=0.01)
+    assert params["+experiment/report"].split(",") == ["sgd", "momentum", "rmsprop", "adam"]
+
+
+def cnnlab_report(*args):
+    return subprocess.run([sys.executable, "-m", "cnnlab.report", *args], capture_output=True, text=True)
+
+
+def test_cli_writes_the_report_and_rejects_bad_seeds(outputs):
+    out, _ = outputs
+    proc = cnnlab_report(f"paths.output_dir={out}", "tables.optimizers=[sgd,adam]", TRAIN_OVERRIDES)
+    assert proc.returncode == 0, proc.stderr
+    assert f"report: {out / 'report' / 'REPORT.md'}" in proc.stdout
+    assert (out / "report" / "report.html").is_file() and (out / "report" / "best_model.pt").is_file()
+    bad = cnnlab_report(f"paths.output_dir={out}", "seeds=[-1]")
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "cnnlab-report: error: seeds=[-1] must be a non-empty list of integers >= 0, e.g. seeds=[0,1,2]"
+    )
