@@ -12,36 +12,78 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import ScalarFormatter  # noqa: E402
 
 
 def image_grid(
-    images: np.ndarray,
+    images: np.ndarray | Sequence[np.ndarray],
     titles: Sequence[str] | None = None,
     ncols: int = 8,
-    cmap: str = "gray",
+    cmap: str | Sequence[str] = "gray",
     shared_scale: bool = False,
     colorbar: bool = False,
     cell: float = 1.4,
     suptitle: str | None = None,
+    value_range: tuple[float, float] | None = None,
+    panel_colorbars: bool | Sequence[bool] = False,
+    lead: np.ndarray | None = None,
+    lead_title: str | None = None,
 ) -> Figure:
-    """A grid of 2-D images [N, H, W]. `shared_scale` puts all panels on one colour scale (with an optional colorbar)."""
-    images = np.asarray(images)
-    n = len(images)
+    """A grid of 2-D images (an [N, H, W] array, or a list whose panels may differ in size).
+
+    `shared_scale` puts all panels on one colour scale (the data's range, or `value_range` when given) with an optional
+    shared `colorbar`; `cmap` and `panel_colorbars` may also be given per panel (an image beside its heatmap). `lead`
+    is one more image drawn in its own column left of the grid, outside the shared scale (an input beside its maps).
+    """
+    panels = [np.asarray(image) for image in images]
+    n = len(panels)
     ncols = max(1, min(ncols, n))
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols + (0.8 if colorbar else 0), cell * nrows + 0.4), squeeze=False)
-    vmin, vmax = (float(images.min()), float(images.max())) if shared_scale else (None, None)
+    cmaps = [cmap] * n if isinstance(cmap, str) else list(cmap)
+    bars = [panel_colorbars] * n if isinstance(panel_colorbars, bool) else list(panel_colorbars)
+    if value_range is None and shared_scale and n:
+        value_range = (min(float(p.min()) for p in panels), max(float(p.max()) for p in panels))
+    vmin, vmax = value_range if value_range is not None else (None, None)
+    lead_cols = 0 if lead is None else 1
+    width = cell * (ncols + lead_cols) * (1.25 if any(bars) else 1) + (0.8 if colorbar else 0)
+    fig = plt.figure(figsize=(width, cell * nrows + 0.4 + (0.3 if suptitle else 0)), layout="constrained")
+    grid = fig.add_gridspec(nrows, ncols + lead_cols)
+    if lead is not None:
+        lead_ax = fig.add_subplot(grid[:, 0])
+        lead_ax.imshow(np.asarray(lead), cmap="gray")
+        lead_ax.set_axis_off()
+        lead_ax.set_title(lead_title or "", fontsize=9)
+    axes = [fig.add_subplot(grid[i // ncols, lead_cols + i % ncols]) for i in range(nrows * ncols)]
     mappable = None
-    for i, ax in enumerate(axes.flat):
+    for i, ax in enumerate(axes):
         ax.set_axis_off()
-        if i < n:
-            mappable = ax.imshow(images[i], cmap=cmap, vmin=vmin, vmax=vmax)
-            if titles is not None:
-                ax.set_title(titles[i], fontsize=8)
+        if i >= n:
+            continue
+        mappable = ax.imshow(panels[i], cmap=cmaps[i], vmin=vmin, vmax=vmax)
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=8)
+        if bars[i]:
+            fig.colorbar(mappable, ax=ax, fraction=0.046, pad=0.04, format=ScalarFormatter(useOffset=False))
     if colorbar and mappable is not None:
-        fig.colorbar(mappable, ax=axes.ravel().tolist(), shrink=0.8)
+        fig.colorbar(mappable, ax=axes, shrink=0.8, format=ScalarFormatter(useOffset=False))
     if suptitle:
         fig.suptitle(suptitle)
+    return fig
+
+
+def value_curves(
+    curves: Mapping[str, Sequence[float]], xlabel: str, ylabel: str, title: str | None = None, ncols: int = 1
+) -> Figure:
+    """One line per labelled series of values on shared axes (e.g. a logit over the iterations of an ascent)."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for i, (label, values) in enumerate(curves.items()):
+        ax.plot(np.arange(1, len(values) + 1), values, color=f"C{i % 10}", label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncols=ncols)
+    fig.tight_layout()
     return fig
 
 

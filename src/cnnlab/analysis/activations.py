@@ -1,0 +1,73 @@
+"""`activations`: a conv layer's feature maps for one test image, captured by a forward hook."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from cnnlab.analysis.loading import checkpoint_path, load_run, predict
+from cnnlab.analysis.results import AnalysisResult, analysis_dir, Outputs, merge_options, run_cached
+from cnnlab.checks import one_of
+from cnnlab.errors import ConfigError
+from cnnlab.plotting import image_grid
+
+LAYERS = ("conv1", "conv2")
+
+
+@torch.no_grad()
+def feature_maps(classifier: nn.Module, layer: nn.Module, image: Tensor) -> Tensor:
+    """`layer`'s output [C, H, W] (before batch norm and ReLU) when `classifier` sees one image [1, H, W].
+
+    The hook is removed and the train/eval mode restored whatever happens, so the model is left as it was.
+    """
+    captured: list[Tensor] = []
+    handle = layer.register_forward_hook(lambda module, inputs, output: captured.append(output.detach()))
+    was_training = classifier.training
+    try:
+        classifier.eval()
+        classifier(image.unsqueeze(0))
+    finally:
+        handle.remove()
+        classifier.train(was_training)
+    return captured[0][0]
+
+
+def check_image_index(value: Any, n_images: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < n_images:
+        raise ConfigError(f"image={value!r} is out of range: the test set has images 0..{n_images - 1}")
+    return value
+
+
+def activations(run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None) -> AnalysisResult:
+    settings = merge_options("activations", options)
+    force = settings.pop("force")
+    layer = one_of("layer", settings["layer"], LAYERS)
+    if isinstance(settings["image"], bool) or not isinstance(settings["image"], int) or settings["image"] < 0:
+        raise ConfigError(f"image={settings['image']!r} must be a test-image index >= 0")
+    checkpoint = checkpoint_path(run_dir)
+    out_dir = analysis_dir(checkpoint, "activations", f"{layer}-image{settings['image']}")
+
+    def compute() -> Outputs:
+        loaded = load_run(checkpoint, device, data_dir)
+        index = check_image_index(settings["image"], len(loaded.test))
+        image, label = loaded.test.x[index], int(loaded.test.y[index])
+        maps = feature_maps(loaded.classifier, loaded.model.layer(layer), image)
+        predicted, confidence = (float(v) for v in predict(loaded.classifier, image[None]))
+        classes = loaded.classes
+        fig = image_grid(
+            maps.cpu().numpy(), [f"map {c}" for c in range(len(maps))], ncols=8, cmap="viridis", shared_scale=True,
+            colorbar=True, lead=image[0].cpu().numpy(), lead_title=f"test image {index}\nactual {classes[label]}",
+            suptitle=f"{layer} feature maps (before ReLU), predicted {classes[int(predicted)]} ({confidence:.1%})",
+        )  # fmt: skip
+        arrays = {"image": image.cpu().numpy(), "maps": maps.cpu().numpy(), "label": label}
+        results = {
+            "layer": layer, "image": index, "label": classes[label], "predicted": classes[int(predicted)],
+            "confidence": confidence, "map_shape": list(maps.shape),
+        }  # fmt: skip
+        return Outputs({"activations.png": fig}, {"activations.npz": arrays}, results)
+
+    return run_cached("activations", checkpoint, out_dir, settings, force, compute)

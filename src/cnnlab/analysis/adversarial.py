@@ -1,0 +1,153 @@
+"""`adversarial`: images grown from noise that the model takes for a class.
+
+`mode=untargeted` grows one "fooling" image per class; `mode=targeted` grows, for every source digit s and target
+t != s, an image kept near the first test image of s (an MSE penalty weighted by `beta`) but classified as t.
+Pixel ranges, step and iterations come from the preset (`adversarial_preset=input_domain|report`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from cnnlab.analysis.ascent import Ascent, grow_targeted, grow_untargeted, mean_squared_error, noise
+from cnnlab.analysis.loading import LoadedRun, checkpoint_path, load_run, predict
+from cnnlab.analysis.results import AnalysisResult, Outputs, analysis_dir, merge_options, run_cached
+from cnnlab.checks import non_negative_float, one_of, positive_float, positive_int
+from cnnlab.errors import ConfigError
+from cnnlab.plotting import image_grid, value_curves
+
+MODES = ("untargeted", "targeted")
+SOURCE_RANGES = ("input", "unit")
+
+
+def check_preset(preset: Mapping[str, Any], mode: str) -> dict[str, Any]:
+    """The preset's numbers, validated; `iterations` is the one for `mode`."""
+    name = "adversarial_preset"
+    lo, hi = (float(preset[k]) for k in ("lo", "hi"))
+    if not lo < hi:
+        raise ConfigError(f"{name}.lo={lo:g} must be below {name}.hi={hi:g}")
+    iterations_key = "iterations" if mode == "untargeted" else "targeted_iterations"
+    return {
+        "lo": lo,
+        "hi": hi,
+        "init_mean": float(preset["init_mean"]),
+        "init_std": non_negative_float(f"{name}.init_std", preset["init_std"]),
+        "step": positive_float(f"{name}.step", preset["step"]),
+        "eps": positive_float(f"{name}.eps", preset["eps"]),
+        "steps": positive_int(f"{name}.{iterations_key}", preset[iterations_key]),
+        "beta": non_negative_float(f"{name}.beta", preset["beta"]),
+        "source_range": one_of(f"{name}.source_range", preset["source_range"], SOURCE_RANGES),
+    }
+
+
+def first_of_each_class(labels: Tensor, n_classes: int) -> Tensor:
+    """Index of the first test image of every class, in class order."""
+    firsts = [int(torch.nonzero(labels == c)[0]) if (labels == c).any() else -1 for c in range(n_classes)]
+    if -1 in firsts:
+        raise ConfigError(f"the test set has no image of class {firsts.index(-1)}")
+    return torch.tensor(firsts, device=labels.device)
+
+
+def to_unit(images: Tensor, lo: float, hi: float) -> Tensor:
+    """Images from [lo, hi] to [0, 1], so MSEs compare across presets."""
+    return (images - lo) / (hi - lo)
+
+
+def untargeted(loaded: LoadedRun, p: Mapping[str, Any], seed: int) -> Outputs:
+    classes, device = loaded.classes, loaded.device
+    n = len(classes)
+    sources = loaded.test.x[first_of_each_class(loaded.test.y, n)]
+    init = noise(n, tuple(sources.shape[1:]), p["init_mean"], p["init_std"], p["lo"], p["hi"], seed).to(device)
+    targets = torch.arange(n, device=device)
+    ascent = grow_untargeted(loaded.classifier, init, targets, p["steps"], p["step"], p["eps"], p["lo"], p["hi"])
+    predicted, confidence = predict(loaded.classifier, ascent.images)
+    mse = mean_squared_error(to_unit(ascent.images, p["lo"], p["hi"]), sources)
+    table = [
+        {"target": classes[c], "predicted": classes[int(predicted[c])], "confidence": float(confidence[c]),
+         "final_logit": float(ascent.logits[-1, c]), "mse_to_first_test_image_of_target": float(mse[c])}
+        for c in range(n)
+    ]  # fmt: skip
+    titles = [f"target {r['target']}\npredicted {r['predicted']} ({r['confidence']:.0%})" for r in table]
+    grid = image_grid(ascent.images[:, 0].cpu().numpy(), titles, ncols=5, value_range=(p["lo"], p["hi"]), colorbar=True,
+                      cell=2.0, suptitle=f"untargeted images, pixels in [{p['lo']:g}, {p['hi']:g}]")  # fmt: skip
+    curves = value_curves(
+        {f"target {classes[c]}": ascent.logits[:, c].cpu().numpy() for c in range(n)},
+        "iteration", "logit of the target class", "untargeted ascent: target logit by iteration", ncols=2,
+    )  # fmt: skip
+    results = {
+        "table": table,
+        "all_predicted_as_target": all(r["predicted"] == r["target"] for r in table),
+        "mean_mse_to_source": float(mse.mean()),
+    }
+    return Outputs({"images.png": grid, "curves.png": curves}, {"arrays.npz": arrays(ascent, init, targets, predicted, confidence)}, results)
+
+
+def targeted(loaded: LoadedRun, p: Mapping[str, Any], seed: int) -> Outputs:
+    classes, device = loaded.classes, loaded.device
+    n = len(classes)
+    first = loaded.test.x[first_of_each_class(loaded.test.y, n)]
+    pairs = torch.tensor([(s, t) for s in range(n) for t in range(n) if t != s], device=device)
+    src, targets = pairs[:, 0], pairs[:, 1]
+    # the report compared X in [0, 255] with a source in [0, 1] ("unit"); "input" puts the source in X's range
+    reference = first if p["source_range"] == "unit" else p["lo"] + first * (p["hi"] - p["lo"])
+    init = noise(len(pairs), tuple(first.shape[1:]), p["init_mean"], p["init_std"], p["lo"], p["hi"], seed).to(device)
+    ascent = grow_targeted(
+        loaded.classifier, init, targets, reference[src], p["beta"], p["steps"], p["step"], p["eps"], p["lo"], p["hi"]
+    )
+    predicted, confidence = predict(loaded.classifier, ascent.images)
+    mse = mean_squared_error(to_unit(ascent.images, p["lo"], p["hi"]), first[src])
+    table = [
+        {"source": classes[int(s)], "target": classes[int(t)], "predicted": classes[int(pr)], "confidence": float(c),
+         "mse_to_source": float(m)}
+        for s, t, pr, c, m in zip(src, targets, predicted, confidence, mse)
+    ]  # fmt: skip
+    titles = [f"looks {r['source']} / predicted {r['predicted']}\n({r['confidence']:.0%})" for r in table]
+    grid = image_grid(
+        ascent.images[:, 0].cpu().numpy(), titles, ncols=n - 1, value_range=(p["lo"], p["hi"]), cell=1.5,
+        suptitle="targeted images: row = source digit s, columns = targets t != s in order",
+    )  # fmt: skip
+    results = {
+        "table": table,
+        "success_rate": float((predicted == targets).float().mean()),
+        "mean_mse_to_source": float(mse.mean()),
+    }
+    out_arrays = {**arrays(ascent, init, targets, predicted, confidence), "sources": src.cpu().numpy()}
+    return Outputs({"images.png": grid}, {"arrays.npz": out_arrays}, results)
+
+
+def arrays(ascent: Ascent, init: Tensor, targets: Tensor, predicted: Tensor, confidence: Tensor) -> dict[str, np.ndarray]:
+    return {
+        "images": ascent.images.cpu().numpy(), "logits": ascent.logits.cpu().numpy(), "init": init.cpu().numpy(),
+        "targets": targets.cpu().numpy(), "predicted": predicted.cpu().numpy(), "confidence": confidence.cpu().numpy(),
+    }  # fmt: skip
+
+
+def adversarial(run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None) -> AnalysisResult:
+    settings = merge_options("adversarial", options)
+    force = settings.pop("force")
+    mode = one_of("mode", settings["mode"], MODES)
+    seed = settings["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed={seed!r} must be an integer >= 0")
+    preset = check_preset(settings["adversarial_preset"], mode)
+    checkpoint = checkpoint_path(run_dir)
+    out_dir = analysis_dir(checkpoint, "adversarial", f"{mode}-{settings['adversarial_preset']['name']}")
+    grow = untargeted if mode == "untargeted" else targeted
+    return run_cached("adversarial", checkpoint, out_dir, settings, force, lambda: grow(load_run(checkpoint, device, data_dir), preset, seed))
+
+
+def format_table(summary: Mapping[str, Any]) -> str:
+    """The per-image table of an adversarial summary as aligned text (what the command prints)."""
+    rows = summary["table"]
+    keys = list(rows[0])
+    cells = [[f"{r[k]:.4f}" if isinstance(r[k], float) else str(r[k]) for k in keys] for r in rows]
+    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
+    lines = ["  ".join(k.rjust(w) for k, w in zip(keys, widths))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)

@@ -1,0 +1,34 @@
+"""What the `cnnlab-<analysis>` commands share: from a composed config to a result printed for people."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from cnnlab.analysis import ANALYSES
+from cnnlab.analysis.adversarial import format_table
+from cnnlab.analysis.loading import run_or_checkpoint
+from cnnlab.analysis.results import NOT_OPTIONS, AnalysisResult
+from cnnlab.config import to_plain
+
+
+def run_analysis(name: str, cfg: DictConfig) -> AnalysisResult:
+    """Run analysis `name` on `run=` or `checkpoint=` with the config's options, reading data from `paths.data_dir`."""
+    plain = to_plain(cfg)
+    target = run_or_checkpoint(plain.get("run"), plain.get("checkpoint"))
+    options = {k: v for k, v in plain.items() if k not in NOT_OPTIONS}
+    return ANALYSES[name](target, options, plain["device"], Path(plain["paths"]["data_dir"]))
+
+
+def report(result: AnalysisResult) -> str:
+    """The lines a command prints: where the files are, and the adversarial table when there is one."""
+    summary = result.summary
+    lines = [f"{result.name}: {result.out_dir} (computed {summary['created_at']} in {summary['compute_time_s']:.1f}s)"]
+    lines += [f"  {path.name}" for path in result.figures] + [f"  {name}" for name in summary["arrays"]] + ["  summary.json"]
+    if result.name == "adversarial":
+        lines.append(format_table(summary))
+        if "success_rate" in summary:
+            lines.append(f"success rate {summary['success_rate']:.1%}")
+        lines.append(f"mean MSE to source {summary['mean_mse_to_source']:.4f}")
+    return "\n".join(lines)

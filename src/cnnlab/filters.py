@@ -1,0 +1,18 @@
+"""`cnnlab-filters`: thin wrapper around `cnnlab.analysis.filters` (run=<run dir> or checkpoint=<file>)."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from cnnlab.analysis.command import report, run_analysis
+from cnnlab.errors import run_cli
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="filters")
+def main(cfg: DictConfig) -> None:
+    print(report(run_cli("cnnlab-filters", lambda: run_analysis("filters", cfg))))
+
+
+if __name__ == "__main__":
+    main()
