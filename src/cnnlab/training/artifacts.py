@@ -19,6 +19,27 @@ from cnnlab.plotting import confusion_heatmap, image_grid, training_curves
 HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "val_accuracy", "epoch_time_s", "images_per_s")
 
 
+def epoch_entry(epoch: int, train_loss: float, val_loss: float, val_accuracy: float, epoch_s: float, train_s: float, images: int) -> dict[str, Any]:
+    """One row of a run's history (metrics.json and history.csv); `train_s` times the training pass alone."""
+    return {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "val_loss": val_loss,
+        "val_accuracy": val_accuracy,
+        "epoch_time_s": round(epoch_s, 3),
+        "images_per_s": round(images / train_s, 1),
+    }
+
+
+def history_summary(history: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """The headline figures metrics.json keeps beside the full history."""
+    return {
+        "best_val_accuracy": max(h["val_accuracy"] for h in history),
+        "final_val_accuracy": history[-1]["val_accuracy"],
+        "images_per_s": round(float(np.median([h["images_per_s"] for h in history])), 1),
+    }
+
+
 def write_history(run_dir: Path, history: Sequence[Mapping[str, Any]]) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, extrasaction="ignore", lineterminator="\n")

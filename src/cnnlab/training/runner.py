@@ -32,7 +32,7 @@ from cnnlab.models import build_model, count_neurons, count_parameters
 from cnnlab.runs.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from cnnlab.runs.layout import CHECKPOINT, LAST, METRICS, config_name, identity, run_dir_for
 from cnnlab.runs.status import read_metrics
-from cnnlab.training.artifacts import write_curves, write_history, write_test_results
+from cnnlab.training.artifacts import epoch_entry, history_summary, write_curves, write_history, write_test_results
 from cnnlab.training.loop import evaluate, train_epoch
 from cnnlab.training.optimizers import build_optimizer
 
@@ -82,8 +82,51 @@ def versions() -> dict[str, str]:
     }
 
 
-def _now() -> str:
+def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run_description(plain: dict[str, Any], model: torch.nn.Module, image_shape: tuple[int, ...], device: torch.device) -> dict[str, Any]:
+    """The part of metrics.json fixed when a run starts: what it is, where it lives, counts, device and versions."""
+    data, opt, trainer = plain["data"], plain["optimizer"], plain["trainer"]
+    return {
+        "name": config_name(plain),
+        "run_dir": str(run_dir_for(plain)),
+        "seed": plain["seed"],
+        "summary": {
+            "data": data["name"],
+            "optimizer": opt["name"],
+            "lr": opt["lr"],
+            "batch_norm": bool(plain["model"]["batch_norm"]),
+            "epochs": trainer["epochs"],
+            "batch_size": data["batch_size"],
+            "subset": data["subset"],
+            "precision": trainer["precision"],
+            "protocol": plain.get("protocol") or "standard",
+        },
+        "params": count_parameters(model),
+        "neurons": count_neurons(model, image_shape),
+        "device": str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
+        "threads": torch.get_num_threads(),
+        "versions": versions(),
+        "started_at": now(),
+        "config": plain,
+    }
+
+
+def write_metrics(
+    run_dir: Path, status: str, base: dict[str, Any], history: list[dict[str, Any]], train_time: float, **extra: Any
+) -> dict[str, Any]:
+    """Publish metrics.json atomically: readers see the previous state or the new one, never a mix."""
+    metrics = {"status": status, **base, "history": history, "train_time_s": round(train_time, 3), **extra}
+    write_json(run_dir / METRICS, metrics)
+    return metrics
+
+
+def start_run_dir(run_dir: Path, plain: dict[str, Any]) -> None:
+    """Create the run directory and its human-readable config.yaml."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(plain))
 
 
 def train(cfg: DictConfig) -> RunResult:
@@ -133,30 +176,7 @@ def train(cfg: DictConfig) -> RunResult:
         history, train_time = list(state["history"]), float(state["train_time_s"])
         log.info("resuming %s after epoch %d", run_dir, state["epoch"])
 
-    name = config_name(plain)
-    base = {
-        "name": name,
-        "run_dir": str(run_dir),
-        "seed": cfg.seed,
-        "summary": {
-            "data": cfg.data.name,
-            "optimizer": cfg.optimizer.name,
-            "lr": cfg.optimizer.lr,
-            "batch_norm": bool(cfg.model.batch_norm),
-            "epochs": cfg.trainer.epochs,
-            "batch_size": cfg.data.batch_size,
-            "subset": cfg.data.subset,
-            "precision": cfg.trainer.precision,
-            "protocol": plain.get("protocol") or "standard",
-        },
-        "params": count_parameters(model),
-        "neurons": count_neurons(model, spec.image_shape),
-        "device": str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
-        "threads": torch.get_num_threads(),
-        "versions": versions(),
-        "started_at": _now(),
-        "config": plain,
-    }
+    base = run_description(plain, model, spec.image_shape, device)
 
     def snapshot(epoch: int) -> dict[str, Any]:
         """Everything needed to continue after `epoch` (or to analyse the run): weights, optimizer, RNG, history."""
@@ -171,12 +191,9 @@ def train(cfg: DictConfig) -> RunResult:
         }
 
     def record(status: str, **extra: Any) -> dict[str, Any]:
-        metrics = {"status": status, **base, "history": history, "train_time_s": round(train_time, 3), **extra}
-        write_json(run_dir / METRICS, metrics)
-        return metrics
+        return write_metrics(run_dir, status, base, history, train_time, **extra)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(plain))
+    start_run_dir(run_dir, plain)
     record("running")
     label = f"{cfg.optimizer.name}{'+BN' if cfg.model.batch_norm else ''} seed {cfg.seed}"
     try:
@@ -190,16 +207,7 @@ def train(cfg: DictConfig) -> RunResult:
             val = evaluate(model, val_split, cfg.data.eval_batch_size, cfg.trainer.precision, memory_format)
             epoch_seconds = time.perf_counter() - start
             train_time += epoch_seconds
-            history.append(
-                {
-                    "epoch": epoch,
-                    "train_loss": train_loss,
-                    "val_loss": val.loss,
-                    "val_accuracy": val.accuracy,
-                    "epoch_time_s": round(epoch_seconds, 3),
-                    "images_per_s": round(len(train_split) / train_seconds, 1),
-                }
-            )
+            history.append(epoch_entry(epoch, train_loss, val.loss, val.accuracy, epoch_seconds, train_seconds, len(train_split)))
             log.info(
                 "%s epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.2f%%  %.1fs  %.0f img/s",
                 label, epoch, cfg.trainer.epochs, train_loss, val.loss, val.accuracy, epoch_seconds, history[-1]["images_per_s"],
@@ -207,7 +215,7 @@ def train(cfg: DictConfig) -> RunResult:
             write_history(run_dir, history)
             if not (math.isfinite(train_loss) and math.isfinite(val.loss)):
                 log.error("%s diverged at epoch %d (non-finite loss); try a smaller optimizer.lr", label, epoch)
-                metrics = record("diverged", finished_at=_now(), diverged_at_epoch=epoch)
+                metrics = record("diverged", finished_at=now(), diverged_at_epoch=epoch)
                 return RunResult(run_dir, "diverged", metrics)
             save_checkpoint(last_path, snapshot(epoch))
             record("running")
@@ -217,14 +225,11 @@ def train(cfg: DictConfig) -> RunResult:
         report = write_test_results(run_dir, splits.test, predictions, splits.classes, label, cfg.seed)
         write_curves(run_dir, history, label)
         save_checkpoint(run_dir / CHECKPOINT, snapshot(len(history)))
-        best = max(history, key=lambda h: h["val_accuracy"])
         metrics = record(
             "finished",
-            finished_at=_now(),
+            finished_at=now(),
             test={"accuracy": test.accuracy, "loss": test.loss},
-            best_val_accuracy=best["val_accuracy"],
-            final_val_accuracy=history[-1]["val_accuracy"],
-            images_per_s=round(float(np.median([h["images_per_s"] for h in history])), 1),
+            **history_summary(history),
             classification_report=report,
         )
         last_path.unlink(missing_ok=True)
