@@ -16,7 +16,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from cnnlab.config import CONF_DIR, to_plain
+from cnnlab.errors import ConfigError
 from cnnlab.reporting import build_report
+from cnnlab.reporting.analyses import parse_entries
+from cnnlab.reporting.analysis_section import title
 from cnnlab.runs.layout import run_dir_for
 from cnnlab.training.runner import train
 
@@ -31,9 +34,11 @@ def compose_cfg(name, overrides):
 
 
 def report_cfg(output_dir, *extra):
+    """The report over the tiny runs; the Analyses section is off unless a test turns it on (see analyses_cfg)."""
     return compose_cfg("report", [
         f"paths.output_dir={output_dir}", "seeds=[0,1,2]", TRAIN_OVERRIDES,
-        "tables.optimizers=[sgd,adam]", "tables.batch_norm=[sgd,sgd_bn]", "target_accuracy=40", *extra,
+        "tables.optimizers=[sgd,adam]", "tables.batch_norm=[sgd,sgd_bn]", "target_accuracy=40", "analyses_enabled=false",
+        *extra,
     ])  # fmt: skip
 
 
@@ -66,8 +71,9 @@ def metrics(run_dir):
 
 
 def table(text, title):
-    """Rows of the Markdown table under the heading that starts with `title`, as lists of cells."""
-    section = text.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+    """Rows of the Markdown table under the heading that starts with `title` (with an empty title: in `text` up to its
+    next ### heading), as dicts by column."""
+    section = text.split(f"## {title}", 1)[1].split("\n## ", 1)[0] if title else text.split("\n### ", 1)[0]
     lines = [line for line in section.splitlines() if line.startswith("|")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     return [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines[2:]]
@@ -215,7 +221,138 @@ def test_cli_writes_the_report_and_rejects_bad_seeds(outputs):
     assert proc.returncode == 0, proc.stderr
     assert f"report: {out / 'report' / 'REPORT.md'}" in proc.stdout
     assert (out / "report" / "report.html").is_file() and (out / "report" / "best_model.pt").is_file()
+    assert "analyses: 0 shown, 9 skipped (run missing), 0 failed" in proc.stdout  # the report's runs with BN are missing
     bad = cnnlab_report(f"paths.output_dir={out}", "seeds=[-1]")
     assert bad.returncode == 2 and bad.stderr.strip() == (
         "cnnlab-report: error: seeds=[-1] must be a non-empty list of integers >= 0, e.g. seeds=[0,1,2]"
     )
+
+
+# Tiny analysis options (few iterations, two occlusion images) on the tiny runs; sgd_bn has no run, so it is skipped.
+TINY_ANALYSES = [
+    {"analysis": "filters", "run": "sgd", "options": {"layer": "conv1"}},
+    {"analysis": "filters", "run": "adam", "options": {"layer": "conv2"}},
+    {"analysis": "activations", "run": "adam", "options": {"layer": "conv2", "image": 0}},
+    {"analysis": "occlusion", "run": "sgd", "options": {"sizes": [3, 14], "images": 2, "stride": 2}},
+    {"analysis": "adversarial", "run": "adam", "options": {"mode": "untargeted", "adversarial_preset": {"iterations": 5}}},
+    {"analysis": "adversarial", "run": "adam", "options": {"mode": "targeted", "adversarial_preset": {"targeted_iterations": 3}}},
+    {"analysis": "occlusion", "run": "sgd_bn", "options": {"images": 1}},
+]
+
+
+def analyses_cfg(out, entries=TINY_ANALYSES):
+    cfg = report_cfg(out, "analyses_enabled=true", "analysis_device=cpu")
+    cfg.analyses = entries
+    return cfg
+
+
+def section(text, title):
+    return text.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+
+
+def summaries(run_dir):
+    return {p: p.stat().st_mtime_ns for p in (run_dir / "analysis").rglob("summary.json")}
+
+
+def test_analyses_section_shows_every_figure_with_its_numbers_and_the_html_embeds_them(outputs):
+    out, dirs = outputs
+    result = build_report(analyses_cfg(out))
+    text, page = result.markdown.read_text(), result.html.read_text()
+    analyses = section(text, "Analyses")
+    assert "6 of 7 analyses shown, 1 skipped (run missing), 0 failed" in analyses
+
+    # every figure each analysis wrote sits in the report folder, identical, linked relatively and embedded in the HTML
+    written = {p for key in (("sgd", 0), ("adam", 0)) for p in (dirs[key] / "analysis").rglob("*.png")}
+    assert len(written) == 1 + 1 + 1 + 2 + 2 + 1
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", analyses)
+    by_name = {(p.parent.name, p.name): p for p in written}
+    assert sorted((Path(link).parent.name, Path(link).name) for link in links) == sorted(by_name)
+    for link in links:
+        assert (result.report_dir / link).read_bytes() == by_name[Path(link).parent.name, Path(link).name].read_bytes()
+    embedded = [base64.b64decode(e) for e in re.findall(r'src="data:image/png;base64,([^"]+)"', page)]
+    all_links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert embedded == [(result.report_dir / link).read_bytes() for link in all_links]
+    assert '<h2 id="analyses">' in page
+
+    # key numbers come from each analysis's summary.json
+    occlusion = json.loads(next((dirs["sgd", 0] / "analysis" / "occlusion").rglob("summary.json")).read_text())
+    rows = table(analyses.split("### Occlusion", 1)[1], "")
+    assert [r["p(actual), unoccluded"] for r in rows] == [f"{i['unoccluded_probability']:.4f}" for i in occlusion["images"]]
+    targeted = json.loads((dirs["adam", 0] / "analysis/adversarial/targeted-input_domain/summary.json").read_text())
+    assert f"Success rate {targeted['success_rate']:.1%}" in analyses
+    assert f"mean MSE to the source image {targeted['mean_mse_to_source']:.4f}" in analyses
+    untargeted = json.loads((dirs["adam", 0] / "analysis/adversarial/untargeted-input_domain/summary.json").read_text())
+    rows = table(analyses.split("### Untargeted adversarial images (input_domain preset): Adam, seed 0", 1)[1], "")
+    assert [(r["target"], r["confidence"]) for r in rows] == [(r["target"], f"{r['confidence']:.1%}") for r in untargeted["table"]]
+
+    # the run without a finished seed is listed with the command that trains it
+    skipped = analyses.split("### Occlusion", 2)[2]
+    command = re.search(r"Train it with `(cnnlab-train .+?)`", skipped).group(1)
+    assert shlex.split(command)[1] == "+experiment/report=sgd_bn" and shlex.split(command)[-1] == "seed=0"
+    assert run_dir_for(to_plain(compose_cfg("train", shlex.split(command)[1:]))).parent.name.startswith("e1-lr0.001-bs64-n256")
+
+
+def test_rebuilding_the_report_recomputes_no_analysis(outputs):
+    out, dirs = outputs
+    entries = [e for e in TINY_ANALYSES if e["options"].get("mode") != "targeted"]  # its 90-panel figure is slow to draw
+    first = build_report(analyses_cfg(out, entries))
+    stamps = {**summaries(dirs["sgd", 0]), **summaries(dirs["adam", 0])}
+    figures = {p: p.stat().st_mtime_ns for p in (first.report_dir / "figures" / "analyses").rglob("*.png")}
+    assert len(stamps) == 5 and len(figures) == 7
+    second = build_report(analyses_cfg(out, entries))
+    assert {**summaries(dirs["sgd", 0]), **summaries(dirs["adam", 0])} == stamps
+    assert {p: p.stat().st_mtime_ns for p in figures} == figures
+    strip = lambda text: text.split("\n", 3)[3]  # noqa: E731 (the generated-at line differs)
+    assert strip(second.markdown.read_text()) == strip(first.markdown.read_text())
+
+
+def test_a_failing_analysis_is_listed_the_rest_is_written_and_the_command_exits_1(outputs):
+    out, dirs = outputs
+    entries = "analyses=[{analysis:activations,run:adam,options:{image:99999}},{analysis:filters,run:sgd}]"
+    proc = cnnlab_report(f"paths.output_dir={out}", "tables.optimizers=[sgd,adam]", TRAIN_OVERRIDES, entries)
+    assert proc.returncode == 1
+    report = out / "report" / "REPORT.md"
+    assert proc.stderr.strip().splitlines()[-1] == f"cnnlab-report: error: 1 of 2 analyses failed; see {report}"
+    assert "analyses: 1 shown, 0 skipped (run missing), 1 failed" in proc.stdout
+    text = report.read_text()
+    assert "**Failed:** image=99999 is out of range: the test set has images 0..9999" in text
+    assert re.search(r"!\[[^\]]*\]\(figures/analyses/sgd-seed0/filters/conv1/conv1\.png\)", text)
+    assert "## Table 1" in text and (out / "report" / "report.html").is_file()
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"analysis": "saliency", "run": "sgd"}, "analyses[0].analysis='saliency' is unknown; choose one of: filters,"),
+        ({"analysis": "activations", "run": "adam", "options": {"layers": ["conv1"]}},
+         "analyses[0].options: layers is not an option of activations; allowed:"),
+        ({"analysis": "filters", "run": "lbfgs"}, "analyses[0].run='lbfgs' is not a run of `runs`; defined: sgd,"),
+    ],
+)  # fmt: skip
+def test_bad_analysis_entries_are_config_errors_before_anything_is_written(outputs, entry, message):
+    out, _ = outputs
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_report(analyses_cfg(out, [entry]))
+    assert not (out / "report").exists() and not list((out / "runs").rglob("analysis"))
+
+
+def test_turned_off_analyses_compute_nothing_and_leave_no_section(outputs):
+    out, _ = outputs
+    text = build_report(report_cfg(out)).markdown.read_text()
+    assert "## Analyses" not in text and not list((out / "runs").rglob("analysis"))
+    with pytest.raises(ConfigError, match="analysis_device='gpu' is not allowed"):
+        build_report(report_cfg(out, "analysis_device=gpu"))
+
+
+def test_the_default_entries_are_the_report_s_analyses_with_real_option_names():
+    cfg = compose_cfg("report", [])
+    entries = parse_entries(to_plain(cfg.analyses), to_plain(cfg.runs))
+    assert cfg.analyses_enabled is True
+    assert [(e.run, title(e)) for e in entries] == [
+        ("sgd_bn", "Filters of conv1"), ("sgd_bn", "Filters of conv2, input channel 0"),
+        ("adam_bn", "Filters of conv1"), ("adam_bn", "Filters of conv2, input channel 0"),
+        ("adam_bn", "Activation maps of conv1, test image 0"), ("adam_bn", "Activation maps of conv2, test image 0"),
+        ("sgd_bn", "Occlusion, patch sizes 1, 3, 5, 7, 14 (stride 1, first 10 test images)"),
+        ("adam_bn", "Untargeted adversarial images (input_domain preset)"),
+        ("adam_bn", "Targeted adversarial images (input_domain preset)"),
+    ]  # fmt: skip

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
 from cnnlab.errors import run_cli
 from cnnlab.reporting import build_report
 
+# the report was written, but some of its analyses failed (bad settings exit with 2 and write nothing)
+EXIT_ANALYSIS_FAILED = 1
+
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="report")
 def main(cfg: DictConfig) -> None:
     result = run_cli("cnnlab-report", lambda: build_report(cfg))
     print("\n".join(result.lines()))
+    if failed := result.failed_analyses:
+        # the report is complete otherwise; a script still learns that part of it is missing
+        print(f"cnnlab-report: error: {len(failed)} of {len(result.analyses)} analyses failed; see {result.markdown}", file=sys.stderr)
+        raise SystemExit(EXIT_ANALYSIS_FAILED)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,13 @@ from typing import Any
 from omegaconf import DictConfig
 
 from cnnlab.atomic import write_text
-from cnnlab.checks import positive_float
+from cnnlab.checks import one_of, positive_float
 from cnnlab.config import to_plain
 from cnnlab.data import get_spec
 from cnnlab.errors import ConfigError
 from cnnlab.models import build_model, count_neurons, count_parameters
 from cnnlab.plotting import lr_sensitivity, training_curves
+from cnnlab.reporting.analyses import AnalysisEntry, AnalysisOutcome, parse_entries, run_analyses
 from cnnlab.reporting.collect import Run, collect_runs
 from cnnlab.reporting.document import ModelInfo, ReportData, render_markdown
 from cnnlab.reporting.expected import Expected, expected_runs
@@ -51,6 +52,11 @@ class ReportResult:
     best_label: str | None
     missing: list[tuple[Expected, list[int]]]
     unfinished: list[tuple[Expected, Run]]
+    analyses: list[AnalysisOutcome]
+
+    @property
+    def failed_analyses(self) -> list[AnalysisOutcome]:
+        return [o for o in self.analyses if o.status == "failed"]
 
     def lines(self) -> list[str]:
         n_missing = sum(len(seeds) for _, seeds in self.missing)
@@ -58,10 +64,24 @@ class ReportResult:
         out.append(f"best:   {self.best_label} -> {self.best_model}" if self.best_model else "best:   none (no finished run)")
         if n_missing or self.unfinished:
             out.append(f"{n_missing} expected runs missing, {len(self.unfinished)} unfinished; commands are in the report")
+        if self.analyses:
+            counts = {s: sum(o.status == s for o in self.analyses) for s in ("done", "skipped", "failed")}
+            out.append(f"analyses: {counts['done']} shown, {counts['skipped']} skipped (run missing), {counts['failed']} failed")
+        out += [f"  failed: {o.entry.analysis} on {o.entry.run}: {o.message}" for o in self.failed_analyses]
         return out
 
 
-def _settings(cfg: DictConfig) -> tuple[list[int], float, float, dict[str, list[str]]]:
+@dataclass(frozen=True)
+class Settings:
+    seeds: list[int]
+    target: float
+    confidence: float
+    tables: dict[str, list[str]]
+    analyses: list[AnalysisEntry] | None  # None: the Analyses section is turned off
+    analysis_device: str
+
+
+def _settings(cfg: DictConfig) -> Settings:
     seeds = list(cfg.seeds) if not isinstance(cfg.seeds, int | str) else [cfg.seeds]
     if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
         raise ConfigError(f"seeds={seeds!r} must be a non-empty list of integers >= 0, e.g. seeds=[0,1,2]")
@@ -74,10 +94,11 @@ def _settings(cfg: DictConfig) -> tuple[list[int], float, float, dict[str, list[
     tables = {name: list(cfg.tables.get(name) or []) for name in TABLES}
     if not tables["optimizers"]:
         raise ConfigError("tables.optimizers must name at least one run of `runs`")
-    for entry in cfg.get("analyses") or []:
-        if entry.get("run") not in cfg.runs:
-            raise ConfigError(f"analyses entry {to_plain(entry)} names run {entry.get('run')!r}; defined: {', '.join(cfg.runs)}")
-    return sorted(set(seeds)), target, confidence, tables
+    if not isinstance(cfg.analyses_enabled, bool):
+        raise ConfigError(f"analyses_enabled={cfg.analyses_enabled!r} must be true or false")
+    entries = parse_entries(to_plain(cfg.analyses) or [], to_plain(cfg.runs)) if cfg.analyses_enabled else None
+    device = one_of("analysis_device", cfg.analysis_device, ("auto", "cpu", "cuda"))
+    return Settings(sorted(set(seeds)), target, confidence, tables, entries, device)
 
 
 def _without_lr(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -200,10 +221,12 @@ def _csv(everything: Mapping[str, ConfigResult], expected: Mapping[str, Expected
 
 
 def build_report(cfg: DictConfig) -> ReportResult:
-    seeds, target, confidence, tables = _settings(cfg)
+    settings = _settings(cfg)
+    seeds, target, confidence, tables = settings.seeds, settings.target, settings.confidence, settings.tables
     runs_dir, report_dir = Path(cfg.paths.runs_dir), Path(cfg.paths.report_dir)
     runs_cfg = to_plain(cfg.runs)
-    expected = expected_runs(runs_cfg, tables["optimizers"] + tables["batch_norm"], list(cfg.train_overrides), runs_dir)
+    analysed = [entry.run for entry in settings.analyses or []]
+    expected = expected_runs(runs_cfg, tables["optimizers"] + tables["batch_norm"] + analysed, list(cfg.train_overrides), runs_dir)
 
     everything = {name: summarize_config(name, runs, target, confidence) for name, runs in collect_runs(runs_dir).items()}
     results = {key: everything.get(e.name) or summarize_config(e.name, [], target, confidence) for key, e in expected.items()}
@@ -214,6 +237,10 @@ def build_report(cfg: DictConfig) -> ReportResult:
             missing.append((e, absent))
         unfinished += [(e, r) for r in results[key].runs if r.status in UNFINISHED]
     shown = {key: run for key, r in results.items() if (run := r.shown(seeds)) is not None}
+    outcomes = None
+    if settings.analyses is not None:
+        data_dir = Path(cfg.paths.data_dir)
+        outcomes = run_analyses(settings.analyses, shown, expected, seeds, report_dir, settings.analysis_device, data_dir)
 
     candidates = [(key, r) for key, r in results.items() if r.val_accuracy is not None]
     best = None
@@ -251,6 +278,7 @@ def build_report(cfg: DictConfig) -> ReportResult:
         models=_models(expected),
         lr_table=lr_table,
         hardware=_hardware([run for r in results.values() for run in r.finished]),
+        analyses=outcomes,
     )
     text = render_markdown(data)
     markdown_path = write_text(report_dir / "REPORT.md", text)
@@ -258,5 +286,5 @@ def build_report(cfg: DictConfig) -> ReportResult:
     csv_path = write_text(report_dir / "results.csv", _csv(everything, expected))
     return ReportResult(
         report_dir, markdown_path, html_path, csv_path, best_model if best else None,
-        f"{expected[best[0]].label} seed {best[1].seed}" if best else None, missing, unfinished,
+        f"{expected[best[0]].label} seed {best[1].seed}" if best else None, missing, unfinished, outcomes or [],
     )  # fmt: skip

@@ -1,15 +1,17 @@
-"""REPORT.md as text, section by section. Each section is a function of `ReportData`; a new section (the analyses)
-is one more function in `SECTIONS`, a new table column one more entry in a column list."""
+"""REPORT.md as text, section by section. Each section is a function of `ReportData`; a new section is one more
+function in `SECTIONS`, a new table column one more entry in a column list."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from cnnlab.reporting.analyses import AnalysisOutcome
+from cnnlab.reporting.analysis_section import analyses_section
 from cnnlab.reporting.collect import Run
 from cnnlab.reporting.expected import Expected
+from cnnlab.reporting.markdown import md_image, md_table
 from cnnlab.reporting.results import ConfigResult
 from cnnlab.reporting.stats import interval, spread
 
@@ -43,15 +45,7 @@ class ReportData:
     models: list[ModelInfo]
     lr_table: dict[str, dict[float, str]] = field(default_factory=dict)
     hardware: str = ""
-
-
-def _cell(value: Any) -> str:
-    return str(value).replace("|", "\\|")
-
-
-def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(map(_cell, headers)) + " |", "|" + "---|" * len(headers)]
-    return lines + ["| " + " | ".join(map(_cell, row)) + " |" for row in rows] + [""]
+    analyses: list[AnalysisOutcome] | None = None  # None: the section is turned off
 
 
 def _n(result: ConfigResult) -> str:
@@ -192,7 +186,7 @@ def best_configuration(data: ReportData) -> list[str]:
 
 
 def _figure(data: ReportData, name: str, caption: str) -> list[str]:
-    return [f"![{caption}]({data.figures[name].as_posix()})", ""] if name in data.figures else []
+    return md_image(data.figures[name], caption) if name in data.figures else []
 
 
 def curves(data: ReportData) -> list[str]:
@@ -233,6 +227,10 @@ def per_run(data: ReportData) -> list[str]:
             lines += ["```text", report.read_text().rstrip(), "```", ""]
         lines += _figure(data, f"confusion_{key}", f"{label} seed {run.seed}: test confusion matrix")
     return lines
+
+
+def analyses(data: ReportData) -> list[str]:
+    return analyses_section(data.analyses, {key: e.label for key, e in data.expected.items()})
 
 
 def model(data: ReportData) -> list[str]:
@@ -279,7 +277,7 @@ def footer(data: ReportData) -> list[str]:
 
 
 SECTIONS: list[Callable[[ReportData], list[str]]] = [
-    header, optimizer_table, batch_norm_table, best_configuration, curves, lr_sensitivity, per_run, model, not_in_tables, footer,
+    header, optimizer_table, batch_norm_table, best_configuration, curves, lr_sensitivity, per_run, analyses, model, not_in_tables, footer,
 ]
 
 
