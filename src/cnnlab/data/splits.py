@@ -1,0 +1,83 @@
+"""Load a dataset once into tensors and split it: train/validation from the training file, test from t10k."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from cnnlab.data.files import ensure_files
+from cnnlab.data.specs import DatasetSpec
+from cnnlab.errors import ConfigError, DataError
+
+
+@dataclass(frozen=True)
+class Split:
+    """Images as float32 [N, 1, 28, 28] (pixels in [0, 1] unless normalised) and int64 labels [N]."""
+
+    x: Tensor
+    y: Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.x.to(device), self.y.to(device))
+
+    def take(self, index: Tensor | slice) -> Split:
+        return Split(self.x[index], self.y[index])
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: Split
+    val: Split
+    test: Split
+    spec: DatasetSpec
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.spec.classes
+
+
+def read_split(spec: DatasetSpec, root: str | Path, train: bool) -> Split:
+    """Read one idx pair with torchvision's own loader, converting exactly as ToTensor would."""
+    try:
+        ds = spec.torchvision_class(str(root), train=train, download=False)
+        images, labels = ds.data, ds.targets
+    except Exception as err:
+        which = "train" if train else "t10k"
+        raise DataError(f"{spec.raw_dir(root)}: cannot read the {which} idx files ({type(err).__name__}: {err})") from None
+    if images.ndim != 3 or len(images) != len(labels):
+        raise DataError(f"{spec.raw_dir(root)}: images {tuple(images.shape)} and labels {tuple(labels.shape)} do not match")
+    return Split(images.unsqueeze(1).float().div_(255), labels.long())
+
+
+def load_splits(
+    spec: DatasetSpec,
+    root: str | Path,
+    *,
+    split_seed: int = 0,
+    val_size: int = 10_000,
+    subset: int | None = None,
+    normalize: bool = False,
+    download: bool = True,
+) -> Splits:
+    """Verified train/val/test tensors. `subset` keeps the first N of the shuffled training split."""
+    ensure_files(spec, root, download=download)
+    full_train = read_split(spec, root, train=True)
+    test = read_split(spec, root, train=False)
+    if not 0 < val_size < len(full_train):
+        raise ConfigError(f"data.val_size={val_size} must be between 1 and {len(full_train) - 1}")
+    order = torch.randperm(len(full_train), generator=torch.Generator().manual_seed(split_seed))
+    n_train = len(full_train) - val_size
+    train, val = full_train.take(order[:n_train]), full_train.take(order[n_train:])
+    if subset is not None:
+        if not 0 < subset <= len(train):
+            raise ConfigError(f"data.subset={subset} must be between 1 and the training split's size ({len(train)})")
+        train = train.take(slice(0, subset))
+    if normalize:
+        train, val, test = (Split((s.x - spec.mean) / spec.std, s.y) for s in (train, val, test))
+    return Splits(train=train, val=val, test=test, spec=spec)
