@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import cnnlab
 from cnnlab.atomic import write_json, write_text
-from cnnlab.checks import one_of, positive_float, positive_int
+from cnnlab.checks import boolean, one_of, positive_float, positive_int
 from cnnlab.config import to_plain
 from cnnlab.data import Batches, Splits, get_spec, load_splits
 from cnnlab.device import resolve_device
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16")
 FINAL_STATUSES = ("finished", "diverged")  # deterministic outcomes: re-running repeats them
+DIVERGENCE_FACTOR = 100
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class RunResult:
 def check_settings(cfg: DictConfig) -> None:
     """Reject bad settings before anything is written."""
     positive_int("trainer.epochs", cfg.trainer.epochs)
+    boolean("model.batch_norm", cfg.model.batch_norm)
     positive_float("optimizer.lr", cfg.optimizer.lr)
     positive_int("data.batch_size", cfg.data.batch_size)
     positive_int("data.eval_batch_size", cfg.data.eval_batch_size)
@@ -67,6 +69,21 @@ def check_settings(cfg: DictConfig) -> None:
     get_spec(cfg.data.name)
     resolve_device(cfg.trainer.device)
     check_logger(cfg.get("logger"))
+
+
+def divergence(train_loss: float, val_loss: float, num_classes: int) -> str | None:
+    """Why an epoch's losses mean the run has diverged, or None.
+
+    Non-finite losses, and also losses 100 times those of guessing uniformly (ln C): weights that large do not come
+    back (Adam with lr=10 reaches ~1e10 without overflowing), and no healthy run comes near the bound.
+    """
+    bound = DIVERGENCE_FACTOR * math.log(num_classes)
+    for name, value in (("train loss", train_loss), ("validation loss", val_loss)):
+        if not math.isfinite(value):
+            return f"{name} is {value}"
+        if value > bound:
+            return f"{name} {value:.4g} exceeds {bound:.0f} ({DIVERGENCE_FACTOR}x the loss of uniform guessing)"
+    return None
 
 
 def seed_everything(seed: int) -> None:
@@ -242,9 +259,9 @@ def _train_locked(cfg: DictConfig, plain: dict[str, Any], run_dir: Path, splits:
             )  # fmt: skip
             write_history(run_dir, history)
             logger.log_epoch(history[-1])
-            if not (math.isfinite(train_loss) and math.isfinite(val.loss)):
-                log.error("%s diverged at epoch %d (non-finite loss); try a smaller optimizer.lr", label, epoch)
-                metrics = record("diverged", finished_at=_now(), diverged_at_epoch=epoch)
+            if reason := divergence(train_loss, val.loss, len(spec.classes)):
+                log.error("%s diverged at epoch %d: %s; try a smaller optimizer.lr", label, epoch, reason)
+                metrics = record("diverged", finished_at=_now(), diverged_at_epoch=epoch, diverged_because=reason)
                 return RunResult(run_dir, "diverged", metrics)
             save_checkpoint(last_path, snapshot(epoch))
             record("running")
