@@ -1,6 +1,7 @@
 """Fashion-MNIST: copied from Debian's gzipped package files and verified, with its class names in every output."""
 
 import dataclasses
+import gzip
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from cnnlab.data import FASHION_MNIST_SPEC, ensure_files, load_splits
 from cnnlab.errors import DataError
 from cnnlab.runs.layout import run_dir_for
 from cnnlab.training.runner import train
-from tests.conftest import write_fake_dataset, write_idx
+from tests.conftest import write_fake_dataset
 
 DEBIAN = FASHION_MNIST_SPEC.debian_dir
 
@@ -19,18 +20,15 @@ def fake_debian(tmp_path: Path):
     plain = tmp_path / "plain"
     digests = write_fake_dataset(plain)
     debian = tmp_path / "debian"
+    debian.mkdir()
     for name in digests:
-        write_idx(debian / f"{name}.gz", _read_idx(plain / name), compress=True)
+        gzip_copy(plain / name, debian / f"{name}.gz")
     return dataclasses.replace(FASHION_MNIST_SPEC, debian_dir=debian, sha256=digests), debian
 
 
-def _read_idx(path: Path):
-    import numpy as np
-
-    blob = path.read_bytes()
-    ndim = blob[3]
-    shape = [int.from_bytes(blob[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(blob[4 + 4 * ndim :], dtype=np.uint8).reshape(shape)
+def gzip_copy(src: Path, dst: Path, edit=lambda blob: blob) -> None:
+    with gzip.open(dst, "wb") as fh:
+        fh.write(edit(src.read_bytes()))
 
 
 def test_files_are_copied_from_the_debian_package_and_verified(tmp_path):
@@ -45,7 +43,7 @@ def test_files_are_copied_from_the_debian_package_and_verified(tmp_path):
 
 def test_a_corrupt_debian_copy_is_an_error_naming_the_file(tmp_path):
     spec, debian = fake_debian(tmp_path)
-    write_idx(debian / "t10k-labels-idx1-ubyte.gz", _read_idx(tmp_path / "plain" / "t10k-labels-idx1-ubyte")[::-1], compress=True)
+    gzip_copy(tmp_path / "plain" / "t10k-labels-idx1-ubyte", debian / "t10k-labels-idx1-ubyte.gz", lambda b: b[:-1] + b"\x07")
     with pytest.raises(DataError, match=r"FashionMNIST/raw/t10k-labels-idx1-ubyte has SHA-256 .* expected"):
         ensure_files(spec, tmp_path / "data", download=False)
 

@@ -122,7 +122,8 @@ def _make_run_dir(run_dir: Path) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise CheckpointError(
-            f"cannot create run directory {run_dir} ({err.strerror}); point paths.output_dir (or paths.runs_dir) at a writable folder"
+            f"cannot create run directory {run_dir} ({err.strerror}); "
+            "point paths.output_dir (or paths.runs_dir) at a writable folder"
         ) from None
 
 
@@ -160,6 +161,7 @@ def train(cfg: DictConfig) -> RunResult:
 
 
 def _train_locked(cfg: DictConfig, plain: dict[str, Any], run_dir: Path, splits: Splits) -> RunResult:
+    """Resume from last.pt or start fresh, train, evaluate and record; the caller holds the run directory's lock."""
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     device = resolve_device(cfg.trainer.device)
