@@ -35,7 +35,7 @@ from cnnlab.runs.layout import CHECKPOINT, LAST, METRICS, config_name, identity,
 from cnnlab.runs.lock import run_lock
 from cnnlab.runs.status import read_metrics
 from cnnlab.training.artifacts import write_curves, write_history, write_test_results
-from cnnlab.training.loggers import check_logger, open_logger
+from cnnlab.training.loggers import NullLogger, check_logger, open_logger
 from cnnlab.training.loop import evaluate, train_epoch
 from cnnlab.training.optimizers import build_optimizer
 
@@ -230,11 +230,13 @@ def _train_locked(cfg: DictConfig, plain: dict[str, Any], run_dir: Path, splits:
         write_json(run_dir / METRICS, metrics)
         return metrics
 
-    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(plain))
-    record("running")
     label = f"{cfg.optimizer.name}{'+BN' if cfg.model.batch_norm else ''} seed {cfg.seed}"
-    logger = open_logger(cfg.get("logger"), run_dir, first_epoch=len(history) + 1, config_yaml=OmegaConf.to_yaml(plain))
-    try:
+    logger = NullLogger()
+    try:  # from the first write on, any exception (Ctrl-C included) is recorded as failed
+        config_yaml = OmegaConf.to_yaml(plain)
+        write_text(run_dir / "config.yaml", config_yaml)
+        record("running")
+        logger = open_logger(cfg.get("logger"), run_dir, first_epoch=len(history) + 1, config_yaml=config_yaml)
         for epoch in range(len(history) + 1, cfg.trainer.epochs + 1):
             start = time.perf_counter()
             mean_loss = train_epoch(
