@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set up a fresh checkout: .venv, cnnlab installed (editable, with the dev extra), MNIST fetched and verified.
-# Idempotent: a second call only re-checks (seconds). Sourced by reproduce.sh and test.sh.
+# CNNLAB_DATASETS="mnist fashion_mnist" also fetches Fashion-MNIST (installing Debian's dataset-fashion-mnist
+# with apt-get when it can, else torchvision downloads it). Idempotent: a second call only re-checks (seconds).
+# Sourced by reproduce.sh and test.sh.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -27,4 +29,14 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-"$VENV_PY" -m cnnlab.fetch data=mnist
+for dataset in ${CNNLAB_DATASETS:-mnist}; do
+  if [ "$dataset" = fashion_mnist ] && [ ! -d data/FashionMNIST/raw ] && [ ! -d /usr/share/datasets/fashion-mnist ] \
+     && command -v apt-get >/dev/null; then
+    echo "setup: installing Debian's dataset-fashion-mnist"
+    sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_="sudo -n"
+    $sudo_ apt-get install -y -q dataset-fashion-mnist >/dev/null \
+      || { $sudo_ apt-get update -q >/dev/null && $sudo_ apt-get install -y -q dataset-fashion-mnist >/dev/null; } \
+      || echo "setup: apt-get could not install dataset-fashion-mnist; trying torchvision's download instead"
+  fi
+  "$VENV_PY" -m cnnlab.fetch data="$dataset"
+done

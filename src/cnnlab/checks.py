@@ -32,3 +32,10 @@ def one_of(name: str, value: Any, allowed: Iterable[Any]) -> Any:
     if value not in allowed:
         raise ConfigError(f"{name}={value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")
     return value
+
+
+def boolean(name: str, value: Any) -> bool:
+    """A real true/false (Hydra reads `maybe` or `1` as a string or int, which Python would treat as truthy)."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name}={value!r} must be true or false")
+    return value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 T = TypeVar("T")
 
@@ -27,10 +27,18 @@ class CheckpointError(CnnlabError):
     """A checkpoint or run directory that cannot be used."""
 
 
+def fail(prog: str, message: str) -> NoReturn:
+    """Print `prog: error: message` as one line on stderr and exit with status 2."""
+    print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_USER_ERROR)
+
+
 def run_cli(prog: str, fn: Callable[[], T]) -> T:
-    """Run an entry point's body, turning a CnnlabError into `prog: error: ...` and exit status 2."""
+    """Run an entry point's body, turning a CnnlabError, or an OSError such as a full disk, into one line and exit 2."""
     try:
         return fn()
     except CnnlabError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr, flush=True)
-        raise SystemExit(EXIT_USER_ERROR) from None
+        fail(prog, str(err))
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        fail(prog, f"{where}{err.strerror or err}")

@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from cnnlab.checks import boolean
 from cnnlab.errors import ConfigError
 
 
@@ -61,4 +62,5 @@ def build_model(model_cfg: Mapping[str, Any]) -> SimpleCNN:
     name = kwargs.pop("name", "simple_cnn")
     if name != "simple_cnn":
         raise ConfigError(f"model.name={name!r} is unknown; allowed: simple_cnn")
+    boolean("model.batch_norm", kwargs.get("batch_norm", False))
     return SimpleCNN(**kwargs)

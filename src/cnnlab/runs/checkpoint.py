@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pickle
 import random
-import zipfile
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,8 @@ import numpy as np
 import torch
 
 from cnnlab.atomic import write_with
-from cnnlab.errors import CheckpointError
+from cnnlab.errors import CheckpointError, CnnlabError
+from cnnlab.models import build_model
 
 REQUIRED_KEYS = ("model", "config")
 
@@ -22,20 +24,50 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a cnnlab checkpoint safely; any problem is a CheckpointError naming the file."""
+    """Load a cnnlab checkpoint safely; any problem is a CheckpointError naming the file.
+
+    `weights_only=True` lets the unpickler build only tensors and plain containers, so a crafted file cannot run code.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist" if not path.exists() else f"checkpoint {path} is not a file")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about pickle protocols of files it then refuses anyway
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
-        raise CheckpointError(f"checkpoint {path} was refused by the safe loader: {first}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        if blocked := re.search(r"GLOBAL ([\w.]+)", str(err)):
+            raise CheckpointError(
+                f"checkpoint {path} holds objects other than tensors and plain data (it references "
+                f"{blocked.group(1)}); refused, since loading it could run code"
+            ) from None
+        raise CheckpointError(f"checkpoint {path} is truncated or not a torch checkpoint (UnpicklingError)") from None
+    except Exception as err:  # torch raises RuntimeError, EOFError, KeyError, ... for truncated or foreign files
         raise CheckpointError(f"checkpoint {path} is truncated or not a torch checkpoint ({type(err).__name__})") from None
     if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
         raise CheckpointError(f"checkpoint {path} is not a cnnlab checkpoint (needs keys {', '.join(REQUIRED_KEYS)})")
     return state
+
+
+def load_weights(module: torch.nn.Module | torch.optim.Optimizer, weights: dict[str, Any], path: str | Path) -> None:
+    """`load_state_dict` whose mismatch (another architecture, e.g. BN weights into a plain model) names the file."""
+    try:
+        module.load_state_dict(weights)
+    except (RuntimeError, ValueError, KeyError) as err:
+        first = str(err).strip().splitlines()[0]
+        kind = type(module).__name__
+        raise CheckpointError(f"checkpoint {path} does not fit this {kind}: {first}") from None
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The model a checkpoint was trained as, rebuilt from its stored config, with its weights; and the checkpoint."""
+    state = load_checkpoint(path, map_location)
+    try:
+        model = build_model(state["config"]["model"])
+    except (KeyError, TypeError, CnnlabError) as err:
+        raise CheckpointError(f"checkpoint {path} has no usable model config ({err})") from None
+    load_weights(model, state["model"], path)
+    return model.to(map_location), state
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:

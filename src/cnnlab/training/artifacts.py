@@ -69,7 +69,8 @@ def write_test_results(
     write_figure(run_dir / "confusion_matrix.png", confusion_heatmap(matrix, classes, title=f"{title}: test confusion matrix"))
 
     chosen = np.random.default_rng(seed).choice(len(y_true), size=min(12, len(y_true)), replace=False)
-    titles = [f"true {classes[y_true[i]]} / pred {classes[predictions[i]]}" for i in chosen]
+    # two lines, so long class names (Fashion-MNIST's "T-shirt/top") do not run into the next panel
+    titles = [f"true {classes[y_true[i]]}\npred {classes[predictions[i]]}" for i in chosen]
     grid = image_grid(test.x[chosen, 0].cpu().numpy(), titles, ncols=6, cell=1.8, suptitle=f"{title}: random test images")
     write_figure(run_dir / "predictions.png", grid)
     return report

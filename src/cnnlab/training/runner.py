@@ -6,6 +6,7 @@ notebook can call it directly.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import platform
@@ -23,16 +24,18 @@ from omegaconf import DictConfig, OmegaConf
 
 import cnnlab
 from cnnlab.atomic import write_json, write_text
-from cnnlab.checks import one_of, positive_float, positive_int
+from cnnlab.checks import boolean, one_of, positive_float, positive_int
 from cnnlab.config import to_plain
-from cnnlab.data import Batches, get_spec, load_splits
+from cnnlab.data import Batches, Splits, get_spec, load_splits
 from cnnlab.device import resolve_device
 from cnnlab.errors import CheckpointError
 from cnnlab.models import build_model, count_neurons, count_parameters
-from cnnlab.runs.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from cnnlab.runs.checkpoint import load_checkpoint, load_weights, restore_rng_state, rng_state, save_checkpoint
 from cnnlab.runs.layout import CHECKPOINT, LAST, METRICS, config_name, identity, run_dir_for
+from cnnlab.runs.lock import run_lock
 from cnnlab.runs.status import read_metrics
 from cnnlab.training.artifacts import epoch_entry, history_summary, write_curves, write_history, write_test_results
+from cnnlab.training.loggers import NullLogger, check_logger, open_logger
 from cnnlab.training.loop import evaluate, train_epoch
 from cnnlab.training.optimizers import build_optimizer
 
@@ -40,6 +43,7 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16")
 FINAL_STATUSES = ("finished", "diverged")  # deterministic outcomes: re-running repeats them
+DIVERGENCE_FACTOR = 100
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class RunResult:
 def check_settings(cfg: DictConfig) -> None:
     """Reject bad settings before anything is written."""
     positive_int("trainer.epochs", cfg.trainer.epochs)
+    boolean("model.batch_norm", cfg.model.batch_norm)
     positive_float("optimizer.lr", cfg.optimizer.lr)
     positive_int("data.batch_size", cfg.data.batch_size)
     positive_int("data.eval_batch_size", cfg.data.eval_batch_size)
@@ -63,6 +68,22 @@ def check_settings(cfg: DictConfig) -> None:
         positive_int("trainer.num_threads", cfg.trainer.num_threads)
     get_spec(cfg.data.name)
     resolve_device(cfg.trainer.device)
+    check_logger(cfg.get("logger"))
+
+
+def divergence(train_loss: float, val_loss: float, num_classes: int) -> str | None:
+    """Why an epoch's losses mean the run has diverged, or None.
+
+    Non-finite losses, and also losses 100 times those of guessing uniformly (ln C): weights that large do not come
+    back (Adam with lr=10 reaches ~1e10 without overflowing), and no healthy run comes near the bound.
+    """
+    bound = DIVERGENCE_FACTOR * math.log(num_classes)
+    for name, value in (("train loss", train_loss), ("validation loss", val_loss)):
+        if not math.isfinite(value):
+            return f"{name} is {value}"
+        if value > bound:
+            return f"{name} {value:.4g} exceeds {bound:.0f} ({DIVERGENCE_FACTOR}x the loss of uniform guessing)"
+    return None
 
 
 def seed_everything(seed: int) -> None:
@@ -123,31 +144,51 @@ def write_metrics(
     return metrics
 
 
-def start_run_dir(run_dir: Path, plain: dict[str, Any]) -> None:
-    """Create the run directory and its human-readable config.yaml."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(plain))
+def start_run_dir(run_dir: Path, plain: dict[str, Any]) -> str:
+    """Create the run directory and its human-readable config.yaml; returns that YAML."""
+    make_run_dir(run_dir)
+    config_yaml = OmegaConf.to_yaml(plain)
+    write_text(run_dir / "config.yaml", config_yaml)
+    return config_yaml
+
+
+def _reuse(run_dir: Path, overwrite: bool) -> RunResult | None:
+    """The recorded outcome when the run already finished or diverged (and overwrite is off), else None."""
+    previous = read_metrics(run_dir)
+    if previous.get("status") not in FINAL_STATUSES or overwrite:
+        return None
+    outcome = f"test accuracy {previous['test']['accuracy']:.2f}%" if "test" in previous else "diverged"
+    log.info("%s is already %s (%s); overwrite=true retrains it", run_dir, previous["status"], outcome)
+    return RunResult(run_dir, previous["status"], previous, reused=True)
+
+
+def make_run_dir(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CheckpointError(
+            f"cannot create run directory {run_dir} ({err.strerror}); "
+            "point paths.output_dir (or paths.runs_dir) at a writable folder"
+        ) from None
+
+
+def _remove_stale_temp_files(run_dir: Path) -> None:
+    """Temporary files a killed process left behind (never renamed, so never part of the run's state)."""
+    for tmp in run_dir.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def train(cfg: DictConfig) -> RunResult:
+    """Train `cfg` into its run directory, holding the directory's lock so no second process writes there at once."""
     check_settings(cfg)
     plain = to_plain(cfg)
     run_dir = run_dir_for(plain)
     if run_dir.exists() and not run_dir.is_dir():
         raise CheckpointError(f"run directory {run_dir} exists and is a file")
-    previous = read_metrics(run_dir)
-    if previous.get("status") in FINAL_STATUSES and not cfg.overwrite:
-        outcome = f"test accuracy {previous['test']['accuracy']:.2f}%" if "test" in previous else "diverged"
-        log.info("%s is already %s (%s); overwrite=true retrains it", run_dir, previous["status"], outcome)
-        return RunResult(run_dir, previous["status"], previous, reused=True)
-
-    if cfg.trainer.num_threads:
-        torch.set_num_threads(cfg.trainer.num_threads)
-    device = resolve_device(cfg.trainer.device)
-    spec = get_spec(cfg.data.name)
-    seed_everything(cfg.seed)
+    if reused := _reuse(run_dir, cfg.overwrite):
+        return reused
     splits = load_splits(
-        spec,
+        get_spec(cfg.data.name),
         cfg.data.root,
         split_seed=cfg.data.split_seed,
         val_size=cfg.data.val_size,
@@ -155,6 +196,22 @@ def train(cfg: DictConfig) -> RunResult:
         normalize=cfg.data.normalize,
         download=cfg.data.download,
     )
+    make_run_dir(run_dir)
+    with run_lock(run_dir):
+        # another process may have finished this run while we loaded the data
+        if reused := _reuse(run_dir, cfg.overwrite):
+            return reused
+        _remove_stale_temp_files(run_dir)
+        return _train_locked(cfg, plain, run_dir, splits)
+
+
+def _train_locked(cfg: DictConfig, plain: dict[str, Any], run_dir: Path, splits: Splits) -> RunResult:
+    """Resume from last.pt or start fresh, train, evaluate and record; the caller holds the run directory's lock."""
+    if cfg.trainer.num_threads:
+        torch.set_num_threads(cfg.trainer.num_threads)
+    device = resolve_device(cfg.trainer.device)
+    spec = splits.spec
+    seed_everything(cfg.seed)
     train_split, val_split, test_split = (s.to(device) for s in (splits.train, splits.val, splits.test))
     model = build_model(cfg.model).to(device)
     memory_format = torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format
@@ -170,8 +227,8 @@ def train(cfg: DictConfig) -> RunResult:
         state = load_checkpoint(last_path, map_location=device)
         if identity(state["config"]) != identity(plain) or state["config"]["seed"] != cfg.seed:
             raise CheckpointError(f"{last_path} was written by a different configuration; delete it or pass overwrite=true")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        load_weights(model, state["model"], last_path)
+        load_weights(optimizer, state["optimizer"], last_path)
         restore_rng_state(state["rng"], generator)
         history, train_time = list(state["history"]), float(state["train_time_s"])
         log.info("resuming %s after epoch %d", run_dir, state["epoch"])
@@ -193,10 +250,12 @@ def train(cfg: DictConfig) -> RunResult:
     def record(status: str, **extra: Any) -> dict[str, Any]:
         return write_metrics(run_dir, status, base, history, train_time, **extra)
 
-    start_run_dir(run_dir, plain)
-    record("running")
     label = f"{cfg.optimizer.name}{'+BN' if cfg.model.batch_norm else ''} seed {cfg.seed}"
-    try:
+    logger = NullLogger()
+    try:  # from the first write on, any exception (Ctrl-C included) is recorded as failed
+        config_yaml = start_run_dir(run_dir, plain)
+        record("running")
+        logger = open_logger(cfg.get("logger"), run_dir, first_epoch=len(history) + 1, config_yaml=config_yaml)
         for epoch in range(len(history) + 1, cfg.trainer.epochs + 1):
             start = time.perf_counter()
             mean_loss = train_epoch(
@@ -213,9 +272,10 @@ def train(cfg: DictConfig) -> RunResult:
                 label, epoch, cfg.trainer.epochs, train_loss, val.loss, val.accuracy, epoch_seconds, history[-1]["images_per_s"],
             )  # fmt: skip
             write_history(run_dir, history)
-            if not (math.isfinite(train_loss) and math.isfinite(val.loss)):
-                log.error("%s diverged at epoch %d (non-finite loss); try a smaller optimizer.lr", label, epoch)
-                metrics = record("diverged", finished_at=now(), diverged_at_epoch=epoch)
+            logger.log_epoch(history[-1])
+            if reason := divergence(train_loss, val.loss, len(spec.classes)):
+                log.error("%s diverged at epoch %d: %s; try a smaller optimizer.lr", label, epoch, reason)
+                metrics = record("diverged", finished_at=now(), diverged_at_epoch=epoch, diverged_because=reason)
                 return RunResult(run_dir, "diverged", metrics)
             save_checkpoint(last_path, snapshot(epoch))
             record("running")
@@ -224,6 +284,7 @@ def train(cfg: DictConfig) -> RunResult:
         predictions = test.predictions.numpy()
         report = write_test_results(run_dir, splits.test, predictions, splits.classes, label, cfg.seed)
         write_curves(run_dir, history, label)
+        logger.log_test(len(history), test.accuracy, test.loss, [run_dir / "curves.png", run_dir / "confusion_matrix.png"])
         save_checkpoint(run_dir / CHECKPOINT, snapshot(len(history)))
         metrics = record(
             "finished",
@@ -234,7 +295,10 @@ def train(cfg: DictConfig) -> RunResult:
         )
         last_path.unlink(missing_ok=True)
     except BaseException as err:
-        record("failed", error=f"{type(err).__name__}: {err}")
+        with contextlib.suppress(OSError):  # a full disk must not hide the original error
+            record("failed", error=f"{type(err).__name__}: {err}")
         raise
+    finally:
+        logger.close()
     log.info("%s test accuracy %.2f%% in %.1fs -> %s", label, test.accuracy, train_time, run_dir)
     return RunResult(run_dir, "finished", metrics)

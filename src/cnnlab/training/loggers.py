@@ -1,0 +1,83 @@
+"""Optional experiment loggers (`logger=tensorboard`); the default logs nothing, so the runner never branches on it.
+
+TensorBoard gets per-epoch scalars (losses, accuracy, images/s, epoch time), the test result, the run's config as
+text and the curves/confusion figures, under `<run_dir>/<logger.log_dir>/`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from cnnlab.checks import one_of
+from cnnlab.errors import ConfigError
+
+LOGGERS = ("tensorboard",)
+
+# history key -> TensorBoard tag; the tags group into "loss", "accuracy" and "speed" sections
+EPOCH_SCALARS = {
+    "train_loss": "loss/train",
+    "val_loss": "loss/val",
+    "val_accuracy": "accuracy/val",
+    "images_per_s": "speed/images_per_s",
+    "epoch_time_s": "speed/epoch_time_s",
+}
+
+
+class NullLogger:
+    """Logs nothing: what a run gets without a `logger` config."""
+
+    def log_epoch(self, record: Mapping[str, Any]) -> None:
+        pass
+
+    def log_test(self, epoch: int, accuracy: float, loss: float, figures: Sequence[Path]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class TensorBoardLogger(NullLogger):
+    def __init__(self, log_dir: Path, first_epoch: int, config_yaml: str):
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step hides events a killed attempt wrote for epochs that are now being trained again
+        self.writer = SummaryWriter(str(log_dir), purge_step=first_epoch)
+        if first_epoch == 1:
+            self.writer.add_text("config", f"```yaml\n{config_yaml}```", 0)
+
+    def log_epoch(self, record: Mapping[str, Any]) -> None:
+        for key, tag in EPOCH_SCALARS.items():
+            self.writer.add_scalar(tag, record[key], record["epoch"])
+        self.writer.flush()  # a crash right after this epoch still shows it
+
+    def log_test(self, epoch: int, accuracy: float, loss: float, figures: Sequence[Path]) -> None:
+        import matplotlib.pyplot as plt
+
+        self.writer.add_scalar("accuracy/test", accuracy, epoch)
+        self.writer.add_scalar("loss/test", loss, epoch)
+        for path in figures:
+            self.writer.add_image(f"figures/{path.stem}", plt.imread(path)[..., :3], epoch, dataformats="HWC")
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def check_logger(cfg: Mapping[str, Any] | None) -> None:
+    """Reject an unknown logger, or one whose package is missing, before a run writes anything."""
+    if cfg is None:
+        return
+    one_of("logger.name", cfg["name"], LOGGERS)
+    if importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("logger=tensorboard needs the tensorboard package: pip install tensorboard")
+
+
+def open_logger(cfg: Mapping[str, Any] | None, run_dir: Path, first_epoch: int, config_yaml: str) -> NullLogger:
+    """The logger the `logger` config group asks for (none selected: a NullLogger)."""
+    check_logger(cfg)
+    if cfg is None:
+        return NullLogger()
+    log_dir = Path(cfg["log_dir"])
+    return TensorBoardLogger(log_dir if log_dir.is_absolute() else run_dir / log_dir, first_epoch, config_yaml)

@@ -1,0 +1,142 @@
+"""Crash safety as users meet it: `kill -9` mid-epoch, Ctrl-C, re-running a sweep, two processes on one run.
+
+One module fixture trains, in parallel subprocesses, a reference run, a victim that is killed mid-epoch and a short
+finished run beside it; each test copies that state and re-runs the command line on it.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnlab.errors import CheckpointError
+from cnnlab.runs.checkpoint import load_checkpoint
+from cnnlab.runs.lock import run_lock
+from cnnlab.runs.layout import run_dir_for
+from cnnlab.training.runner import train
+
+# 2 short epochs; a small validation split keeps each epoch well under a second on one thread
+RUN = ["data.subset=1500", "data.val_size=500", "data.eval_batch_size=500", "trainer.epochs=2", "trainer.num_threads=1",
+       "trainer.progress=false", "optimizer=momentum"]  # fmt: skip
+TIMINGS = ("epoch_time_s", "images_per_s")
+pytestmark = pytest.mark.slow  # real subprocess runs: about two minutes on 2 busy cores
+
+
+def start(out: Path, *args: str, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with log.open("w") as fh:
+        return subprocess.Popen([sys.executable, "-m", "cnnlab.train", *RUN, f"paths.output_dir={out}", *args],
+                                stdout=fh, stderr=subprocess.STDOUT, env=env)  # fmt: skip
+
+
+def the_run_dir(out: Path, epochs: int = 2) -> Path:
+    (path,) = out.glob(f"runs/mnist/*/e{epochs}-*/seed42")
+    return path
+
+
+def wait_for(predicate, proc: subprocess.Popen, what: str, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert proc.poll() is None, f"process ended before {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def metrics_of(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "metrics.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def without_timings(metrics: dict) -> list[dict]:
+    return [{k: v for k, v in h.items() if k not in TIMINGS} for h in metrics["history"]]
+
+
+def assert_same_result(run_dir: Path, reference: Path) -> None:
+    got, want = metrics_of(run_dir), metrics_of(reference)
+    assert got["status"] == want["status"] == "finished"
+    assert without_timings(got) == without_timings(want) and got["test"] == want["test"]
+    a, b = load_checkpoint(run_dir / "checkpoint.pt")["model"], load_checkpoint(reference / "checkpoint.pt")["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def crashed(tmp_path_factory):
+    """(reference output dir, crashed output dir): the crashed one holds a run killed by SIGKILL during epoch 2
+    and a finished 1-epoch run of the same settings."""
+    base = tmp_path_factory.mktemp("crash")
+    ref, crash = base / "ref", base / "crash"
+    reference = start(ref, log=base / "ref.log")
+    short = start(crash, "trainer.epochs=1", log=base / "short.log")
+    victim = start(crash, log=base / "victim.log")
+    # kill once epoch 1 is checkpointed and recorded, i.e. while epoch 2 is training
+    def epoch_one_recorded() -> bool:
+        return any(metrics_of(last.parent).get("history") for last in crash.glob("runs/mnist/*/e2-*/seed42/last.pt"))
+
+    wait_for(epoch_one_recorded, victim, "epoch 1 of the victim")
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait() == -signal.SIGKILL
+    assert reference.wait() == 0 and short.wait() == 0, (base / "ref.log").read_text()[-2000:]
+    return ref, crash
+
+
+def test_kill_9_then_ctrl_c_leave_complete_files_and_resume_to_identical_results(crashed, tmp_path):
+    ref, crash = crashed
+    out = tmp_path / "out"
+    shutil.copytree(crash, out)
+    run_dir = the_run_dir(out)
+    # what the kill left: complete files only, the state after epoch 1
+    metrics = metrics_of(run_dir)
+    assert metrics["status"] == "running" and load_checkpoint(run_dir / "last.pt")["epoch"] == 1
+    assert len(metrics["history"]) == 1 and not (run_dir / "checkpoint.pt").exists()
+    assert (run_dir / ".lock").exists()  # the killed process could not remove it; the kernel released its flock
+
+    # re-run, and interrupt that too (Ctrl-C raises inside the run): recorded as failed, last.pt kept
+    proc = start(out, log=tmp_path / "interrupted.log")
+    wait_for(lambda: metrics_of(run_dir)["started_at"] != metrics["started_at"], proc, "the resumed run to start")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait() != 0
+    failed = metrics_of(run_dir)
+    assert failed["status"] == "failed" and "KeyboardInterrupt" in failed["error"]
+    assert load_checkpoint(run_dir / "last.pt")["epoch"] == 1
+
+    again = subprocess.run([sys.executable, "-m", "cnnlab.train", *RUN, f"paths.output_dir={out}"], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming" in again.stdout + again.stderr and "after epoch 1" in again.stdout + again.stderr
+    assert_same_result(run_dir, the_run_dir(ref))
+    assert not list(run_dir.glob(".*"))  # no lock or temp file left behind
+    assert not (run_dir / "last.pt").exists()
+
+
+def test_rerun_sweep_skips_finished_runs_and_resumes_unfinished_ones(crashed, tmp_path):
+    ref, crash = crashed
+    out = tmp_path / "out"
+    shutil.copytree(crash, out)
+    finished = the_run_dir(out, epochs=1) / "metrics.json"
+    before = finished.read_text()
+    proc = subprocess.run([sys.executable, "-m", "cnnlab.train", "-m", *RUN, "trainer.epochs=1,2", f"paths.output_dir={out}"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    log = proc.stdout + proc.stderr
+    assert "is already finished" in log and "resuming" in log
+    assert finished.read_text() == before  # untouched, not retrained
+    assert_same_result(the_run_dir(out), the_run_dir(ref))
+
+
+def test_a_second_process_on_the_same_run_is_refused(make_cfg):
+    cfg = make_cfg("debug=smoke", "data.subset=200", "data.val_size=200")
+    run_dir = run_dir_for(cfg)
+    run_dir.mkdir(parents=True)
+    with run_lock(run_dir):
+        (run_dir / ".lock").read_text()  # holds our pid
+        with pytest.raises(CheckpointError, match=rf"run directory {run_dir} is in use by another cnnlab process \(pid {os.getpid()}\)"):
+            train(cfg)
+    assert not (run_dir / "metrics.json").exists() and not (run_dir / ".lock").exists()

