@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from cnnlab.atomic import write_text
-from cnnlab.checks import one_of, positive_float
+from cnnlab.checks import one_of, positive_float, positive_int
 from cnnlab.config import to_plain
 from cnnlab.data import get_spec
 from cnnlab.errors import ConfigError
@@ -23,9 +23,10 @@ from cnnlab.plotting import lr_sensitivity, training_curves
 from cnnlab.reporting.analyses import AnalysisEntry, AnalysisOutcome, parse_entries, run_analyses
 from cnnlab.reporting.collect import Run, collect_runs
 from cnnlab.reporting.document import ModelInfo, ReportData, render_markdown
-from cnnlab.reporting.expected import Expected, expected_runs
+from cnnlab.reporting.expected import Expected, default_paths, expected_runs
 from cnnlab.reporting.figures import cached_figure, copy_if_changed
 from cnnlab.reporting.html import render_html
+from cnnlab.reporting.replay_section import find_replay, replay_command, replay_csv
 from cnnlab.reporting.results import ConfigResult, summarize_config
 from cnnlab.reporting.stats import spread
 from cnnlab.runs.layout import CHECKPOINT, identity
@@ -34,6 +35,7 @@ from cnnlab.summary import summarize
 TABLES = ("optimizers", "batch_norm")
 UNFINISHED = ("failed", "running", "diverged")
 BEST_MODEL = "best_model.pt"
+REPLAY_CSV = "replay.csv"
 CSV_FIELDS = (
     "config", "report_run", "label", "data", "optimizer", "lr", "batch_norm", "epochs", "batch_size", "subset",
     "n_finished", "seeds", "test_accuracy_mean", "test_accuracy_std", "test_accuracy_min", "test_accuracy_max",
@@ -53,6 +55,7 @@ class ReportResult:
     missing: list[tuple[Expected, list[int]]]
     unfinished: list[tuple[Expected, Run]]
     analyses: list[AnalysisOutcome]
+    replay_csv: Path | None = None  # None: no notebook replay to report
 
     @property
     def failed_analyses(self) -> list[AnalysisOutcome]:
@@ -61,6 +64,7 @@ class ReportResult:
     def lines(self) -> list[str]:
         n_missing = sum(len(seeds) for _, seeds in self.missing)
         out = [f"report: {self.markdown}", f"html:   {self.html}", f"csv:    {self.csv}"]
+        out.append(f"replay: {self.replay_csv}" if self.replay_csv else "replay: none (cnnlab-replay adds it to the report)")
         out.append(f"best:   {self.best_label} -> {self.best_model}" if self.best_model else "best:   none (no finished run)")
         if n_missing or self.unfinished:
             out.append(f"{n_missing} expected runs missing, {len(self.unfinished)} unfinished; commands are in the report")
@@ -79,6 +83,7 @@ class Settings:
     tables: dict[str, list[str]]
     analyses: list[AnalysisEntry] | None  # None: the Analyses section is turned off
     analysis_device: str
+    replay_epochs: int
 
 
 def _settings(cfg: DictConfig) -> Settings:
@@ -98,7 +103,8 @@ def _settings(cfg: DictConfig) -> Settings:
         raise ConfigError(f"analyses_enabled={cfg.analyses_enabled!r} must be true or false")
     entries = parse_entries(to_plain(cfg.analyses) or [], to_plain(cfg.runs)) if cfg.analyses_enabled else None
     device = one_of("analysis_device", cfg.analysis_device, ("auto", "cpu", "cuda"))
-    return Settings(sorted(set(seeds)), target, confidence, tables, entries, device)
+    replay_epochs = positive_int("replay_epochs", cfg.replay_epochs)
+    return Settings(sorted(set(seeds)), target, confidence, tables, entries, device, replay_epochs)
 
 
 def _without_lr(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -252,6 +258,8 @@ def build_report(cfg: DictConfig) -> ReportResult:
     else:
         best_model.unlink(missing_ok=True)
 
+    replay_dir = Path(cfg.paths.replay_dir)
+    replay = find_replay(replay_dir, settings.replay_epochs, expected)
     series = _lr_series(expected, tables["optimizers"], everything)
     report_lr = expected[tables["optimizers"][0]].config["optimizer"]["lr"]
     lr_table = {
@@ -279,12 +287,20 @@ def build_report(cfg: DictConfig) -> ReportResult:
         lr_table=lr_table,
         hardware=_hardware([run for r in results.values() for run in r.finished]),
         analyses=outcomes,
+        replay=replay,
+        replay_command=replay_command(settings.replay_epochs, replay_dir, Path(default_paths()["replay_dir"])),
     )
     text = render_markdown(data)
     markdown_path = write_text(report_dir / "REPORT.md", text)
     html_path = write_text(report_dir / "report.html", render_html(text, report_dir, "CNN on MNIST: the report, reproduced"))
     csv_path = write_text(report_dir / "results.csv", _csv(everything, expected))
+    replay_path = report_dir / REPLAY_CSV
+    if replay is None:
+        replay_path.unlink(missing_ok=True)  # a stale table would outlive the replay it came from
+    else:
+        write_text(replay_path, replay_csv(replay))
     return ReportResult(
         report_dir, markdown_path, html_path, csv_path, best_model if best else None,
         f"{expected[best[0]].label} seed {best[1].seed}" if best else None, missing, unfinished, outcomes or [],
+        replay_path if replay else None,
     )  # fmt: skip

@@ -12,6 +12,7 @@ from cnnlab.reporting.analysis_section import analyses_section
 from cnnlab.reporting.collect import Run
 from cnnlab.reporting.expected import Expected
 from cnnlab.reporting.markdown import md_image, md_table
+from cnnlab.reporting.replay_section import Replay, batch_norm_section, how_to_read, missing_hint, replay_cell
 from cnnlab.reporting.results import ConfigResult
 from cnnlab.reporting.stats import interval, spread
 
@@ -46,6 +47,8 @@ class ReportData:
     lr_table: dict[str, dict[float, str]] = field(default_factory=dict)
     hardware: str = ""
     analyses: list[AnalysisOutcome] | None = None  # None: the section is turned off
+    replay: Replay | None = None  # None: no notebook replay, no replay column
+    replay_command: str = "cnnlab-replay"  # how to produce the replay when there is none
 
 
 def _n(result: ConfigResult) -> str:
@@ -113,7 +116,14 @@ BATCH_NORM_COLUMNS: list[Column] = [
 ]
 
 
+REPLAY_COLUMN: Column = ("notebook replay %", lambda d, k: replay_cell(d.replay, k))
+
+
 def _rows(data: ReportData, columns: list[Column], keys: Sequence[str]) -> list[str]:
+    """The table of `keys`; with a notebook replay, its column follows the published one."""
+    if data.replay is not None:
+        at = next(i for i, (header, _) in enumerate(columns) if header == "published %") + 1
+        columns = [*columns[:at], REPLAY_COLUMN, *columns[at:]]
     return md_table([header for header, _ in columns], [[cell(data, key) for _, cell in columns] for key in keys])
 
 
@@ -159,8 +169,9 @@ def _how_to_read(data: ReportData) -> list[str]:
 
 def optimizer_table(data: ReportData) -> list[str]:
     keys = data.tables["optimizers"]
+    replay = how_to_read(data.replay) if data.replay else []
     return [f"## Table 1: optimizers without batch norm ({_settings(data, keys)})", "",
-            *_rows(data, OPTIMIZER_COLUMNS, keys), *_how_to_read(data)]  # fmt: skip
+            *_rows(data, OPTIMIZER_COLUMNS, keys), *_how_to_read(data), *replay]  # fmt: skip
 
 
 def batch_norm_table(data: ReportData) -> list[str]:
@@ -168,6 +179,14 @@ def batch_norm_table(data: ReportData) -> list[str]:
     if not keys:
         return []
     return [f"## Table 2: batch norm ({_settings(data, keys)})", "", *_rows(data, BATCH_NORM_COLUMNS, keys)]
+
+
+def notebook_replay(data: ReportData) -> list[str]:
+    """The batch-norm evaluation section when batch-norm runs were replayed; without a replay, how to make one."""
+    if data.replay is None:
+        return missing_hint(data.replay_command)
+    keys = data.tables["optimizers"] + data.tables["batch_norm"]
+    return batch_norm_section(data.replay, keys, {key: data.expected[key].label for key in keys})
 
 
 def best_configuration(data: ReportData) -> list[str]:
@@ -273,11 +292,13 @@ def not_in_tables(data: ReportData) -> list[str]:
 
 def footer(data: ReportData) -> list[str]:
     return ["## Files", "", "`results.csv` holds one row per configuration found under the runs directory (all seeds, "
-            "every launcher), including configurations outside these tables. `report.html` is this report as one file.", ""]  # fmt: skip
+            "every launcher), including configurations outside these tables. `report.html` is this report as one file.",
+            *(["`replay.csv` holds the notebook replay's runs: published, replayed (training mode) and eval-mode test "
+               "accuracy, and the report runs each stands beside."] if data.replay else []), ""]  # fmt: skip
 
 
 SECTIONS: list[Callable[[ReportData], list[str]]] = [
-    header, optimizer_table, batch_norm_table, best_configuration, curves, lr_sensitivity, per_run, analyses, model, not_in_tables, footer,
+    header, optimizer_table, batch_norm_table, notebook_replay, best_configuration, curves, lr_sensitivity, per_run, analyses, model, not_in_tables, footer,
 ]
 
 

@@ -58,6 +58,12 @@ def _compose(overrides: Sequence[str], setting: str) -> dict[str, Any]:
         raise ConfigError(f"{setting} does not compose with the train config: {first}") from None
 
 
+def default_paths() -> dict[str, str]:
+    """The paths every command gets without overrides: a printed command names only paths that differ."""
+    with _train_configs():
+        return _compose([], "conf/train.yaml")["paths"]
+
+
 def expected_runs(
     runs: Mapping[str, Mapping[str, Any]], keys: Sequence[str], train_overrides: Sequence[str], runs_dir: str | Path
 ) -> dict[str, Expected]:
@@ -70,8 +76,7 @@ def expected_runs(
             raise ConfigError(f"runs.{key} has no conf/{EXPERIMENT_GROUP}/{key}.yaml; available: {', '.join(available)}")
     out = {}
     with _train_configs():
-        default_runs_dir = Path(_compose([], "conf/train.yaml")["paths"]["runs_dir"])
-        where = () if Path(runs_dir) == default_runs_dir else (f"paths.runs_dir={runs_dir}",)
+        where = () if Path(runs_dir) == Path(default_paths()["runs_dir"]) else (f"paths.runs_dir={runs_dir}",)
         for key in dict.fromkeys(keys):
             args = (f"+{EXPERIMENT_GROUP}={key}", *train_overrides)
             plain = _compose(args, f"train_overrides={list(train_overrides)}")

@@ -1,0 +1,161 @@
+"""The notebook replay in the report: `cnnlab-replay`'s runs matched to the report's configurations by optimizer and
+batch norm, the "notebook replay" cell of Tables 1 and 2, the section on batch norm in the notebook's evaluation,
+`replay.csv`, and the one-line hint when there is no replay."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnnlab.replay.published import (
+    ADAPTIVE_TEST_TOLERANCE,
+    NOTEBOOK_RUNS,
+    TEST_TOLERANCE,
+    TRAIN_LOSS_TOLERANCE,
+    VAL_ACCURACY_TOLERANCE,
+)
+from cnnlab.replay.results import load_replay, summary_path
+from cnnlab.reporting.expected import Expected
+from cnnlab.reporting.markdown import md_table
+
+# cnnlab-replay's default: as many epochs as the notebook published
+PUBLISHED_EPOCHS = len(NOTEBOOK_RUNS[0].epochs)
+CSV_FIELDS = (
+    "replay_run", "label", "report_runs", "optimizer", "batch_norm", "epochs", "published_test_accuracy",
+    "test_accuracy", "difference", "test_accuracy_eval_mode", "eval_minus_training", "within_tolerance", "run_dir",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Replay:
+    """One replay-e<epochs>.json, with its runs by report key (a configuration without a replayed run is absent)."""
+
+    path: Path
+    summary: dict[str, Any]
+    by_key: dict[str, dict[str, Any]]
+
+    @property
+    def epochs(self) -> int:
+        return self.summary["epochs"]
+
+
+def find_replay(replay_dir: Path, epochs: int, expected: Mapping[str, Expected]) -> Replay | None:
+    """The replay under `replay_dir`, or None; a report run gets the replayed run with its optimizer and batch norm."""
+    summary = load_replay(replay_dir, epochs)
+    if summary is None:
+        return None
+    by_key = {}
+    for key, e in expected.items():
+        wanted = (e.config["optimizer"]["name"], e.config["model"]["batch_norm"])
+        if run := next((r for r in summary["runs"].values() if (r["optimizer"], r["batch_norm"]) == wanted), None):
+            by_key[key] = run
+    return Replay(summary_path(replay_dir, epochs), summary, by_key)
+
+
+def replay_command(epochs: int, replay_dir: Path, default_replay_dir: Path) -> str:
+    args = ["cnnlab-replay"]
+    if epochs != PUBLISHED_EPOCHS:
+        args.append(f"epochs={epochs}")
+    if replay_dir != default_replay_dir:
+        args.append(f"paths.replay_dir={replay_dir}")
+    return shlex.join(args)
+
+
+def replay_cell(replay: Replay, key: str) -> str:
+    """Replayed test accuracy (training mode, as published), its difference to published, and the tolerance verdict."""
+    run = replay.by_key.get(key)
+    if run is None:
+        return "not replayed"
+    text = f"{run['test_accuracy']:.2f}"
+    if run["published_test_accuracy"] is not None:
+        text += f" ({run['test_accuracy'] - run['published_test_accuracy']:+.2f})"
+    return text if run["within_tolerance"] else f"{text} **outside tolerance**"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def how_to_read(replay: Replay) -> list[str]:
+    s = replay.summary
+    if replay.epochs == PUBLISHED_EPOCHS:
+        test = (f", with its difference to the published value. **outside tolerance** marks a replay whose test accuracy "
+                f"is more than {TEST_TOLERANCE:g} points ({ADAPTIVE_TEST_TOLERANCE:g} for RMSProp and Adam) from the "
+                f"published one, or")  # fmt: skip
+    else:
+        test = (f" after {replay.epochs} of the notebook's {PUBLISHED_EPOCHS} epochs, whose test accuracy was never "
+                f"published. **outside tolerance** marks a replay")  # fmt: skip
+    return [
+        f"Notebook replay: the original notebook's run with the same optimizer and batch norm, replayed from its one "
+        f"random stream by `cnnlab-replay` ({_count(replay.epochs, 'epoch')}, {s['device']}, "
+        f"{_count(s['threads'], 'thread')}, torch {s['torch']}; `{replay.path}`). Its test accuracy is the notebook's "
+        f"training-mode one{test} whose per-epoch train loss or validation accuracy (SGD, Momentum, SGD + batch norm) "
+        f"is more than {TRAIN_LOSS_TOLERANCE:g} or {VAL_ACCURACY_TOLERANCE:g} points from the published one.",
+        "",
+    ]
+
+
+def batch_norm_section(replay: Replay, keys: Sequence[str], labels: Mapping[str, str]) -> list[str]:
+    """Training-mode (published, replayed) against eval-mode accuracy of the same weights, for the batch-norm runs."""
+    rows = []
+    for key in dict.fromkeys(keys):
+        run = replay.by_key.get(key)
+        if run is None or not run["batch_norm"]:
+            continue
+        published = run["published_test_accuracy"]
+        train_mode, eval_mode = run["test_accuracy"], run["test_accuracy_eval_mode"]
+        rows.append([labels[key], "—" if published is None else f"{published:.2f}", f"{train_mode:.2f}",
+                     f"{eval_mode:.2f}", f"{eval_mode - train_mode:+.2f}"])  # fmt: skip
+    if not rows:
+        return []
+    return [
+        "## Batch norm in the notebook's evaluation",
+        "",
+        "The notebook never called `net.eval()`, so during validation and test its batch-norm layers normalised each "
+        "batch of 64 by that batch's own statistics (and folded the test data into their running statistics) instead "
+        "of using the running statistics learned in training. The same final weights of the replay, evaluated both ways "
+        f"({replay.epochs} epochs):",
+        "",
+        *md_table(["run", "published % (training mode)", "notebook replay % (training mode)",
+                   "eval mode % (same weights)", "eval − training"], rows),  # fmt: skip
+        "The independently seeded runs in the tables above are always evaluated in eval mode.",
+        "",
+    ]
+
+
+def missing_hint(command: str) -> list[str]:
+    return [
+        f"No notebook replay yet: `{command}` (about 25 minutes on 2 CPU cores) replays the original notebook's runs "
+        f"and adds a \"notebook replay\" column and a section on batch norm in its evaluation.",
+        "",
+    ]
+
+
+def replay_csv(replay: Replay) -> str:
+    """One row per replayed run, with the report runs it stands beside."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for name, run in replay.summary["runs"].items():
+        published, train_mode, eval_mode = run["published_test_accuracy"], run["test_accuracy"], run["test_accuracy_eval_mode"]
+        writer.writerow({
+            "replay_run": name,
+            "label": run["label"],
+            "report_runs": " ".join(key for key, r in replay.by_key.items() if r is run),
+            "optimizer": run["optimizer"],
+            "batch_norm": run["batch_norm"],
+            "epochs": replay.epochs,
+            "published_test_accuracy": "" if published is None else published,
+            "test_accuracy": round(train_mode, 4),
+            "difference": "" if published is None else round(train_mode - published, 4),
+            "test_accuracy_eval_mode": round(eval_mode, 4),
+            "eval_minus_training": round(eval_mode - train_mode, 4),
+            "within_tolerance": run["within_tolerance"],
+            "run_dir": run["run_dir"],
+        })  # fmt: skip
+    return buffer.getvalue()
