@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import hydra
+import torch
 from hydra import compose
 from omegaconf import DictConfig
 
@@ -45,6 +46,8 @@ def bench(cfg: DictConfig, scratch: Path) -> dict:
     for key, value in (("memory_subset", settings["memory_subset"]), ("sweep_jobs", cfg.sweep_jobs)):
         if value is not None:
             positive_int(key, value)
+    if cfg.threads is not None:
+        torch.set_num_threads(positive_int("threads", cfg.threads))
     spec = get_spec(cfg.data.name)
     ensure_files(spec, cfg.data.root, download=cfg.data.download)
     ctx = BenchContext(
