@@ -31,7 +31,7 @@ def test_quick_bench_writes_json_and_both_sides_agree(tmp_path):
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    results = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    results = json.loads((tmp_path / "bench" / "bench-quick.json").read_text())
     assert results["hardware"]["torch"] == torch.__version__ and results["hardware"]["threads"] >= 1
     by_name = {c["name"]: c for c in results["comparisons"]}
     assert set(by_name) == {"training step, fp32", "training step, bf16", "sweep of 6 runs", "peak memory, 1-epoch run"}

@@ -36,7 +36,13 @@ def report_jobs() -> list[BenchJob]:
     return jobs
 
 
+def output_path(cfg: DictConfig) -> Path:
+    """bench.json, or bench-quick.json for quick=true so a check never replaces real figures."""
+    return Path(cfg.output_dir) / ("bench-quick.json" if cfg.quick else "bench.json")
+
+
 def bench(cfg: DictConfig, scratch: Path) -> dict:
+    """Check the settings, build the context, run the chosen comparisons and write the results."""
     plain = to_plain(cfg)
     settings = {key: plain[key] for key in ("repeats", "warmup", "train_batches", "sweep_batches", "memory_subset")}
     if cfg.quick:
@@ -63,7 +69,7 @@ def bench(cfg: DictConfig, scratch: Path) -> dict:
         **settings,
     )
     results = run_suite(ctx, plain["only"])
-    write_json(cfg.output, results)
+    write_json(output_path(cfg), results)
     return results
 
 
@@ -73,7 +79,7 @@ def main(cfg: DictConfig) -> None:
     with tempfile.TemporaryDirectory(prefix="cnnlab-bench-") as scratch:
         results = run_cli("cnnlab-bench", lambda: bench(cfg, Path(scratch)))
     print(table(results))
-    print(f"written to {cfg.output}")
+    print(f"written to {output_path(cfg)}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,6 @@ class BenchContext:
     warmup: int
     seed: int
     scratch: Path
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 Measure = Callable[[BenchContext], list[Comparison]]

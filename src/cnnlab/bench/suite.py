@@ -12,7 +12,6 @@ from typing import Any
 
 import torch
 
-from cnnlab.atomic import write_json
 from cnnlab.bench.registry import COMPARISONS, BenchContext
 from cnnlab.bench.timing import Comparison
 from cnnlab.errors import ConfigError
