@@ -63,3 +63,11 @@ def test_summary_prints_the_report_counts():
 def test_fetch_verifies_existing_files():
     proc = cnnlab("fetch")
     assert proc.returncode == 0 and "4 files verified" in proc.stdout
+
+
+def test_console_scripts_find_their_configs(tmp_path):
+    """The installed `cnnlab-*` commands (not `python -m`) resolve conf/ from any working directory."""
+    bin_dir = __import__("pathlib").Path(sys.executable).parent
+    proc = subprocess.run([str(bin_dir / "cnnlab-summary")], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "parameters: 799,078" in proc.stdout

@@ -5,11 +5,12 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from cnnlab.config import CONF_DIR
 from cnnlab.analysis.command import report, run_analysis
 from cnnlab.errors import run_cli
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="adversarial")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="adversarial")
 def main(cfg: DictConfig) -> None:
     print(report(run_cli("cnnlab-adversarial", lambda: run_analysis("adversarial", cfg))))
 

@@ -8,6 +8,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from cnnlab.config import CONF_DIR
 from cnnlab.data import get_spec
 from cnnlab.errors import run_cli
 from cnnlab.models import build_model, count_neurons, count_parameters, layer_table
@@ -27,7 +28,7 @@ def summarize(model_cfg: Mapping[str, Any], image_shape: tuple[int, int, int]) -
     )
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="summary")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="summary")
 def main(cfg: DictConfig) -> None:
     print(run_cli("cnnlab-summary", lambda: summarize(cfg.model, get_spec(cfg.data.name).image_shape)))
 

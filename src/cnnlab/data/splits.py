@@ -44,6 +44,17 @@ class Splits:
 
 def read_split(spec: DatasetSpec, root: str | Path, train: bool) -> Split:
     """Read one idx pair with torchvision's own loader, converting exactly as ToTensor would."""
+    return to_float(read_raw(spec, root, train))
+
+
+def to_float(raw: Split) -> Split:
+    """uint8 [N, 28, 28] -> float32 [N, 1, 28, 28] in [0, 1], as ToTensor converts."""
+    return Split(raw.x.unsqueeze(1).float().div_(255), raw.y)
+
+
+def read_raw(spec: DatasetSpec, root: str | Path, train: bool) -> Split:
+    """The idx pair as stored: uint8 images [N, 28, 28], int64 labels. Splitting these before converting to float
+    keeps a run's peak memory at one float copy of the data instead of two."""
     try:
         ds = spec.torchvision_class(str(root), train=train, download=False)
         images, labels = ds.data, ds.targets
@@ -52,7 +63,7 @@ def read_split(spec: DatasetSpec, root: str | Path, train: bool) -> Split:
         raise DataError(f"{spec.raw_dir(root)}: cannot read the {which} idx files ({type(err).__name__}: {err})") from None
     if images.ndim != 3 or len(images) != len(labels):
         raise DataError(f"{spec.raw_dir(root)}: images {tuple(images.shape)} and labels {tuple(labels.shape)} do not match")
-    return Split(images.unsqueeze(1).float().div_(255), labels.long())
+    return Split(images, labels.long())
 
 
 def load_splits(
@@ -67,7 +78,7 @@ def load_splits(
 ) -> Splits:
     """Verified train/val/test tensors. `subset` keeps the first N of the shuffled training split."""
     ensure_files(spec, root, download=download)
-    full_train = read_split(spec, root, train=True)
+    full_train = read_raw(spec, root, train=True)
     test = read_split(spec, root, train=False)
     if not 0 < val_size < len(full_train):
         raise ConfigError(f"data.val_size={val_size} must be between 1 and {len(full_train) - 1}")
@@ -78,6 +89,7 @@ def load_splits(
         if not 0 < subset <= len(train):
             raise ConfigError(f"data.subset={subset} must be between 1 and the training split's size ({len(train)})")
         train = train.take(slice(0, subset))
+    train, val = to_float(train), to_float(val)
     if normalize:
         train, val, test = (Split((s.x - spec.mean) / spec.std, s.y) for s in (train, val, test))
     return Splits(train=train, val=val, test=test, spec=spec)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from cnnlab.config import CONF_DIR
 from cnnlab.errors import run_cli
 from cnnlab.replay.results import format_comparison
 from cnnlab.replay.runner import replay
 
 
-@hydra.main(version_base="1.3", config_path="../../../conf", config_name="replay")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="replay")
 def main(cfg: DictConfig) -> None:
     result = run_cli("cnnlab-replay", lambda: replay(cfg))
     print(format_comparison(result.summary), flush=True)

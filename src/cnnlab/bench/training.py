@@ -1,0 +1,224 @@
+"""Training comparisons: the report's DataLoader loop against cnnlab's training step, one run and a six-run sweep,
+plus the peak memory of a real 1-epoch run.
+
+Both sides start from the same weights and see the same batches in the same order (the first N training images,
+shuffled by equally seeded generators), so their loss trajectories must agree up to float rounding.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from joblib import Parallel, delayed
+from torch import nn
+from torch.utils.data import DataLoader, Sampler, Subset
+from torchvision import transforms
+
+from cnnlab.bench.registry import BenchContext, BenchJob, register
+from cnnlab.bench.timing import Comparison, interleaved
+from cnnlab.data import Batches, Split, get_spec
+from cnnlab.data.splits import read_raw, to_float
+from cnnlab.errors import CnnlabError
+from cnnlab.models import build_model
+from cnnlab.training.loop import train_epoch
+from cnnlab.training.optimizers import build_optimizer
+
+# channels_last changes float rounding only: per-pass mean losses agree to ~1e-6 after one pass of 100 batches, and
+# the rounding differences compound over hundreds of Adam steps to ~6e-3 (relative, on a loss near 0.1) by the fourth
+FP32_RTOL = 1e-2
+BF16_RTOL = 5e-2  # bf16 rounds activations and gradients: same work, visibly different last digits
+CHANNELS_LAST = torch.channels_last
+
+
+def report_dataset(ctx: BenchContext, n_images: int) -> Subset:
+    """The report's dataset: torchvision's class with ToTensor, decoding each sample when it is drawn."""
+    dataset = get_spec(ctx.data_name).torchvision_class(str(ctx.data_root), train=True, transform=transforms.ToTensor())
+    return Subset(dataset, range(n_images))
+
+
+class OnePermutationSampler(Sampler[int]):
+    """What `shuffle=True` gives a DataLoader (a fresh random permutation per pass), drawn from a seeded generator.
+
+    torch's RandomSampler draws a second, empty permutation at the end of each pass, which would put its generator
+    out of step with cnnlab's `Batches` after the first pass; this draws exactly one, so both sides see the same
+    batches in every pass.
+    """
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.generator = n, torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(torch.randperm(self.n, generator=self.generator).tolist())
+
+
+def report_loader(dataset: Subset, batch_size: int, seed: int) -> DataLoader:
+    """`DataLoader(dataset, batch_size=64, shuffle=True)`, with the shuffle seeded as cnnlab's is."""
+    return DataLoader(dataset, batch_size=batch_size, sampler=OnePermutationSampler(len(dataset), seed))
+
+
+def report_style_pass(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer) -> float:
+    """One pass of the report's loop: contiguous NCHW tensors, `loss.item()` after every batch."""
+    model.train()
+    running = 0.0
+    for images, labels in loader:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        running += loss.item()
+    return running / len(loader)
+
+
+def cnnlab_pass(model: nn.Module, batches: Batches, optimizer: torch.optim.Optimizer, precision: str) -> float:
+    """One pass of cnnlab's step exactly as `cnnlab-train` runs it (preloaded tensors, channels_last, one sync)."""
+    return train_epoch(model, batches, optimizer, precision, CHANNELS_LAST).item()
+
+
+def first_images(ctx: BenchContext, n_images: int) -> Split:
+    """The same images as `report_loader`, converted once as ToTensor would."""
+    return to_float(read_raw(get_spec(ctx.data_name), ctx.data_root, train=True).take(slice(0, n_images)))
+
+
+def seeded_model(model_cfg: Mapping[str, Any], seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return build_model(model_cfg)
+
+
+def max_relative_deviation(reference: Sequence[float], other: Sequence[float]) -> float:
+    return max(abs(a - b) / max(abs(a), 1e-12) for a, b in zip(reference, other, strict=True))
+
+
+def losses_agree(reference: Sequence[float], other: Sequence[float], rtol: float) -> dict[str, Any]:
+    deviation = max_relative_deviation(reference, other)
+    return {"same": deviation <= rtol, "max_rel_dev": deviation, "rtol": rtol}
+
+
+@register("training")
+def training_throughput(ctx: BenchContext) -> list[Comparison]:
+    """Images/s of one run at batch 64: the report's loop vs cnnlab fp32 (default) and cnnlab bf16 (opt-in)."""
+    n_images = ctx.train_batches * ctx.batch_size
+    loader, split = report_loader(report_dataset(ctx, n_images), ctx.batch_size, ctx.seed), first_images(ctx, n_images)
+    base_model = seeded_model(ctx.model, ctx.seed)
+    sides: dict[str, Any] = {}
+    report_model = copy.deepcopy(base_model)
+    report_opt = build_optimizer(ctx.optimizer, report_model.parameters())
+    sides["report"] = lambda: report_style_pass(report_model, loader, report_opt)
+    for precision in ("fp32", "bf16"):
+        model = copy.deepcopy(base_model).to(memory_format=CHANNELS_LAST)
+        optimizer = build_optimizer(ctx.optimizer, model.parameters())
+        batches = Batches(split, ctx.batch_size, shuffle=True, generator=torch.Generator().manual_seed(ctx.seed))
+        sides[precision] = lambda m=model, b=batches, o=optimizer, p=precision: cnnlab_pass(m, b, o, p)
+    timed = interleaved(sides, ctx.repeats, ctx.warmup)
+    rate = {name: n_images / t.median for name, t in timed.items()}
+    reference = timed["report"].outputs
+    common = {"batch_size": ctx.batch_size, "images_per_pass": n_images, "optimizer": ctx.optimizer["name"],
+              "batch_norm": bool(ctx.model.get("batch_norm")), "threads": torch.get_num_threads(),
+              "report_loss_per_pass": reference}  # fmt: skip
+    out = []
+    for precision, rtol, target in (("fp32", FP32_RTOL, ">= 1.3x"), ("bf16", BF16_RTOL, ">= 2x")):
+        check = losses_agree(reference, timed[precision].outputs, rtol)
+        out.append(
+            Comparison(
+                name=f"training step, {precision}",
+                unit="images/s",
+                baseline=rate["report"],
+                cnnlab=rate[precision],
+                same_result=check.pop("same"),
+                target=target,
+                details={**common, "cnnlab_loss_per_pass": timed[precision].outputs, **check},
+            )
+        )
+    return out
+
+
+def report_job_pass(job: BenchJob, dataset: Subset, batch_size: int, seed: int) -> float:
+    model = seeded_model(job.model, seed)
+    loader = report_loader(dataset, batch_size, seed)
+    return report_style_pass(model, loader, build_optimizer(job.optimizer, model.parameters()))
+
+
+def cnnlab_job_pass(job: BenchJob, split: Split, batch_size: int, seed: int, threads: int) -> float:
+    """One sweep job in a worker process: `threads` torch threads, cnnlab's step over the same batches."""
+    torch.set_num_threads(threads)
+    model = seeded_model(job.model, seed).to(memory_format=CHANNELS_LAST)
+    batches = Batches(split, batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    return cnnlab_pass(model, batches, build_optimizer(job.optimizer, model.parameters()), "fp32")
+
+
+@register("sweep")
+def sweep_throughput(ctx: BenchContext) -> list[Comparison]:
+    """The report's six runs: report-style loops one after another vs one-thread cnnlab jobs in parallel processes.
+
+    The parallel side uses joblib's loky processes, as `launcher=joblib` does; the warm-up round starts them.
+    """
+    n_images = ctx.sweep_batches * ctx.batch_size
+    dataset, split = report_dataset(ctx, n_images), first_images(ctx, n_images)
+    sides = {
+        "sequential": lambda: [report_job_pass(job, dataset, ctx.batch_size, ctx.seed) for job in ctx.jobs],
+        "parallel": lambda: Parallel(n_jobs=ctx.sweep_jobs, backend="loky")(
+            delayed(cnnlab_job_pass)(job, split, ctx.batch_size, ctx.seed, 1) for job in ctx.jobs
+        ),
+    }
+    timed = interleaved(sides, ctx.repeats, ctx.warmup)
+    total = n_images * len(ctx.jobs)
+    reference = [loss for losses in timed["sequential"].outputs for loss in losses]
+    check = losses_agree(reference, [loss for losses in timed["parallel"].outputs for loss in losses], FP32_RTOL)
+    return [
+        Comparison(
+            name=f"sweep of {len(ctx.jobs)} runs",
+            unit="images/s",
+            baseline=total / timed["sequential"].median,
+            cnnlab=total / timed["parallel"].median,
+            same_result=check.pop("same"),
+            target=">= 1.8x",
+            details={"jobs": [job.name for job in ctx.jobs], "images_per_job": n_images, "parallel_jobs": ctx.sweep_jobs,
+                     "threads_per_parallel_job": 1, "sequential_threads": torch.get_num_threads(), **check},
+        )  # fmt: skip
+    ]
+
+
+class BenchError(CnnlabError):
+    """A benchmark step that could not run (its log says why)."""
+
+
+@register("memory")
+def peak_memory(ctx: BenchContext) -> list[Comparison]:
+    """Peak resident memory of a real 1-epoch `cnnlab-train` run, read from the kernel's accounting of that child."""
+    out_dir = ctx.scratch / "memory-run"
+    cmd = [sys.executable, "-m", "cnnlab.train", "trainer.epochs=1", "trainer.progress=false", f"seed={ctx.seed}",
+           f"paths.output_dir={out_dir}", f"paths.data_dir={ctx.data_root}"]  # fmt: skip
+    if ctx.memory_subset is not None:
+        cmd.append(f"data.subset={ctx.memory_subset}")
+    log_path = ctx.scratch / "memory-run.log"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        tail = log_path.read_text().strip().splitlines()[-1:]
+        raise BenchError(f"the 1-epoch run for the memory measurement failed ({tail[0] if tail else proc.returncode}); see {log_path}")
+    finished = any(Path(p).read_text().count('"status": "finished"') for p in out_dir.glob("runs/**/metrics.json"))
+    return [
+        Comparison(
+            name="peak memory, 1-epoch run",
+            unit="MB",
+            baseline=None,
+            cnnlab=usage.ru_maxrss / 1024,  # Linux reports KiB
+            same_result=finished,
+            higher_is_better=False,
+            target="<= 1500 MB",
+            details={"training_images": ctx.memory_subset or "all", "command": " ".join(cmd[1:])},
+        )
+    ]

@@ -1,0 +1,86 @@
+"""`cnnlab-bench`: time cnnlab against the report-style code and write `outputs/bench/bench.json`.
+
+A thin wrapper: it composes the report's six runs (for the sweep comparison), builds the benchmark context and calls
+`cnnlab.bench.suite`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import hydra
+import torch
+from hydra import compose
+from omegaconf import DictConfig
+
+from cnnlab.atomic import write_json
+from cnnlab.bench.registry import BenchContext, BenchJob
+from cnnlab.bench.suite import run_suite, table
+from cnnlab.checks import positive_int
+from cnnlab.config import CONF_DIR, to_plain
+from cnnlab.data import ensure_files, get_spec
+from cnnlab.errors import run_cli
+
+# quick=true: every comparison on a few batches, one timed round
+QUICK = {"repeats": 1, "warmup": 1, "train_batches": 3, "sweep_batches": 2, "memory_subset": 256}
+
+
+def report_jobs() -> list[BenchJob]:
+    """The six runs of `experiment=report`, composed from conf/experiment/report/ as `cnnlab-train` composes them."""
+    jobs = []
+    for path in sorted((CONF_DIR / "experiment" / "report").glob("*.yaml")):
+        job = to_plain(compose("train", overrides=[f"+experiment/report={path.stem}"]))
+        jobs.append(BenchJob(path.stem, job["optimizer"], job["model"]))
+    return jobs
+
+
+def output_path(cfg: DictConfig) -> Path:
+    """bench.json, or bench-quick.json for quick=true so a check never replaces real figures."""
+    return Path(cfg.output_dir) / ("bench-quick.json" if cfg.quick else "bench.json")
+
+
+def bench(cfg: DictConfig, scratch: Path) -> dict:
+    """Check the settings, build the context, run the chosen comparisons and write the results."""
+    plain = to_plain(cfg)
+    settings = {key: plain[key] for key in ("repeats", "warmup", "train_batches", "sweep_batches", "memory_subset")}
+    if cfg.quick:
+        settings.update(QUICK)
+    for key in ("repeats", "train_batches", "sweep_batches"):
+        positive_int(key, settings[key])
+    for key, value in (("memory_subset", settings["memory_subset"]), ("sweep_jobs", cfg.sweep_jobs)):
+        if value is not None:
+            positive_int(key, value)
+    if cfg.threads is not None:
+        torch.set_num_threads(positive_int("threads", cfg.threads))
+    spec = get_spec(cfg.data.name)
+    ensure_files(spec, cfg.data.root, download=cfg.data.download)
+    ctx = BenchContext(
+        data_root=Path(cfg.data.root),
+        data_name=spec.name,
+        optimizer=plain["optimizer"],
+        model=plain["model"],
+        jobs=report_jobs(),
+        batch_size=positive_int("data.batch_size", cfg.data.batch_size),
+        sweep_jobs=cfg.sweep_jobs or len(os.sched_getaffinity(0)),
+        seed=cfg.seed,
+        scratch=scratch,
+        **settings,
+    )
+    results = run_suite(ctx, plain["only"])
+    write_json(output_path(cfg), results)
+    return results
+
+
+# an absolute path: a relative one only resolves when the module runs as __main__, not as a console script
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="bench")
+def main(cfg: DictConfig) -> None:
+    with tempfile.TemporaryDirectory(prefix="cnnlab-bench-") as scratch:
+        results = run_cli("cnnlab-bench", lambda: bench(cfg, Path(scratch)))
+    print(table(results))
+    print(f"written to {output_path(cfg)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""The benchmark in quick mode: every comparison runs, writes bench.json and finds both sides computing the same."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from cnnlab.bench.timing import Comparison, interleaved
+
+
+def test_interleaved_times_rounds_after_warmup_and_keeps_every_output():
+    calls = []
+    timed = interleaved({"a": lambda: calls.append("a") or len(calls), "b": lambda: calls.append("b") or len(calls)}, repeats=3, warmup=2)
+    assert calls == ["a", "b"] * 5  # round-robin, warm-up rounds included in the calls
+    assert len(timed["a"].seconds) == 3 and timed["a"].outputs == [1, 3, 5, 7, 9]
+    assert timed["b"].median >= 0
+
+
+def test_speedup_follows_the_direction_of_the_unit():
+    assert Comparison("x", "images/s", 100.0, 250.0, True).speedup == 2.5
+    assert Comparison("x", "s", 10.0, 2.0, True, higher_is_better=False).speedup == 5.0
+    assert Comparison("x", "MB", None, 900.0, True).to_json()["speedup"] is None
+
+
+@pytest.mark.slow
+def test_quick_bench_writes_json_and_both_sides_agree(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "cnnlab.benchmark", "quick=true", f"paths.output_dir={tmp_path}"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((tmp_path / "bench" / "bench-quick.json").read_text())
+    assert results["hardware"]["torch"] == torch.__version__ and results["hardware"]["threads"] >= 1
+    by_name = {c["name"]: c for c in results["comparisons"]}
+    assert set(by_name) == {"training step, fp32", "training step, bf16", "sweep of 6 runs", "peak memory, 1-epoch run"}
+    for comparison in by_name.values():
+        assert comparison["same_result"] is True, comparison
+        assert comparison["cnnlab"] > 0
+    fp32 = by_name["training step, fp32"]
+    assert fp32["baseline"] > 0 and fp32["speedup"] == pytest.approx(fp32["cnnlab"] / fp32["baseline"], rel=1e-2)
+    assert fp32["details"]["max_rel_dev"] < 1e-5  # identical batches and weights: only float rounding differs
+    assert len(fp32["details"]["cnnlab_loss_per_pass"]) == 2  # one warm-up and one timed pass, both checked
+    assert by_name["sweep of 6 runs"]["details"]["jobs"] == ["adam", "adam_bn", "momentum", "rmsprop", "sgd", "sgd_bn"]
+    assert "| training step, fp32 | images/s |" in proc.stdout
+
+
+def test_unknown_comparison_is_one_line_and_exit_2(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "cnnlab.benchmark", "quick=true", "only=[training,speed]", f"paths.output_dir={tmp_path}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "cnnlab-bench: error: only='speed' is not a comparison; choose from: training, sweep, memory"
+    assert not (tmp_path / "bench").exists()

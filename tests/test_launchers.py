@@ -1,0 +1,65 @@
+"""Sweeps through the shipped launcher configs write the same run layout as the default launcher."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from omegaconf import OmegaConf
+
+from cnnlab.runs.layout import run_dir_for
+
+TINY = ("debug=smoke", "data.subset=256", "data.val_size=1000")
+
+
+def sweep(tmp_path, launcher, *args):
+    cmd = [sys.executable, "-m", "cnnlab.train", "-m", "optimizer=sgd,adam", f"launcher={launcher}", *TINY, f"paths.output_dir={tmp_path / 'outputs'}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def finished_runs(make_cfg):
+    """metrics.json of the two jobs, read from where the default launcher would have put them."""
+    return {name: json.loads((run_dir_for(make_cfg(f"optimizer={name}", *TINY)) / "metrics.json").read_text()) for name in ("sgd", "adam")}
+
+
+@pytest.mark.slow
+def test_joblib_sweep_runs_jobs_in_parallel_processes_with_one_thread(tmp_path, make_cfg):
+    proc = sweep(tmp_path, "joblib", "hydra.launcher.n_jobs=2")
+    assert proc.returncode == 0, proc.stderr
+    assert "Joblib.Parallel(n_jobs=2" in proc.stderr + proc.stdout
+    runs = finished_runs(make_cfg)
+    assert all(m["status"] == "finished" and m["threads"] == 1 for m in runs.values())
+    assert runs["sgd"]["config"]["trainer"]["num_threads"] == 1
+
+
+@pytest.mark.slow
+def test_submitit_local_sweep_writes_the_same_layout(tmp_path, make_cfg):
+    proc = sweep(tmp_path, "submitit_local", "hydra.launcher.cpus_per_task=1")
+    assert proc.returncode == 0, proc.stderr
+    runs = finished_runs(make_cfg)
+    assert all(m["status"] == "finished" and m["threads"] == 1 for m in runs.values())
+    assert list(tmp_path.glob("outputs/logs/train/multiruns/*/.submitit/*"))  # submitit's own per-job folders
+
+
+def test_bad_setting_in_a_joblib_worker_is_one_line_and_exit_2(tmp_path):
+    proc = sweep(tmp_path, "joblib", "hydra.launcher.n_jobs=2", "trainer.epochs=0")
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert errors == ["cnnlab-train: error: trainer.epochs=0 must be a positive integer"]
+    assert "Traceback" not in proc.stderr
+    assert not list(tmp_path.glob("outputs/runs/**/metrics.json"))
+
+
+def test_slurm_launcher_composes_with_overridable_resources():
+    from hydra import compose, initialize_config_dir
+
+    from cnnlab.config import CONF_DIR
+
+    overrides = ["launcher=submitit_slurm", "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=1",
+                 "hydra.launcher.cpus_per_task=4", "hydra.launcher.mem_gb=8", "hydra.launcher.timeout_min=20"]  # fmt: skip
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.partition, launcher.gpus_per_node, launcher.cpus_per_task, launcher.mem_gb, launcher.timeout_min) == ("gpu", 1, 4, 8, 20)
+    assert OmegaConf.to_container(cfg.trainer)["num_threads"] == "${hydra:launcher.cpus_per_task}"
