@@ -28,9 +28,10 @@ OCCLUSION_SIZE = 5
 # Heatmaps are softmax probabilities in [0, 1]; the two sides differ only in float32 rounding of batch-1 against
 # batched convolutions (~1e-7 relative per value), so 1e-5 absolute is far above rounding and far below any real change.
 HEATMAP_ATOL = 1e-5
-# Ascent images are pixels in [0, 1]; the same rounding differences pass through every step's gradient, and 1e-4 (a
-# fortieth of one 8-bit grey level) leaves the images identical to the eye and when stored as 8-bit.
-IMAGE_ATOL = 1e-4
+# Ascent images are pixels in [0, 1]; the same rounding differences pass through every step's gradient and compound
+# (measured: 1.4e-4 after 200 untargeted steps, 2.9e-4 after 25 targeted ones, where beta=1000 amplifies the penalty's
+# share). 1e-3 is a quarter of one 8-bit grey level: the images are the same to the eye and when stored as 8-bit.
+IMAGE_ATOL = 1e-3
 BN_IMAGES = 512  # training images whose statistics become the model's running mean and variance
 
 
