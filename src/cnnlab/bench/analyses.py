@@ -17,7 +17,7 @@ from cnnlab.analysis.adversarial import check_preset, first_of_each_class
 from cnnlab.analysis.ascent import grow_targeted, grow_untargeted, noise
 from cnnlab.analysis.occlusion import occlusion_maps
 from cnnlab.analysis.reference import grow_targeted_reference, grow_untargeted_reference, occlusion_maps_reference
-from cnnlab.analysis.results import default_options, group_option
+from cnnlab.analysis.results import default_options
 from cnnlab.bench.registry import BenchContext, register
 from cnnlab.bench.timing import Comparison, interleaved
 from cnnlab.bench.training import first_images, seeded_model
@@ -44,15 +44,15 @@ def analysis_model(ctx: BenchContext) -> nn.Module:
     return model.eval()
 
 
-def mnist_test_split(ctx: BenchContext) -> Split:
+def pixel_test_split(ctx: BenchContext) -> Split:
     """The test split in pixel units ([0, 1]), as the analyses see it."""
     return to_float(read_raw(get_spec(ctx.data_name), ctx.data_root, train=False))
 
 
 def preset(mode: str) -> dict[str, Any]:
-    """The analysis's default pixel range, step and penalty (`conf/adversarial.yaml`'s preset); steps are set here."""
-    name = default_options("adversarial")["adversarial_preset"]["name"]
-    return check_preset(group_option("adversarial_preset", name), mode)
+    """The analysis's default pixel range, step and penalty (`conf/adversarial.yaml`'s preset); its iteration count is
+    not used, the benchmark sets the steps."""
+    return check_preset(default_options("adversarial")["adversarial_preset"], mode)
 
 
 def max_abs_deviation(reference: Tensor, other: Tensor) -> float:
@@ -85,7 +85,7 @@ def occlusion_speed(ctx: BenchContext) -> list[Comparison]:
     """One test image, 5x5 patch at stride 1: a forward pass per position against cnnlab's batched maps."""
     settings = default_options("occlusion")
     stride, fill, batch_size = settings["stride"], float(settings["fill"]), settings["batch_size"]
-    model, test = analysis_model(ctx), mnist_test_split(ctx)
+    model, test = analysis_model(ctx), pixel_test_split(ctx)
     image, label = test.x[:1], test.y[:1]
     sides = {
         "report": lambda: occlusion_maps_reference(model, image[0], int(label[0]), OCCLUSION_SIZE, stride, fill),
@@ -114,7 +114,7 @@ def untargeted_speed(ctx: BenchContext) -> list[Comparison]:
 @register("targeted")
 def targeted_speed(ctx: BenchContext) -> list[Comparison]:
     """Every (source, target != source) pair grown for `targeted_steps` near the first test image of its source."""
-    p, model, steps, test = preset("targeted"), analysis_model(ctx), ctx.targeted_steps, mnist_test_split(ctx)
+    p, model, steps, test = preset("targeted"), analysis_model(ctx), ctx.targeted_steps, pixel_test_split(ctx)
     n = len(get_spec(ctx.data_name).classes)
     first = test.x[first_of_each_class(test.y, n)]
     reference = first if p["source_range"] == "unit" else p["lo"] + first * (p["hi"] - p["lo"])
