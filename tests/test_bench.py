@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 
+from cnnlab.bench.analyses import IMAGE_ATOL, agreement
 from cnnlab.bench.timing import Comparison, interleaved
 
 
@@ -24,6 +25,15 @@ def test_speedup_follows_the_direction_of_the_unit():
     assert Comparison("x", "MB", None, 900.0, True).to_json()["speedup"] is None
 
 
+def test_analysis_check_fails_when_any_call_differs_beyond_the_tolerance():
+    same = [torch.zeros(2, 3), torch.ones(2, 3)]
+    assert agreement(same, [t + IMAGE_ATOL / 2 for t in same], IMAGE_ATOL)["same"] is True
+    shifted = [same[0], same[1].clone().index_fill_(1, torch.tensor([2]), 1 + 2 * IMAGE_ATOL)]  # only the last call
+    check = agreement(same, shifted, IMAGE_ATOL)
+    assert check["same"] is False and check["max_abs_dev"] == pytest.approx(2 * IMAGE_ATOL, rel=1e-3)
+    assert agreement(same, same[::-1], IMAGE_ATOL)["same"] is False  # outputs are paired call by call
+
+
 @pytest.mark.slow
 def test_quick_bench_writes_json_and_both_sides_agree(tmp_path):
     proc = subprocess.run(
@@ -34,7 +44,8 @@ def test_quick_bench_writes_json_and_both_sides_agree(tmp_path):
     results = json.loads((tmp_path / "bench" / "bench-quick.json").read_text())
     assert results["hardware"]["torch"] == torch.__version__ and results["hardware"]["threads"] >= 1
     by_name = {c["name"]: c for c in results["comparisons"]}
-    assert set(by_name) == {"training step, fp32", "training step, bf16", "sweep of 6 runs", "peak memory, 1-epoch run"}
+    analyses = {"occlusion, 1 image, 5x5", "untargeted, 10 classes x 2 steps", "targeted, 90 pairs x 2 steps"}
+    assert set(by_name) == {"training step, fp32", "training step, bf16", "sweep of 6 runs", "peak memory, 1-epoch run", *analyses}
     for comparison in by_name.values():
         assert comparison["same_result"] is True, comparison
         assert comparison["cnnlab"] > 0
@@ -44,6 +55,15 @@ def test_quick_bench_writes_json_and_both_sides_agree(tmp_path):
     assert len(fp32["details"]["cnnlab_loss_per_pass"]) == 2  # one warm-up and one timed pass, both checked
     assert by_name["sweep of 6 runs"]["details"]["jobs"] == ["adam", "adam_bn", "momentum", "rmsprop", "sgd", "sgd_bn"]
     assert "| training step, fp32 | images/s |" in proc.stdout
+    for name in analyses:  # seconds per call, fewer is better; both sides computed the same maps or images
+        analysis = by_name[name]
+        assert analysis["unit"] == "s" and analysis["higher_is_better"] is False and analysis["target"] == ">= 10x"
+        assert analysis["speedup"] == pytest.approx(analysis["baseline"] / analysis["cnnlab"], rel=1e-2)
+        assert analysis["details"]["batch_norm"] is True
+    assert by_name["occlusion, 1 image, 5x5"]["details"]["positions"] == 24 * 24  # stride 1: (28 - 5 + 1)^2
+    assert by_name["occlusion, 1 image, 5x5"]["details"]["max_abs_dev"] < 1e-5
+    assert by_name["untargeted, 10 classes x 2 steps"]["details"]["images"] == 10
+    assert by_name["targeted, 90 pairs x 2 steps"]["details"]["images"] == 90
 
 
 def test_unknown_comparison_is_one_line_and_exit_2(tmp_path):
@@ -52,5 +72,5 @@ def test_unknown_comparison_is_one_line_and_exit_2(tmp_path):
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "cnnlab-bench: error: only='speed' is not a comparison; choose from: training, sweep, memory"
+    assert proc.stderr.strip() == "cnnlab-bench: error: only='speed' is not a comparison; choose from: training, sweep, memory, occlusion, untargeted, targeted"
     assert not (tmp_path / "bench").exists()

@@ -24,7 +24,8 @@ from cnnlab.data import ensure_files, get_spec
 from cnnlab.errors import run_cli
 
 # quick=true: every comparison on a few batches, one timed round
-QUICK = {"repeats": 1, "warmup": 1, "train_batches": 3, "sweep_batches": 2, "memory_subset": 256}
+QUICK = {"repeats": 1, "warmup": 1, "train_batches": 3, "sweep_batches": 2, "memory_subset": 256, "untargeted_steps": 2,
+         "targeted_steps": 2}
 
 
 def report_jobs() -> list[BenchJob]:
@@ -44,10 +45,11 @@ def output_path(cfg: DictConfig) -> Path:
 def bench(cfg: DictConfig, scratch: Path) -> dict:
     """Check the settings, build the context, run the chosen comparisons and write the results."""
     plain = to_plain(cfg)
-    settings = {key: plain[key] for key in ("repeats", "warmup", "train_batches", "sweep_batches", "memory_subset")}
+    settings = {key: plain[key] for key in ("repeats", "warmup", "train_batches", "sweep_batches", "memory_subset", "untargeted_steps",
+                                          "targeted_steps")}
     if cfg.quick:
         settings.update(QUICK)
-    for key in ("repeats", "train_batches", "sweep_batches"):
+    for key in ("repeats", "train_batches", "sweep_batches", "untargeted_steps", "targeted_steps"):
         positive_int(key, settings[key])
     for key, value in (("memory_subset", settings["memory_subset"]), ("sweep_jobs", cfg.sweep_jobs)):
         if value is not None:

@@ -33,6 +33,8 @@ class BenchContext:
     sweep_batches: int  # batches per job in the sweep comparison
     sweep_jobs: int  # parallel one-thread jobs (cores)
     memory_subset: int | None  # training images in the peak-memory run (None: the full 50,000)
+    untargeted_steps: int  # ascent steps per image in the untargeted comparison
+    targeted_steps: int  # ascent steps per image in the targeted comparison
     repeats: int
     warmup: int
     seed: int

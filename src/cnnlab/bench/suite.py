@@ -17,7 +17,7 @@ from cnnlab.bench.timing import Comparison
 from cnnlab.errors import ConfigError
 
 # modules whose import registers comparisons
-MODULES = ("cnnlab.bench.training",)
+MODULES = ("cnnlab.bench.training", "cnnlab.bench.analyses")
 
 
 def available() -> list[str]:
@@ -53,7 +53,8 @@ def run_suite(ctx: BenchContext, names: Sequence[str] | None = None) -> dict[str
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "hardware": hardware(),
         "settings": {"repeats": ctx.repeats, "warmup": ctx.warmup, "train_batches": ctx.train_batches,
-                     "sweep_batches": ctx.sweep_batches, "sweep_jobs": ctx.sweep_jobs, "seed": ctx.seed},  # fmt: skip
+                     "sweep_batches": ctx.sweep_batches, "sweep_jobs": ctx.sweep_jobs,
+                     "untargeted_steps": ctx.untargeted_steps, "targeted_steps": ctx.targeted_steps, "seed": ctx.seed},  # fmt: skip
         "comparisons": [c.to_json() for c in results],
     }
 

@@ -1,0 +1,133 @@
+"""Analysis comparisons: the report's one-at-a-time loops (`cnnlab.analysis.reference`) against cnnlab's batched
+occlusion and input ascent, on a model with the report's Adam+BN architecture.
+
+The model is seeded (no training: the work per call does not depend on the weights) and its batch-norm running
+statistics come from real training images, so eval-mode batch norm is not the identity. Both sides get the same
+model, images and starting noise, and their outputs are compared, so a speed-up cannot come from doing less work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from cnnlab.analysis.adversarial import check_preset, first_of_each_class
+from cnnlab.analysis.ascent import grow_targeted, grow_untargeted, noise
+from cnnlab.analysis.occlusion import occlusion_maps
+from cnnlab.analysis.reference import grow_targeted_reference, grow_untargeted_reference, occlusion_maps_reference
+from cnnlab.analysis.results import default_options
+from cnnlab.bench.registry import BenchContext, register
+from cnnlab.bench.timing import Comparison, interleaved
+from cnnlab.bench.training import first_images, seeded_model
+from cnnlab.data import Split, get_spec
+from cnnlab.data.splits import read_raw, to_float
+
+OCCLUSION_SIZE = 5
+# Heatmaps are softmax probabilities in [0, 1]; the two sides differ only in float32 rounding of batch-1 against
+# batched convolutions (~1e-7 relative per value), so 1e-5 absolute is far above rounding and far below any real change.
+HEATMAP_ATOL = 1e-5
+# Ascent images are pixels in [0, 1]; the same rounding differences pass through every step's gradient and compound
+# (measured: 1.4e-4 after 200 untargeted steps, 2.9e-4 after 25 targeted ones, where beta=1000 amplifies the penalty's
+# share). 1e-3 is a quarter of one 8-bit grey level: the images are the same to the eye and when stored as 8-bit.
+IMAGE_ATOL = 1e-3
+BN_IMAGES = 512  # training images whose statistics become the model's running mean and variance
+
+
+def analysis_model(ctx: BenchContext) -> nn.Module:
+    """The report's architecture with batch norm, in eval mode, running statistics from real training images."""
+    model = seeded_model({**ctx.model, "batch_norm": True}, ctx.seed)
+    model.train()
+    with torch.no_grad():
+        model(first_images(ctx, BN_IMAGES).x)
+    return model.eval()
+
+
+def pixel_test_split(ctx: BenchContext) -> Split:
+    """The test split in pixel units ([0, 1]), as the analyses see it."""
+    return to_float(read_raw(get_spec(ctx.data_name), ctx.data_root, train=False))
+
+
+def preset(mode: str) -> dict[str, Any]:
+    """The analysis's default pixel range, step and penalty (`conf/adversarial.yaml`'s preset); its iteration count is
+    not used, the benchmark sets the steps."""
+    return check_preset(default_options("adversarial")["adversarial_preset"], mode)
+
+
+def max_abs_deviation(reference: Tensor, other: Tensor) -> float:
+    return float((reference - other).abs().max())
+
+
+def agreement(reference: list[Tensor], other: list[Tensor], atol: float) -> dict[str, Any]:
+    """Every call's output (warm-up included) against the baseline's, within `atol`."""
+    deviation = max(max_abs_deviation(a, b) for a, b in zip(reference, other, strict=True))
+    return {"same": deviation <= atol, "max_abs_dev": deviation, "atol": atol}
+
+
+def compare(name: str, unit_of_work: str, ctx: BenchContext, sides: dict[str, Any], atol: float, details: dict) -> Comparison:
+    timed = interleaved(sides, ctx.repeats, ctx.warmup)
+    check = agreement(timed["report"].outputs, timed["cnnlab"].outputs, atol)
+    return Comparison(
+        name=name,
+        unit="s",
+        baseline=timed["report"].median,
+        cnnlab=timed["cnnlab"].median,
+        same_result=check.pop("same"),
+        higher_is_better=False,
+        target=">= 10x",
+        details={"work": unit_of_work, "threads": torch.get_num_threads(), "batch_norm": True, **details, **check},
+    )
+
+
+@register("occlusion")
+def occlusion_speed(ctx: BenchContext) -> list[Comparison]:
+    """One test image, 5x5 patch at stride 1: a forward pass per position against cnnlab's batched maps."""
+    settings = default_options("occlusion")
+    stride, fill, batch_size = settings["stride"], float(settings["fill"]), settings["batch_size"]
+    model, test = analysis_model(ctx), pixel_test_split(ctx)
+    image, label = test.x[:1], test.y[:1]
+    sides = {
+        "report": lambda: occlusion_maps_reference(model, image[0], int(label[0]), OCCLUSION_SIZE, stride, fill),
+        "cnnlab": lambda: occlusion_maps(model, image, label, OCCLUSION_SIZE, stride, fill, batch_size)[0],
+    }
+    positions = ((image.shape[-1] - OCCLUSION_SIZE) // stride + 1) ** 2
+    details = {"size": OCCLUSION_SIZE, "stride": stride, "fill": fill, "positions": positions, "batch_size": batch_size}
+    return [compare("occlusion, 1 image, 5x5", f"one map of {positions} positions", ctx, sides, HEATMAP_ATOL, details)]
+
+
+@register("untargeted")
+def untargeted_speed(ctx: BenchContext) -> list[Comparison]:
+    """One image per class grown for `untargeted_steps`: class after class with parameter gradients against cnnlab."""
+    p, model, steps = preset("untargeted"), analysis_model(ctx), ctx.untargeted_steps
+    n = len(get_spec(ctx.data_name).classes)
+    init, targets = noise(n, (1, 28, 28), p["init_mean"], p["init_std"], p["lo"], p["hi"], ctx.seed), torch.arange(n)
+    ascent = (steps, p["step"], p["eps"], p["lo"], p["hi"])
+    sides = {
+        "report": lambda: torch.stack([grow_untargeted_reference(model, init[c], c, *ascent)[0] for c in range(n)]),
+        "cnnlab": lambda: grow_untargeted(model, init, targets, *ascent).images,
+    }
+    details = {"images": n, "steps": steps, "preset": p}
+    return [compare(f"untargeted, {n} classes x {steps} steps", f"{n} images", ctx, sides, IMAGE_ATOL, details)]
+
+
+@register("targeted")
+def targeted_speed(ctx: BenchContext) -> list[Comparison]:
+    """Every (source, target != source) pair grown for `targeted_steps` near the first test image of its source."""
+    p, model, steps, test = preset("targeted"), analysis_model(ctx), ctx.targeted_steps, pixel_test_split(ctx)
+    n = len(get_spec(ctx.data_name).classes)
+    first = test.x[first_of_each_class(test.y, n)]
+    reference = first if p["source_range"] == "unit" else p["lo"] + first * (p["hi"] - p["lo"])
+    pairs = torch.tensor([(s, t) for s in range(n) for t in range(n) if t != s])
+    sources, targets = reference[pairs[:, 0]], pairs[:, 1]
+    init = noise(len(pairs), (1, 28, 28), p["init_mean"], p["init_std"], p["lo"], p["hi"], ctx.seed)
+    ascent = (steps, p["step"], p["eps"], p["lo"], p["hi"])
+    sides = {
+        "report": lambda: torch.stack([
+            grow_targeted_reference(model, init[i], int(targets[i]), sources[i], p["beta"], *ascent)[0]
+            for i in range(len(pairs))
+        ]),
+        "cnnlab": lambda: grow_targeted(model, init, targets, sources, p["beta"], *ascent).images,
+    }  # fmt: skip
+    details = {"images": len(pairs), "steps": steps, "preset": p}
+    return [compare(f"targeted, {len(pairs)} pairs x {steps} steps", f"{len(pairs)} images", ctx, sides, IMAGE_ATOL, details)]
