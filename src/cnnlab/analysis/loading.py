@@ -83,7 +83,8 @@ def load_run(checkpoint: Path, device: str = "auto", data_dir: str | Path | None
     except (KeyError, TypeError, RuntimeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"checkpoint {checkpoint} does not match its stored model config: {first}") from None
-    model = model.to(target).eval()
+    # channels_last as in training: batched convolutions run ~1.5-2.5x faster on CPU, results differ only by rounding
+    model = model.to(target, memory_format=torch.channels_last).eval()
     classifier: nn.Module = model
     if config.get("data", {}).get("normalize"):
         spec = get_spec(config["data"]["name"])

@@ -39,7 +39,7 @@ def patch_masks(height: int, width: int, size: int, stride: int, device: torch.d
 
 @torch.no_grad()
 def occlusion_maps(
-    model: nn.Module, images: Tensor, labels: Tensor, size: int, stride: int, fill: float, batch_size: int = 1024
+    model: nn.Module, images: Tensor, labels: Tensor, size: int, stride: int, fill: float, batch_size: int = 128
 ) -> Tensor:
     """[N, rows, cols] true-class probabilities for images [N, C, H, W] in eval mode, `batch_size` copies per pass."""
     n, _, height, width = images.shape

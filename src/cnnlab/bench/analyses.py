@@ -41,7 +41,7 @@ def analysis_model(ctx: BenchContext) -> nn.Module:
     model.train()
     with torch.no_grad():
         model(first_images(ctx, BN_IMAGES).x)
-    return model.eval()
+    return model.to(memory_format=torch.channels_last).eval()  # as cnnlab.analysis.loading.load_run runs it
 
 
 def pixel_test_split(ctx: BenchContext) -> Split:
