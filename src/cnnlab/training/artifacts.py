@@ -10,7 +10,6 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
-from sklearn.metrics import classification_report, confusion_matrix
 
 from cnnlab.atomic import write_figure, write_text
 from cnnlab.data import Split
@@ -57,6 +56,9 @@ def write_test_results(
     seed: int,
 ) -> dict[str, Any]:
     """Classification report, confusion matrix (CSV and heatmap) and a grid of 12 random test predictions."""
+    # imported here, once training is over: scikit-learn (with scipy) adds ~100 MB to a run's peak memory otherwise
+    from sklearn.metrics import classification_report, confusion_matrix
+
     y_true = test.y.cpu().numpy()
     labels = list(range(len(classes)))
     report_text = classification_report(y_true, predictions, labels=labels, target_names=list(classes), digits=4, zero_division=0)
