@@ -14,8 +14,8 @@ from torchvision.transforms import Normalize
 from cnnlab.data import Split, get_spec, load_splits
 from cnnlab.device import resolve_device
 from cnnlab.errors import CheckpointError, ConfigError
-from cnnlab.models import SimpleCNN, build_model
-from cnnlab.runs.checkpoint import load_checkpoint
+from cnnlab.models import SimpleCNN
+from cnnlab.runs.checkpoint import load_model
 from cnnlab.runs.layout import CHECKPOINT
 
 
@@ -75,14 +75,8 @@ class LoadedRun:
 def load_run(checkpoint: Path, device: str = "auto", data_dir: str | Path | None = None) -> LoadedRun:
     """Rebuild the model from the checkpoint's own config (the user never repeats `batch_norm`) and load its weights."""
     target = resolve_device(device, "device")
-    state = load_checkpoint(checkpoint, map_location=target)
+    model, state = load_model(checkpoint, map_location=target)
     config = state["config"]
-    try:
-        model = build_model(config["model"])
-        model.load_state_dict(state["model"])
-    except (KeyError, TypeError, RuntimeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"checkpoint {checkpoint} does not match its stored model config: {first}") from None
     # channels_last as in training: batched convolutions run ~1.5-2.5x faster on CPU, results differ only by rounding
     model = model.to(target, memory_format=torch.channels_last).eval()
     classifier: nn.Module = model
