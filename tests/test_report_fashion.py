@@ -53,6 +53,7 @@ def test_a_fashion_report_over_no_runs_lists_the_six_fashion_runs_in_its_own_fol
         "final val accuracy %",
     ]  # fmt: skip
     assert list(table(text, "Model")[0]) == ["count", "ours"]
+    assert "the first epoch whose validation accuracy reached 90% and" in text  # Fashion-MNIST's own target
 
     # every missing run's command trains exactly the directory `experiment=report data=fashion_mnist` writes
     commands = missing_commands(text)
@@ -73,7 +74,7 @@ def test_the_mnist_report_keeps_its_folder_published_values_and_commands(tmp_pat
     text = build_report(cfg).markdown.read_text()
     assert text.startswith("# CNN on MNIST: optimizers and batch norm, reproduced\n")
     assert table(text, "Table 1")[0]["published %"] == "81.11" and table(text, "Model")[0]["published"] == "799,078"
-    assert "No notebook replay yet" in text
+    assert "No notebook replay yet" in text and "the first epoch whose validation accuracy reached 98% and" in text
     assert missing_commands(text)["SGD"][:2] == ["+experiment/report=sgd", f"paths.runs_dir={tmp_path / 'runs'}"]
     assert compose_cfg("report", ["data=fashion_mnist", "paths.report_dir=/elsewhere"]).paths.report_dir == "/elsewhere"
 
