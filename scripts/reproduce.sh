@@ -4,8 +4,25 @@
 # Without a GPU the runs go through launcher=joblib: one one-thread job per core side by side, which gives more total
 # throughput than one multi-threaded run after another. With a GPU they run one at a time on it.
 # LAUNCHER=basic (one at a time), joblib, submitit_local or submitit_slurm overrides that choice.
+# Arguments go to cnnlab-train; the report expects the runs they train: scripts/reproduce.sh data=fashion_mnist trains
+# the six runs on Fashion-MNIST (set-up fetches it too) and writes its report to outputs/report-fashion_mnist/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# data=<name> selects the report's dataset; every other setting is one of the training overrides the report expects
+report_args=()
+train_overrides=""
+for arg in "$@"; do
+  case $arg in
+    -*) ;;
+    data=*) report_args+=("$arg") ;;
+    *) train_overrides+="'$arg'," ;;
+  esac
+done
+for arg in "${report_args[@]}"; do
+  CNNLAB_DATASETS="${CNNLAB_DATASETS:-mnist} ${arg#data=}"
+  export CNNLAB_DATASETS
+done
 bash scripts/setup.sh
 
 SEEDS=${SEEDS:-42}
@@ -23,8 +40,6 @@ fi
 echo "reproduce: training the report's six runs (seeds $SEEDS) with launcher $LAUNCHER"
 .venv/bin/cnnlab-train experiment=report "seed=$SEEDS" trainer.progress=false "${launcher[@]}" "$@"
 echo "runs are under outputs/runs/"
-# the report expects the runs that these arguments trained (e.g. debug=smoke for a quick end-to-end check)
-train_overrides=""
-for arg in "$@"; do [[ $arg == -* ]] || train_overrides+="'$arg',"; done
-.venv/bin/cnnlab-report "seeds=[$SEEDS]" "train_overrides=[${train_overrides%,}]"
-echo "the report is outputs/report/REPORT.md (and outputs/report/report.html for a browser)"
+# the report expects the runs that these arguments trained (e.g. debug=smoke for a quick end-to-end check) and prints
+# where REPORT.md and report.html are
+.venv/bin/cnnlab-report "seeds=[$SEEDS]" "train_overrides=[${train_overrides%,}]" "${report_args[@]}"

@@ -15,6 +15,7 @@ class DatasetSpec:
     """An MNIST-shaped dataset read by torchvision from `<root>/<folder>/raw/`."""
 
     name: str
+    title: str  # how people write the name, for titles and headings
     torchvision_class: type[datasets.MNIST]
     sha256: dict[str, str]  # uncompressed file name -> digest
     classes: tuple[str, ...]
@@ -36,6 +37,7 @@ class DatasetSpec:
 
 MNIST = DatasetSpec(
     name="mnist",
+    title="MNIST",
     torchvision_class=datasets.MNIST,
     sha256={
         "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
@@ -51,6 +53,7 @@ MNIST = DatasetSpec(
 
 FASHION_MNIST = DatasetSpec(
     name="fashion_mnist",
+    title="Fashion-MNIST",
     torchvision_class=datasets.FashionMNIST,
     sha256={
         "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",

@@ -16,17 +16,17 @@ from omegaconf import DictConfig
 from cnnlab.atomic import write_text
 from cnnlab.checks import one_of, positive_float, positive_int
 from cnnlab.config import to_plain
-from cnnlab.data import get_spec
+from cnnlab.data import DatasetSpec, get_spec
 from cnnlab.errors import ConfigError
 from cnnlab.models import build_model, count_neurons, count_parameters
 from cnnlab.plotting import lr_sensitivity, training_curves
 from cnnlab.reporting.analyses import AnalysisEntry, AnalysisOutcome, parse_entries, run_analyses
 from cnnlab.reporting.collect import Run, collect_runs
-from cnnlab.reporting.document import ModelInfo, ReportData, render_markdown
+from cnnlab.reporting.document import ModelInfo, ReportData, render_markdown, report_title
 from cnnlab.reporting.expected import Expected, default_paths, expected_runs
 from cnnlab.reporting.figures import cached_figure, copy_if_changed
 from cnnlab.reporting.html import render_html
-from cnnlab.reporting.replay_section import find_replay, replay_command, replay_csv
+from cnnlab.reporting.replay_section import REPLAYED_DATA, find_replay, replay_command, replay_csv
 from cnnlab.reporting.results import ConfigResult, summarize_config
 from cnnlab.reporting.stats import spread
 from cnnlab.runs.layout import CHECKPOINT, identity
@@ -56,6 +56,7 @@ class ReportResult:
     unfinished: list[tuple[Expected, Run]]
     analyses: list[AnalysisOutcome]
     replay_csv: Path | None = None  # None: no notebook replay to report
+    replay_applies: bool = True  # False: the notebook replayed another dataset than the report's
 
     @property
     def failed_analyses(self) -> list[AnalysisOutcome]:
@@ -64,7 +65,10 @@ class ReportResult:
     def lines(self) -> list[str]:
         n_missing = sum(len(seeds) for _, seeds in self.missing)
         out = [f"report: {self.markdown}", f"html:   {self.html}", f"csv:    {self.csv}"]
-        out.append(f"replay: {self.replay_csv}" if self.replay_csv else "replay: none (cnnlab-replay adds it to the report)")
+        if self.replay_csv:
+            out.append(f"replay: {self.replay_csv}")
+        else:
+            out.append(f"replay: none ({'cnnlab-replay adds it to the report' if self.replay_applies else f'the notebook trained on {REPLAYED_DATA.title}'})")
         out.append(f"best:   {self.best_label} -> {self.best_model}" if self.best_model else "best:   none (no finished run)")
         if n_missing or self.unfinished:
             out.append(f"{n_missing} expected runs missing, {len(self.unfinished)} unfinished; commands are in the report")
@@ -77,6 +81,8 @@ class ReportResult:
 
 @dataclass(frozen=True)
 class Settings:
+    data: dict[str, Any]  # the report's `data` settings: which dataset's runs it expects
+    spec: DatasetSpec
     seeds: list[int]
     target: float
     confidence: float
@@ -104,7 +110,8 @@ def _settings(cfg: DictConfig) -> Settings:
     entries = parse_entries(to_plain(cfg.analyses) or [], to_plain(cfg.runs)) if cfg.analyses_enabled else None
     device = one_of("analysis_device", cfg.analysis_device, ("auto", "cpu", "cuda"))
     replay_epochs = positive_int("replay_epochs", cfg.replay_epochs)
-    return Settings(sorted(set(seeds)), target, confidence, tables, entries, device, replay_epochs)
+    data = to_plain(cfg.data)
+    return Settings(data, get_spec(data["name"]), sorted(set(seeds)), target, confidence, tables, entries, device, replay_epochs)
 
 
 def _without_lr(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -149,6 +156,7 @@ def _figures(
     shown: Mapping[str, Run],
     series: Mapping[str, Mapping[float, ConfigResult]],
     report_lr: float,
+    data_title: str,
 ) -> dict[str, Path]:
     figures: dict[str, Path] = {}
     fig_dir = report_dir / "figures"
@@ -159,9 +167,10 @@ def _figures(
     for name, keys in tables.items():
         histories = {f"{expected[k].label} (seed {shown[k].seed})": shown[k].metrics["history"] for k in keys if k in shown}
         if histories:
-            title = "optimizers without batch norm" if name == "optimizers" else "with and without batch norm"
+            title = f"{'optimizers without batch norm' if name == 'optimizers' else 'with and without batch norm'}, {data_title}"
             path = fig_dir / f"curves_{name}.png"
-            add(f"curves_{name}", cached_figure(path, histories, lambda h=histories, t=title: training_curves(h, title=t)))
+            inputs = {"title": title, "histories": histories}
+            add(f"curves_{name}", cached_figure(path, inputs, lambda h=histories, t=title: training_curves(h, title=t)))
     for key, run in shown.items():
         source = run.run_dir / "confusion_matrix.png"
         if source.is_file():
@@ -232,9 +241,12 @@ def build_report(cfg: DictConfig) -> ReportResult:
     runs_dir, report_dir = Path(cfg.paths.runs_dir), Path(cfg.paths.report_dir)
     runs_cfg = to_plain(cfg.runs)
     analysed = [entry.run for entry in settings.analyses or []]
-    expected = expected_runs(runs_cfg, tables["optimizers"] + tables["batch_norm"] + analysed, list(cfg.train_overrides), runs_dir)
+    keys = tables["optimizers"] + tables["batch_norm"] + analysed
+    expected = expected_runs(runs_cfg, keys, list(cfg.train_overrides), runs_dir, settings.data)
 
-    everything = {name: summarize_config(name, runs, target, confidence) for name, runs in collect_runs(runs_dir).items()}
+    # configurations are named <data>/...: the report holds its own dataset's, never another report's
+    found = {name: runs for name, runs in collect_runs(runs_dir).items() if name.split("/", 1)[0] == settings.spec.name}
+    everything = {name: summarize_config(name, runs, target, confidence) for name, runs in found.items()}
     results = {key: everything.get(e.name) or summarize_config(e.name, [], target, confidence) for key, e in expected.items()}
     missing, unfinished = [], []
     for key, e in expected.items():
@@ -259,7 +271,8 @@ def build_report(cfg: DictConfig) -> ReportResult:
         best_model.unlink(missing_ok=True)
 
     replay_dir = Path(cfg.paths.replay_dir)
-    replay = find_replay(replay_dir, settings.replay_epochs, expected)
+    replay_applies = settings.spec.name == REPLAYED_DATA.name
+    replay = find_replay(replay_dir, settings.replay_epochs, expected) if replay_applies else None
     series = _lr_series(expected, tables["optimizers"], everything)
     report_lr = expected[tables["optimizers"][0]].config["optimizer"]["lr"]
     lr_table = {
@@ -268,6 +281,7 @@ def build_report(cfg: DictConfig) -> ReportResult:
     }
     data = ReportData(
         generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        data_title=settings.spec.title,
         runs_dir=runs_dir,
         seeds=seeds,
         target=target,
@@ -278,7 +292,7 @@ def build_report(cfg: DictConfig) -> ReportResult:
         published_runs={key: dict(value.get("published") or {}) for key, value in runs_cfg.items()},
         published_counts=dict(to_plain(cfg.published).get("counts") or {}),
         published_note=str(cfg.published.get("note") or ""),
-        figures=_figures(report_dir, expected, tables, shown, series, report_lr),
+        figures=_figures(report_dir, expected, tables, shown, series, report_lr, settings.spec.title),
         shown=shown,
         best=best,
         missing=missing,
@@ -288,11 +302,11 @@ def build_report(cfg: DictConfig) -> ReportResult:
         hardware=_hardware([run for r in results.values() for run in r.finished]),
         analyses=outcomes,
         replay=replay,
-        replay_command=replay_command(settings.replay_epochs, replay_dir, Path(default_paths()["replay_dir"])),
+        replay_command=replay_command(settings.replay_epochs, replay_dir, Path(default_paths()["replay_dir"])) if replay_applies else None,
     )
     text = render_markdown(data)
     markdown_path = write_text(report_dir / "REPORT.md", text)
-    html_path = write_text(report_dir / "report.html", render_html(text, report_dir, "CNN on MNIST: the report, reproduced"))
+    html_path = write_text(report_dir / "report.html", render_html(text, report_dir, report_title(data)))
     csv_path = write_text(report_dir / "results.csv", _csv(everything, expected))
     replay_path = report_dir / REPLAY_CSV
     if replay is None:
@@ -302,5 +316,5 @@ def build_report(cfg: DictConfig) -> ReportResult:
     return ReportResult(
         report_dir, markdown_path, html_path, csv_path, best_model if best else None,
         f"{expected[best[0]].label} seed {best[1].seed}" if best else None, missing, unfinished, outcomes or [],
-        replay_path if replay else None,
+        replay_path if replay else None, replay_applies,
     )  # fmt: skip

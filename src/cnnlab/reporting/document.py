@@ -28,6 +28,7 @@ class ModelInfo:
 @dataclass(frozen=True)
 class ReportData:
     generated_at: str
+    data_title: str  # the dataset the runs trained on, as titles write it
     runs_dir: Path
     seeds: list[int]
     target: float
@@ -48,7 +49,13 @@ class ReportData:
     hardware: str = ""
     analyses: list[AnalysisOutcome] | None = None  # None: the section is turned off
     replay: Replay | None = None  # None: no notebook replay, no replay column
-    replay_command: str = "cnnlab-replay"  # how to produce the replay when there is none
+    replay_command: str | None = "cnnlab-replay"  # how to produce the replay when there is none; None: no replay
+    # applies to this dataset
+
+    @property
+    def has_published(self) -> bool:
+        """Whether the original report published values for this dataset (only then are there published columns)."""
+        return any(self.published_runs.values())
 
 
 def _n(result: ConfigResult) -> str:
@@ -117,12 +124,17 @@ BATCH_NORM_COLUMNS: list[Column] = [
 
 
 REPLAY_COLUMN: Column = ("notebook replay %", lambda d, k: replay_cell(d.replay, k))
+PUBLISHED_COLUMNS = {"published %", "published time s"}
 
 
 def _rows(data: ReportData, columns: list[Column], keys: Sequence[str]) -> list[str]:
-    """The table of `keys`; with a notebook replay, its column follows the published one."""
+    """The table of `keys`: published columns only where there are published values; with a notebook replay, its
+    column follows the published accuracy (or the interval)."""
+    if not data.has_published:
+        columns = [column for column in columns if column[0] not in PUBLISHED_COLUMNS]
     if data.replay is not None:
-        at = next(i for i, (header, _) in enumerate(columns) if header == "published %") + 1
+        headers = [header for header, _ in columns]
+        at = headers.index("published %" if "published %" in headers else "95% interval") + 1
         columns = [*columns[:at], REPLAY_COLUMN, *columns[at:]]
     return md_table([header for header, _ in columns], [[cell(data, key) for _, cell in columns] for key in keys])
 
@@ -134,21 +146,30 @@ def _settings(data: ReportData, keys: Sequence[str]) -> str:
     batches = sorted({c["data"]["batch_size"] for c in configs})
     subsets = sorted({c["data"]["subset"] or "all" for c in configs}, key=str)
     join = lambda values: "/".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)  # noqa: E731
-    return f"lr {join(lrs)}, untuned; epochs {join(epochs)}, batch {join(batches)}, training images {join(subsets)}"
+    return (f"{data.data_title}, lr {join(lrs)}, untuned; epochs {join(epochs)}, batch {join(batches)}, "
+            f"training images {join(subsets)}")  # fmt: skip
+
+
+def report_title(data: ReportData) -> str:
+    """Reproduced where the original report published values for the dataset; elsewhere its experiments, repeated."""
+    return f"CNN on {data.data_title}: optimizers and batch norm" + (", reproduced" if data.has_published else "")
 
 
 def header(data: ReportData) -> list[str]:
     n_runs = sum(len(r.finished) for r in data.results.values())
     note = data.published_note
     lines = [
-        "# CNN on MNIST: optimizers and batch norm, reproduced",
+        f"# {report_title(data)}",
         "",
-        f"Generated {data.generated_at} from {n_runs} finished runs of the report's configurations under `{data.runs_dir}`.",
+        f"Generated {data.generated_at} from {n_runs} finished runs of the report's configurations on {data.data_title} "
+        f"under `{data.runs_dir}`.",
         f"Runs trained on: {data.hardware or 'unknown'}. Expected seeds: {', '.join(map(str, data.seeds))}.",
         "",
     ]
     if note:
         lines += [f"Published values: {note}", ""]
+    if not data.has_published:
+        lines += [f"The original report published no values for {data.data_title}: the tables hold these runs only.", ""]
     if data.missing or data.unfinished:
         lines += [f"**Incomplete:** {sum(len(s) for _, s in data.missing)} expected runs are missing and "
                   f"{len(data.unfinished)} did not finish; see [Runs not in the tables](#runs-not-in-the-tables).", ""]  # fmt: skip
@@ -157,12 +178,16 @@ def header(data: ReportData) -> list[str]:
 
 def _how_to_read(data: ReportData) -> list[str]:
     level = f"{data.confidence:.0%}"
+    published, times = (
+        (" A published value is flagged **outside** when it falls outside that interval.",
+         " Published times come from other hardware: compare times within a column, not across.")
+        if data.has_published else ("", "")
+    )  # fmt: skip
     return [
         f"Accuracy is mean ± sample standard deviation (min–max) over the n finished seeds; the {level} interval is the "
-        f"Student-t interval of the mean (none for n = 1). A published value is flagged **outside** when it falls outside "
-        f"that interval. Time to target: the first epoch whose validation accuracy reached {data.target:g}% and the "
-        f"training seconds until then (means over the seeds that reached it). Published times come from other hardware: "
-        f"compare times within a column, not across.",
+        f"Student-t interval of the mean (none for n = 1).{published} Time to target: the first epoch whose validation "
+        f"accuracy reached {data.target:g}% and the training seconds until then (means over the seeds that reached "
+        f"it).{times}",
         "",
     ]
 
@@ -182,9 +207,10 @@ def batch_norm_table(data: ReportData) -> list[str]:
 
 
 def notebook_replay(data: ReportData) -> list[str]:
-    """The batch-norm evaluation section when batch-norm runs were replayed; without a replay, how to make one."""
+    """The batch-norm evaluation section when batch-norm runs were replayed; without a replay, how to make one (when
+    one applies to the dataset)."""
     if data.replay is None:
-        return missing_hint(data.replay_command)
+        return missing_hint(data.replay_command) if data.replay_command else []
     keys = data.tables["optimizers"] + data.tables["batch_norm"]
     return batch_norm_section(data.replay, keys, {key: data.expected[key].label for key in keys})
 
@@ -257,14 +283,15 @@ def model(data: ReportData) -> list[str]:
     rows = []
     for info in data.models:
         bn = "with batch norm" if info.batch_norm else "without batch norm"
-        published = counts.get("params_batch_norm" if info.batch_norm else "params")
-        rows.append([f"parameters, {bn}", f"{info.params:,}", f"{published:,}" if published else "—"])
+        rows.append((f"parameters, {bn}", info.params, counts.get("params_batch_norm" if info.batch_norm else "params")))
     if data.models:
         neurons = data.models[0].neurons
-        for part in ("conv", "fc", "total"):
-            published = counts.get(f"neurons_{part}")
-            rows.append([f"neurons, {part}", f"{neurons[part]:,}", f"{published:,}" if published else "—"])
-    lines = ["## Model: parameters and neurons", "", *md_table(["count", "ours", "published"], rows)]
+        rows += [(f"neurons, {part}", neurons[part], counts.get(f"neurons_{part}")) for part in ("conv", "fc", "total")]
+    if counts:
+        table = md_table(["count", "ours", "published"], [[name, f"{ours:,}", f"{p:,}" if p else "—"] for name, ours, p in rows])
+    else:
+        table = md_table(["count", "ours"], [[name, f"{ours:,}"] for name, ours, _ in rows])
+    lines = ["## Model: parameters and neurons", "", *table]
     for info in data.models:
         lines += ["```text", info.summary, "```", ""]
     return lines

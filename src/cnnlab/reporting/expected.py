@@ -3,6 +3,7 @@ compose it, so its run-directory name (and hash) is the one training writes to."
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from cnnlab.config import CONF_DIR, to_plain
 from cnnlab.errors import ConfigError
-from cnnlab.runs.layout import config_name
+from cnnlab.runs.layout import NON_IDENTITY_KEYS, config_name
 
 EXPERIMENT_GROUP = "experiment/report"
 
@@ -64,10 +65,28 @@ def default_paths() -> dict[str, str]:
         return _compose([], "conf/train.yaml")["paths"]
 
 
+def data_overrides(data: Mapping[str, Any]) -> tuple[str, ...]:
+    """The `cnnlab-train` overrides that give its runs the report's `data` settings: `data=<name>` unless it is
+    training's default dataset, then each setting that changes a run's identity and differs from that dataset's
+    defaults. None for the defaults, so a printed command names only what differs."""
+    name = data["name"]
+    with _train_configs():
+        default_name = _compose([], "conf/train.yaml")["data"]["name"]
+        defaults = _compose([f"data={name}"], f"data={name}")["data"]
+    skip = NON_IDENTITY_KEYS["data"] | {"name"}
+    changed = [f"data.{key}={json.dumps(value)}" for key, value in data.items() if key not in skip and value != defaults.get(key)]
+    return (*([] if name == default_name else [f"data={name}"]), *changed)
+
+
 def expected_runs(
-    runs: Mapping[str, Mapping[str, Any]], keys: Sequence[str], train_overrides: Sequence[str], runs_dir: str | Path
+    runs: Mapping[str, Mapping[str, Any]],
+    keys: Sequence[str],
+    train_overrides: Sequence[str],
+    runs_dir: str | Path,
+    data: Mapping[str, Any],
 ) -> dict[str, Expected]:
-    """Compose `train` with `+experiment/report=<key>` and `train_overrides` for each key, in order."""
+    """Compose `train` with `+experiment/report=<key>`, the report's `data` and `train_overrides` for each key, in
+    order. Every run must be on the report's dataset: `train_overrides` cannot switch it behind the report's back."""
     available = sorted(p.stem for p in (CONF_DIR / EXPERIMENT_GROUP).glob("*.yaml"))
     for key in keys:
         if key not in runs:
@@ -75,10 +94,16 @@ def expected_runs(
         if key not in available:
             raise ConfigError(f"runs.{key} has no conf/{EXPERIMENT_GROUP}/{key}.yaml; available: {', '.join(available)}")
     out = {}
+    chosen = data_overrides(data)
     with _train_configs():
         where = () if Path(runs_dir) == Path(default_paths()["runs_dir"]) else (f"paths.runs_dir={runs_dir}",)
         for key in dict.fromkeys(keys):
-            args = (f"+{EXPERIMENT_GROUP}={key}", *train_overrides)
+            args = (f"+{EXPERIMENT_GROUP}={key}", *chosen, *train_overrides)
             plain = _compose(args, f"train_overrides={list(train_overrides)}")
+            if (trained_on := plain["data"]["name"]) != data["name"]:
+                raise ConfigError(
+                    f"train_overrides={list(train_overrides)} train on {trained_on}, but the report is for "
+                    f"data={data['name']}; give the report data={trained_on} instead"
+                )
             out[key] = Expected(key, str(runs[key].get("label", key)), plain, config_name(plain), (*args, *where))
     return out

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cnnlab.data import MNIST_SPEC
 from cnnlab.replay.published import (
     ADAPTIVE_TEST_TOLERANCE,
     NOTEBOOK_RUNS,
@@ -23,6 +24,8 @@ from cnnlab.replay.results import load_replay, summary_path
 from cnnlab.reporting.expected import Expected
 from cnnlab.reporting.markdown import md_table
 
+# the notebook trained on MNIST (cnnlab-replay reads MNIST only): a report on another dataset has no replay to show
+REPLAYED_DATA = MNIST_SPEC
 # cnnlab-replay's default: as many epochs as the notebook published
 PUBLISHED_EPOCHS = len(NOTEBOOK_RUNS[0].epochs)
 CSV_FIELDS = (
