@@ -25,7 +25,7 @@ from cnnlab.errors import ConfigError
 
 SUMMARY = "summary.json"
 # keys of an analysis's primary config that say where and how to run it, not what to compute
-NOT_OPTIONS = {"run", "checkpoint", "device", "paths", "hydra", "task_name", "defaults"}
+NOT_OPTIONS = {"run", "checkpoint", "device", "paths", "hydra", "defaults"}
 
 
 @dataclass(frozen=True)
