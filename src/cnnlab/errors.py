@@ -6,6 +6,8 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
+from cnnlab.runtime import keep_freed_memory
+
 T = TypeVar("T")
 
 EXIT_USER_ERROR = 2
@@ -34,7 +36,11 @@ def fail(prog: str, message: str) -> NoReturn:
 
 
 def run_cli(prog: str, fn: Callable[[], T]) -> T:
-    """Run an entry point's body, turning a CnnlabError, or an OSError such as a full disk, into one line and exit 2."""
+    """Run an entry point's body, turning a CnnlabError, or an OSError such as a full disk, into one line and exit 2.
+
+    Every command comes through here, so this is also where the process gets its CPU memory settings.
+    """
+    keep_freed_memory()
     try:
         return fn()
     except CnnlabError as err:
