@@ -119,7 +119,7 @@ def test_feature_maps_are_the_layer_output_and_leave_the_model_as_it_was():
     image = torch.rand(1, 28, 28)
     maps = feature_maps(model, model.layer("conv2"), image)
     model.eval()
-    expected = model.conv_block[:5](image[None])[0]  # conv1, BN, ReLU, pool, conv2
+    expected = model.conv_block[:5](image[None])[0]  # conv1, BN, pool, ReLU, conv2
     torch.testing.assert_close(maps, expected)
     assert maps.shape == (32, 14, 14)
     model.train()

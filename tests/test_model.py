@@ -42,3 +42,23 @@ def test_build_model_from_config_and_layer_table():
     assert "800,206" in table and "[1, 32, 28, 28]" in table
     with pytest.raises(ConfigError, match="model.name"):
         build_model({"name": "resnet", "batch_norm": False})
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_pooling_before_relu_is_the_notebooks_relu_then_pool_bit_for_bit(batch_norm):
+    """The blocks pool before their ReLU for speed; outputs and every gradient must equal the notebook's order."""
+    torch.manual_seed(0)
+    model = SimpleCNN(batch_norm).train()
+    notebook = SimpleCNN(batch_norm).train()
+    notebook.load_state_dict(model.state_dict())
+    layers = list(notebook.conv_block)
+    for i in [i for i, layer in enumerate(layers) if isinstance(layer, nn.MaxPool2d)]:
+        layers[i], layers[i + 1] = layers[i + 1], layers[i]  # pool, ReLU -> ReLU, pool
+    notebook.conv_block = nn.Sequential(*layers)
+    assert [type(m) for m in notebook.conv_block][1 + batch_norm : 3 + batch_norm] == [nn.ReLU, nn.MaxPool2d]
+    x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    for net in (model, notebook):
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+    assert torch.equal(model(x), notebook(x))
+    for (name, p), q in zip(model.named_parameters(), notebook.parameters(), strict=True):
+        assert torch.equal(p.grad, q.grad), name
