@@ -11,7 +11,7 @@ import copy
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from cnnlab.data import Batches, Split, get_spec
 from cnnlab.data.splits import read_raw, to_float
 from cnnlab.errors import CnnlabError
 from cnnlab.models import build_model
+from cnnlab.runtime import keep_freed_memory
 from cnnlab.training.loop import train_epoch
 from cnnlab.training.optimizers import build_optimizer
 
@@ -36,6 +37,7 @@ from cnnlab.training.optimizers import build_optimizer
 FP32_RTOL = 1e-2
 BF16_RTOL = 5e-2  # bf16 rounds activations and gradients: same work, visibly different last digits
 CHANNELS_LAST = torch.channels_last
+IMPLEMENTATION_KEYS = ("fused", "foreach")  # optimizer settings that choose how, not what, torch computes
 
 
 def report_dataset(ctx: BenchContext, n_images: int) -> Subset:
@@ -65,6 +67,11 @@ class OnePermutationSampler(Sampler[int]):
 def report_loader(dataset: Subset, batch_size: int, seed: int) -> DataLoader:
     """`DataLoader(dataset, batch_size=64, shuffle=True)`, with the shuffle seeded as cnnlab's is."""
     return DataLoader(dataset, batch_size=batch_size, sampler=OnePermutationSampler(len(dataset), seed))
+
+
+def report_optimizer(optimizer_cfg: Mapping[str, Any], params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+    """The report's optimizer: the same settings with torch's default implementation (cnnlab's may pick a fused one)."""
+    return build_optimizer({k: v for k, v in optimizer_cfg.items() if k not in IMPLEMENTATION_KEYS}, params)
 
 
 def report_style_pass(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer) -> float:
@@ -112,7 +119,7 @@ def training_throughput(ctx: BenchContext) -> list[Comparison]:
     base_model = seeded_model(ctx.model, ctx.seed)
     sides: dict[str, Any] = {}
     report_model = copy.deepcopy(base_model)
-    report_opt = build_optimizer(ctx.optimizer, report_model.parameters())
+    report_opt = report_optimizer(ctx.optimizer, report_model.parameters())
     sides["report"] = lambda: report_style_pass(report_model, loader, report_opt)
     for precision in ("fp32", "bf16"):
         model = copy.deepcopy(base_model).to(memory_format=CHANNELS_LAST)
@@ -145,11 +152,13 @@ def training_throughput(ctx: BenchContext) -> list[Comparison]:
 def report_job_pass(job: BenchJob, dataset: Subset, batch_size: int, seed: int) -> float:
     model = seeded_model(job.model, seed)
     loader = report_loader(dataset, batch_size, seed)
-    return report_style_pass(model, loader, build_optimizer(job.optimizer, model.parameters()))
+    return report_style_pass(model, loader, report_optimizer(job.optimizer, model.parameters()))
 
 
 def cnnlab_job_pass(job: BenchJob, split: Split, batch_size: int, seed: int, threads: int) -> float:
-    """One sweep job in a worker process: `threads` torch threads, cnnlab's step over the same batches."""
+    """One sweep job in a worker process set up as `launcher=joblib` sets up its jobs: `threads` torch threads and the
+    entry points' memory settings; cnnlab's step over the same batches."""
+    keep_freed_memory()
     torch.set_num_threads(threads)
     model = seeded_model(job.model, seed).to(memory_format=CHANNELS_LAST)
     batches = Batches(split, batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
