@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torchvision.transforms import Normalize
 
 from cnnlab.analysis.activations import feature_maps
 from cnnlab.analysis.ascent import grow_targeted, grow_untargeted, noise
+from cnnlab.analysis.occluders import Incremental, occluder
 from cnnlab.analysis.occlusion import occlusion_maps
 from cnnlab.analysis.reference import grow_targeted_reference, grow_untargeted_reference, occlusion_maps_reference
 from cnnlab.models import SimpleCNN
@@ -64,12 +66,19 @@ def test_map_size_is_every_placement_inside_the_image(size, stride):
     assert torch.all((heat >= 0) & (heat <= 1))
 
 
-def test_batched_occlusion_agrees_with_the_one_pass_per_position_reference():
-    model = random_cnn()
-    images, labels = torch.rand(3, 1, 28, 28), torch.tensor([3, 1, 7])
-    fast = occlusion_maps(model, images, labels, size=5, stride=3, fill=0.5, batch_size=37)  # batches span images
-    for n in range(3):
-        slow = occlusion_maps_reference(model, images[n], int(labels[n]), size=5, stride=3, fill=0.5)
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("batch_norm", [False, True])
+@pytest.mark.parametrize(("size", "stride", "batch_size"), [(1, 1, 100), (2, 3, 7), (5, 1, 37), (5, 1, 1024), (7, 2, 50), (14, 1, 64), (27, 1, 3), (28, 1, 1)])
+def test_incremental_occlusion_of_a_simple_cnn_is_the_full_forward_pass(normalize, batch_norm, size, stride, batch_size):
+    """Recomputing only the windows a patch changes gives every position's probability, at image borders, for
+    batches that split rows unevenly (so a batch's windows differ in rows and columns), with and without BN."""
+    model = random_cnn(2, batch_norm).to(memory_format=torch.channels_last)
+    classifier = nn.Sequential(Normalize((0.13,), (0.31,)), model).eval() if normalize else model
+    images, labels = torch.rand(2, 1, 28, 28), torch.tensor([3, 8])
+    assert isinstance(occluder(classifier, images, labels, size, 0.5), Incremental)
+    fast = occlusion_maps(classifier, images, labels, size, stride, fill=0.5, batch_size=batch_size)
+    for n in range(2):
+        slow = occlusion_maps_reference(classifier, images[n], int(labels[n]), size, stride, fill=0.5)
         torch.testing.assert_close(fast[n], slow, rtol=1e-4, atol=1e-6)
 
 

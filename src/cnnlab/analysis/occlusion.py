@@ -1,8 +1,9 @@
 """`occlusion`: how the true class's probability drops as a grey patch slides over the image.
 
 heatmap[i, j] is the softmax probability of the true class with the patch over rows i*s..i*s+k-1 and columns
-j*s..j*s+k-1 (no transposition: the top-left of the map is the top-left of the image). Every occluded copy goes
-through the model in batches; `reference.occlusion_maps_reference` is the one-pass-per-position original.
+j*s..j*s+k-1 (no transposition: the top-left of the map is the top-left of the image). Occluded copies are computed
+in batches, for a SimpleCNN recomputing only what the patch changes (`occluders`);
+`reference.occlusion_maps_reference` is the one-pass-per-position original.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.analysis.loading import checkpoint_path, load_run
+from cnnlab.analysis.occluders import occluder
 from cnnlab.analysis.results import AnalysisResult, analysis_dir, Outputs, merge_options, run_cached
 from cnnlab.checks import positive_int
 from cnnlab.errors import ConfigError
@@ -26,33 +28,20 @@ def map_side(image_side: int, size: int, stride: int) -> int:
     return (image_side - size) // stride + 1
 
 
-def patch_masks(height: int, width: int, size: int, stride: int, device: torch.device | str = "cpu") -> Tensor:
-    """[rows * cols, H, W] booleans, True where the patch at each position covers the image (row-major positions)."""
-    def cover(side: int) -> Tensor:
-        starts = torch.arange(map_side(side, size, stride), device=device) * stride
-        pixels = torch.arange(side, device=device)
-        return (pixels >= starts[:, None]) & (pixels < starts[:, None] + size)
-
-    rows, cols = cover(height), cover(width)
-    return (rows[:, None, :, None] & cols[None, :, None, :]).flatten(0, 1)
-
-
 @torch.no_grad()
 def occlusion_maps(
     model: nn.Module, images: Tensor, labels: Tensor, size: int, stride: int, fill: float, batch_size: int = 128
 ) -> Tensor:
     """[N, rows, cols] true-class probabilities for images [N, C, H, W] in eval mode, `batch_size` copies per pass."""
     n, _, height, width = images.shape
-    masks = patch_masks(height, width, size, stride, images.device)
-    positions = len(masks)
-    probs = torch.empty(n * positions, device=images.device)
-    for start in range(0, n * positions, batch_size):
-        flat = torch.arange(start, min(start + batch_size, n * positions), device=images.device)
-        which, where = flat // positions, flat % positions
-        copies = torch.where(masks[where][:, None], torch.as_tensor(fill, dtype=images.dtype), images[which])
-        probs[flat] = model(copies).softmax(dim=1).gather(1, labels[which][:, None])[:, 0]
-    side = map_side(height, size, stride), map_side(width, size, stride)
-    return probs.view(n, *side)
+    rows, cols = map_side(height, size, stride), map_side(width, size, stride)
+    occlude = occluder(model, images, labels, size, fill)
+    probs = torch.empty(n * rows * cols, device=images.device)
+    for start in range(0, len(probs), batch_size):
+        flat = torch.arange(start, min(start + batch_size, len(probs)), device=images.device)
+        which, where = flat // (rows * cols), flat % (rows * cols)
+        probs[flat] = occlude(which, where // cols * stride, where % cols * stride)
+    return probs.view(n, rows, cols)
 
 
 def check_sizes(sizes: Any, image_side: int) -> list[int]:
