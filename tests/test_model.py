@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError
-from cnnlab.models import SimpleCNN, build_model, count_neurons, count_parameters, layer_table
+from cnnlab.models import SimpleCNN, build_model, count_neurons, count_parameters, fold_batch_norm, layer_table
 
 
 @pytest.mark.parametrize(
@@ -62,3 +62,18 @@ def test_pooling_before_relu_is_the_notebooks_relu_then_pool_bit_for_bit(batch_n
     assert torch.equal(model(x), notebook(x))
     for (name, p), q in zip(model.named_parameters(), notebook.parameters(), strict=True):
         assert torch.equal(p.grad, q.grad), name
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_folded_batch_norm_is_the_eval_mode_function_and_leaves_the_model_alone(batch_norm):
+    torch.manual_seed(0)
+    model = SimpleCNN(batch_norm).train()
+    model(torch.randn(64, 1, 28, 28) * 2 + 1)  # running statistics far from the initial 0 / 1
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = fold_batch_norm(model)
+    assert not any(isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d) for m in folded.modules())
+    x = torch.rand(8, 1, 28, 28)
+    torch.testing.assert_close(folded(x), model(x), rtol=1e-5, atol=1e-5)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == batch_norm

@@ -65,7 +65,7 @@ def untargeted(loaded: LoadedRun, p: Mapping[str, Any], seed: int) -> Outputs:
     sources = loaded.test.x[first_of_each_class(loaded.test.y, n)]
     init = noise(n, tuple(sources.shape[1:]), p["init_mean"], p["init_std"], p["lo"], p["hi"], seed).to(device)
     targets = torch.arange(n, device=device)
-    ascent = grow_untargeted(loaded.classifier, init, targets, p["steps"], p["step"], p["eps"], p["lo"], p["hi"])
+    ascent = grow_untargeted(loaded.folded, init, targets, p["steps"], p["step"], p["eps"], p["lo"], p["hi"])
     predicted, confidence = predict(loaded.classifier, ascent.images)
     mse = mean_squared_error(to_unit(ascent.images, p["lo"], p["hi"]), sources)
     table = [
@@ -98,7 +98,7 @@ def targeted(loaded: LoadedRun, p: Mapping[str, Any], seed: int) -> Outputs:
     reference = first if p["source_range"] == "unit" else p["lo"] + first * (p["hi"] - p["lo"])
     init = noise(len(pairs), tuple(first.shape[1:]), p["init_mean"], p["init_std"], p["lo"], p["hi"], seed).to(device)
     ascent = grow_targeted(
-        loaded.classifier, init, targets, reference[src], p["beta"], p["steps"], p["step"], p["eps"], p["lo"], p["hi"]
+        loaded.folded, init, targets, reference[src], p["beta"], p["steps"], p["step"], p["eps"], p["lo"], p["hi"]
     )
     predicted, confidence = predict(loaded.classifier, ascent.images)
     mse = mean_squared_error(to_unit(ascent.images, p["lo"], p["hi"]), first[src])

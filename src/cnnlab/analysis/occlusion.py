@@ -79,7 +79,7 @@ def occlusion(run_dir: Path, options: Mapping[str, Any], device: str = "auto", d
         classes = loaded.classes
         figures, maps = {}, {}
         for size in sizes:
-            heat = occlusion_maps(loaded.classifier, images, labels, size, stride, float(fill), batch_size).cpu()
+            heat = occlusion_maps(loaded.folded, images, labels, size, stride, float(fill), batch_size).cpu()
             maps[f"k{size}"] = heat.numpy()
             panels, titles = [], []
             for i in range(n_images):

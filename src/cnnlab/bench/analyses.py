@@ -23,6 +23,7 @@ from cnnlab.bench.timing import Comparison, interleaved
 from cnnlab.bench.training import first_images, seeded_model
 from cnnlab.data import Split, get_spec
 from cnnlab.data.splits import read_raw, to_float
+from cnnlab.models import fold_batch_norm
 
 OCCLUSION_SIZE = 5
 # Heatmaps are softmax probabilities in [0, 1]; the two sides differ only in float32 rounding of batch-1 against
@@ -86,10 +87,11 @@ def occlusion_speed(ctx: BenchContext) -> list[Comparison]:
     settings = default_options("occlusion")
     stride, fill, batch_size = settings["stride"], float(settings["fill"]), settings["batch_size"]
     model, test = analysis_model(ctx), pixel_test_split(ctx)
+    folded = fold_batch_norm(model)  # the report's side runs the model as trained, cnnlab's as the analyses load it
     image, label = test.x[:1], test.y[:1]
     sides = {
         "report": lambda: occlusion_maps_reference(model, image[0], int(label[0]), OCCLUSION_SIZE, stride, fill),
-        "cnnlab": lambda: occlusion_maps(model, image, label, OCCLUSION_SIZE, stride, fill, batch_size)[0],
+        "cnnlab": lambda: occlusion_maps(folded, image, label, OCCLUSION_SIZE, stride, fill, batch_size)[0],
     }
     positions = ((image.shape[-1] - OCCLUSION_SIZE) // stride + 1) ** 2
     details = {"size": OCCLUSION_SIZE, "stride": stride, "fill": fill, "positions": positions, "batch_size": batch_size}
@@ -100,12 +102,13 @@ def occlusion_speed(ctx: BenchContext) -> list[Comparison]:
 def untargeted_speed(ctx: BenchContext) -> list[Comparison]:
     """One image per class grown for `untargeted_steps`: class after class with parameter gradients against cnnlab."""
     p, model, steps = preset("untargeted"), analysis_model(ctx), ctx.untargeted_steps
+    folded = fold_batch_norm(model)
     n = len(get_spec(ctx.data_name).classes)
     init, targets = noise(n, (1, 28, 28), p["init_mean"], p["init_std"], p["lo"], p["hi"], ctx.seed), torch.arange(n)
     ascent = (steps, p["step"], p["eps"], p["lo"], p["hi"])
     sides = {
         "report": lambda: torch.stack([grow_untargeted_reference(model, init[c], c, *ascent)[0] for c in range(n)]),
-        "cnnlab": lambda: grow_untargeted(model, init, targets, *ascent).images,
+        "cnnlab": lambda: grow_untargeted(folded, init, targets, *ascent).images,
     }
     details = {"images": n, "steps": steps, "preset": p}
     return [compare(f"untargeted, {n} classes x {steps} steps", f"{n} images", ctx, sides, IMAGE_ATOL, details)]
@@ -115,6 +118,7 @@ def untargeted_speed(ctx: BenchContext) -> list[Comparison]:
 def targeted_speed(ctx: BenchContext) -> list[Comparison]:
     """Every (source, target != source) pair grown for `targeted_steps` near the first test image of its source."""
     p, model, steps, test = preset("targeted"), analysis_model(ctx), ctx.targeted_steps, pixel_test_split(ctx)
+    folded = fold_batch_norm(model)
     n = len(get_spec(ctx.data_name).classes)
     first = test.x[first_of_each_class(test.y, n)]
     reference = first if p["source_range"] == "unit" else p["lo"] + first * (p["hi"] - p["lo"])
@@ -127,7 +131,7 @@ def targeted_speed(ctx: BenchContext) -> list[Comparison]:
             grow_targeted_reference(model, init[i], int(targets[i]), sources[i], p["beta"], *ascent)[0]
             for i in range(len(pairs))
         ]),
-        "cnnlab": lambda: grow_targeted(model, init, targets, sources, p["beta"], *ascent).images,
+        "cnnlab": lambda: grow_targeted(folded, init, targets, sources, p["beta"], *ascent).images,
     }  # fmt: skip
     details = {"images": len(pairs), "steps": steps, "preset": p}
     return [compare(f"targeted, {len(pairs)} pairs x {steps} steps", f"{len(pairs)} images", ctx, sides, IMAGE_ATOL, details)]
