@@ -14,6 +14,7 @@ import torch
 
 from cnnlab.bench.registry import COMPARISONS, BenchContext
 from cnnlab.bench.timing import Comparison
+from cnnlab.device import fast_bf16
 from cnnlab.errors import ConfigError
 
 # modules whose import registers comparisons
@@ -37,7 +38,8 @@ def hardware() -> dict[str, Any]:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "gpu": gpu, "platform": platform.platform(),
-            "python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads()}  # fmt: skip
+            "python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_fast_bf16": fast_bf16(torch.device("cpu"))}  # fmt: skip
 
 
 def run_suite(ctx: BenchContext, names: Sequence[str] | None = None) -> dict[str, Any]:
@@ -69,7 +71,8 @@ def table(results: dict[str, Any]) -> str:
     """A Markdown table (the README's Performance section is this, pasted)."""
     hw = results["hardware"]
     lines = [
-        f"{results['date'][:10]}, {hw['cpu']}, {hw['cores']} cores, {hw['threads']} torch threads, torch {hw['torch']}"
+        f"{results['date'][:10]}, {hw['cpu']} ({hw['cpu_capability']}, fast bf16: {'yes' if hw['cpu_fast_bf16'] else 'no'}),"
+        f" {hw['cores']} cores, {hw['threads']} torch threads, torch {hw['torch']}"
         + (f", GPU {hw['gpu']}" if hw["gpu"] else ""),
         "",
         "| comparison | unit | report-style | cnnlab | speed-up | target | same result |",

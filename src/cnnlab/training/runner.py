@@ -27,7 +27,7 @@ from cnnlab.atomic import write_json, write_text
 from cnnlab.checks import boolean, one_of, positive_float, positive_int
 from cnnlab.config import to_plain
 from cnnlab.data import Batches, Splits, get_spec, load_splits
-from cnnlab.device import resolve_device
+from cnnlab.device import fast_bf16, resolve_device
 from cnnlab.errors import CheckpointError
 from cnnlab.models import build_model, count_neurons, count_parameters
 from cnnlab.runs.checkpoint import load_checkpoint, load_weights, restore_rng_state, rng_state, save_checkpoint
@@ -210,6 +210,8 @@ def _train_locked(cfg: DictConfig, plain: dict[str, Any], run_dir: Path, splits:
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     device = resolve_device(cfg.trainer.device)
+    if cfg.trainer.precision == "bf16" and not fast_bf16(device):
+        log.warning("trainer.precision=bf16: this %s has no fast bf16 kernels, so bf16 runs slower than fp32", device.type)
     spec = splits.spec
     seed_everything(cfg.seed)
     train_split, val_split, test_split = (s.to(device) for s in (splits.train, splits.val, splits.test))
