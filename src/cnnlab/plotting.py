@@ -10,7 +10,6 @@ matplotlib.use("Agg")  # files only; never needs a display
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from matplotlib.ticker import ScalarFormatter  # noqa: E402
@@ -111,6 +110,8 @@ def training_curves(histories: Mapping[str, Sequence[Mapping[str, float]]], titl
 
 def confusion_heatmap(matrix: np.ndarray, classes: Sequence[str], title: str = "confusion matrix") -> Figure:
     """An annotated heatmap: rows are true classes, columns predicted ones."""
+    import seaborn as sns  # here, not at the top: it pulls in scipy.stats, over a second of every command's start-up
+
     fig, ax = plt.subplots(figsize=(7.5, 6.5))
     sns.heatmap(matrix, annot=True, fmt="d", cmap="Blues", xticklabels=classes, yticklabels=classes, cbar=True, ax=ax)
     ax.set(xlabel="predicted", ylabel="true", title=title)
