@@ -48,6 +48,7 @@ def split(classifier: nn.Module) -> tuple[nn.Module, SimpleCNN] | None:
 
 
 def stages(model: SimpleCNN) -> list[ConvStage]:
+    """The conv blocks, each cut at its convolution (its batch norm, pool and ReLU act on one window at a time)."""
     blocks: list[list[nn.Module]] = []
     for module in model.conv_block:
         if isinstance(module, nn.Conv2d):
@@ -138,7 +139,9 @@ class Incremental(FullForward):
         window1 = first.windows(crop(occluded, copies, r1, c1, 2 * n1 + 2, stride=2))
 
         side //= 2
-        r2, c2, n2 = square_windows(second.changed_rows(r1, r1 + n1 - 1, side), second.changed_rows(c1, c1 + n1 - 1, side), side // 2)
+        r2, c2, n2 = square_windows(
+            second.changed_rows(r1, r1 + n1 - 1, side), second.changed_rows(c1, c1 + n1 - 1, side), side // 2
+        )
         # the crop the second block needs always contains the first block's whole window (a fresh copy per occluded copy)
         crops = paste(crop(self.padded1, which, r2, c2, 2 * n2 + 2, stride=2), window1, r1 + 1 - 2 * r2, c1 + 1 - 2 * c2)
         # [B, rows, cols * channels]: each window row's change, channels innermost like the row-major weights below
