@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import struct
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -28,6 +30,15 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
             return compose(config_name, overrides=[f"paths.output_dir={tmp_path / 'outputs'}", *overrides])
 
     return _make
+
+
+@pytest.fixture(scope="session")
+def first_sgd_replay(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
+    """A real `cnnlab-replay epochs=1 runs=1` (the notebook's first SGD epoch on the MNIST files, about a minute),
+    shared by the replay's own test and the report's replay column: the process and its output directory."""
+    out = tmp_path_factory.mktemp("replayed")
+    args = ["epochs=1", "runs=1", "num_threads=1", "progress=false", f"paths.output_dir={out}"]
+    return subprocess.run([sys.executable, "-m", "cnnlab.replay", *args], capture_output=True, text=True), out
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> str:

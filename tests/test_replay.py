@@ -23,12 +23,12 @@ def cnnlab_replay(*args):
 
 
 @pytest.mark.slow
-def test_first_sgd_epoch_replays_the_published_numbers(tmp_path):
-    args = ("epochs=1", "runs=1", "num_threads=1", "progress=false", f"paths.output_dir={tmp_path}")
-    proc = cnnlab_replay(*args)
+@pytest.mark.xdist_group("notebook_replay")  # one worker runs both tests that read the shared replay
+def test_first_sgd_epoch_replays_the_published_numbers(first_sgd_replay):
+    proc, out = first_sgd_replay
     assert proc.returncode == 0, proc.stderr
 
-    summary = load_replay(tmp_path / "replay", epochs=1)
+    summary = load_replay(out / "replay", epochs=1)
     sgd = summary["runs"]["sgd"]
     first = sgd["epochs"][0]
     assert abs(first["train_loss"] - 2.2845) <= 0.0005
@@ -38,8 +38,8 @@ def test_first_sgd_epoch_replays_the_published_numbers(tmp_path):
     assert sgd["test_accuracy"] == pytest.approx(sgd["test_accuracy_eval_mode"], abs=0.02)  # no batch norm: same
     assert "SGD" in proc.stdout and "2.2845" in proc.stdout and "46.46" in proc.stdout
 
-    run_dir = tmp_path / "replay" / sgd["run_dir"].split("/replay/", 1)[1]
-    assert run_dir.parent.parent.parent.name == "mnist" and not (tmp_path / "runs").exists()
+    run_dir = out / "replay" / sgd["run_dir"].split("/replay/", 1)[1]
+    assert run_dir.parent.parent.parent.name == "mnist" and not (out / "runs").exists()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "finished" and metrics["summary"]["protocol"] == "notebook"
     assert metrics["history"][0]["train_loss"] == first["train_loss"]

@@ -3,8 +3,6 @@ written with the replay package's own comparison, and a report without any repla
 
 import csv
 import shutil
-import subprocess
-import sys
 
 import pytest
 
@@ -23,11 +21,8 @@ PUBLISHED = {run.key: run for run in NOTEBOOK_RUNS}
 
 
 @pytest.fixture(scope="module")
-def replay_dir(tmp_path_factory):
-    """A real `cnnlab-replay epochs=1 runs=1`: the notebook's first SGD epoch on the MNIST files (about a minute)."""
-    out = tmp_path_factory.mktemp("replayed")
-    args = ["epochs=1", "runs=1", "num_threads=1", "progress=false", f"paths.output_dir={out}"]
-    proc = subprocess.run([sys.executable, "-m", "cnnlab.replay", *args], capture_output=True, text=True)
+def replay_dir(first_sgd_replay):
+    proc, out = first_sgd_replay
     assert proc.returncode == 0, proc.stderr
     return out / "replay"
 
@@ -42,6 +37,7 @@ def column(text, title, header="notebook replay %"):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("notebook_replay")  # one worker runs both tests that read the shared replay
 def test_the_replay_column_shows_the_replayed_test_accuracy_beside_the_published_one(make_cfg, replay_dir):
     sgd = load_replay(replay_dir, epochs=1)["runs"]["sgd"]
     result, text = report(make_cfg, replay_dir, "replay_epochs=1")
