@@ -3,7 +3,8 @@ occlusion and input ascent, on a model with the report's Adam+BN architecture.
 
 The model is seeded (no training: the work per call does not depend on the weights) and its batch-norm running
 statistics come from real training images, so eval-mode batch norm is not the identity. Both sides get the same
-model, images and starting noise, and their outputs are compared, so a speed-up cannot come from doing less work.
+model (cnnlab's with batch norm folded in, as the analysis commands run it), images and starting noise, and their
+outputs are compared, so a speed-up cannot come from doing less work.
 """
 
 from __future__ import annotations
