@@ -50,7 +50,7 @@ def test_first_sgd_epoch_replays_the_published_numbers(first_sgd_replay):
     for name in ("history.csv", "classification_report.txt", "confusion_matrix.csv", "curves.png", "predictions.png"):
         assert (run_dir / name).is_file(), name
 
-    again = cnnlab_replay(*args)  # finished: printed again, not retrained
+    again = subprocess.run(proc.args, capture_output=True, text=True)  # the same command: printed again, not retrained
     table = proc.stdout[proc.stdout.index("notebook replay, ") :]
     assert again.returncode == 0 and again.stdout.endswith(table) and "already holds these runs" in again.stdout
     assert json.loads((run_dir / "metrics.json").read_text())["finished_at"] == metrics["finished_at"]
