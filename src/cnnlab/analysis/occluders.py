@@ -5,7 +5,8 @@ activations a patch can change: a k x k patch changes a k x k square of the inpu
 1) and a 2x2 max pool that square becomes a small window of the pooled map, and through the second block a window of
 the 7x7 map; the first linear layer then moves by its weights over that window times the window's change. A copy
 costs a crop through each conv block and a small matrix product instead of a whole forward pass (about a third of the
-arithmetic for a 5x5 patch) and gives the same probabilities up to float rounding. Both need eval mode.
+arithmetic for a 5x5 patch) and gives the same probabilities up to float rounding. Both need eval mode;
+`Incremental` keeps every image's clean activations (~150 KB an image) and assumes square images, as SimpleCNN does.
 """
 
 from __future__ import annotations

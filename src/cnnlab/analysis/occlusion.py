@@ -30,7 +30,7 @@ def map_side(image_side: int, size: int, stride: int) -> int:
 
 @torch.no_grad()
 def occlusion_maps(
-    model: nn.Module, images: Tensor, labels: Tensor, size: int, stride: int, fill: float, batch_size: int = 128
+    model: nn.Module, images: Tensor, labels: Tensor, size: int, stride: int, fill: float, batch_size: int = 1024
 ) -> Tensor:
     """[N, rows, cols] true-class probabilities for images [N, C, H, W] in eval mode, `batch_size` copies per pass."""
     n, _, height, width = images.shape
