@@ -9,10 +9,10 @@ from torchvision.transforms import Normalize
 
 from cnnlab.analysis.activations import feature_maps
 from cnnlab.analysis.ascent import grow_targeted, grow_untargeted, noise
-from cnnlab.analysis.occluders import Incremental, occluder
+from cnnlab.analysis.occluders import FullForward, Incremental, occluder
 from cnnlab.analysis.occlusion import occlusion_maps
 from cnnlab.analysis.reference import grow_targeted_reference, grow_untargeted_reference, occlusion_maps_reference
-from cnnlab.models import SimpleCNN
+from cnnlab.models import SimpleCNN, fold_batch_norm
 
 ROWS, COLS = slice(2, 6), slice(19, 25)  # a region in the top-right corner: a transposed map would show it bottom-left
 
@@ -64,6 +64,27 @@ def test_map_size_is_every_placement_inside_the_image(size, stride):
     side = (28 - size) // stride + 1
     assert heat.shape == (2, side, side)
     assert torch.all((heat >= 0) & (heat <= 1))
+
+
+def test_full_forward_occlusion_of_any_model_agrees_with_the_reference_across_images():
+    """A model that is not a bare SimpleCNN takes every occluded copy through the whole network; batches span images."""
+    classifier = nn.Sequential(nn.Identity(), random_cnn()).eval()
+    images, labels = torch.rand(3, 1, 28, 28), torch.tensor([3, 1, 7])
+    assert type(occluder(classifier, images, labels, 5, 0.5)) is FullForward
+    fast = occlusion_maps(classifier, images, labels, size=5, stride=3, fill=0.5, batch_size=37)
+    for n in range(3):
+        slow = occlusion_maps_reference(classifier, images[n], int(labels[n]), size=5, stride=3, fill=0.5)
+        torch.testing.assert_close(fast[n], slow, rtol=1e-4, atol=1e-6)
+
+
+def test_occlusion_on_the_folded_model_is_the_trained_models_map():
+    """What the command runs (batch norm folded, incremental) against the reference on the model as trained."""
+    model = random_cnn(3).to(memory_format=torch.channels_last)
+    images, labels = torch.rand(2, 1, 28, 28), torch.tensor([0, 5])
+    fast = occlusion_maps(fold_batch_norm(model), images, labels, size=5, stride=1, fill=0.5)
+    for n in range(2):
+        slow = occlusion_maps_reference(model, images[n], int(labels[n]), size=5, stride=1, fill=0.5)
+        torch.testing.assert_close(fast[n], slow, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("normalize", [False, True])

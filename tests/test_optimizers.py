@@ -25,6 +25,13 @@ def test_each_optimizer_config_builds_the_right_optimizer(make_cfg, name):
         assert optimizer.defaults[key] == value
 
 
+def test_adam_is_fused_for_training_and_unfused_in_the_notebook_replay(make_cfg):
+    param = [torch.nn.Parameter(torch.zeros(2))]
+    assert build_optimizer(make_cfg("optimizer=adam").optimizer, param).defaults["fused"] is True
+    replay_adam = make_cfg(config_name="replay").optimizers.adam
+    assert not build_optimizer(replay_adam, param).defaults["fused"]
+
+
 def test_overrides_reach_the_optimizer(make_cfg):
     cfg = make_cfg("optimizer=adam", "optimizer.lr=0.01", "optimizer.weight_decay=0.1")
     optimizer = build_optimizer(cfg.optimizer, [torch.nn.Parameter(torch.zeros(2))])
