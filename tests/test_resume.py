@@ -99,8 +99,10 @@ def test_kill_9_then_ctrl_c_leave_complete_files_and_resume_to_identical_results
     assert len(metrics["history"]) == 1 and not (run_dir / "checkpoint.pt").exists()
     assert (run_dir / ".lock").exists()  # the killed process could not remove it; the kernel released its flock
 
-    # re-run, and interrupt that too (Ctrl-C raises inside the run): recorded as failed, last.pt kept
-    proc = start(out, log=tmp_path / "interrupted.log")
+    # re-run, and interrupt that too (Ctrl-C raises inside the run): recorded as failed, last.pt kept. The logger is
+    # not part of the run's identity; its seconds-long TensorBoard start-up, right after the run is recorded as
+    # running, keeps the short resumed run from finishing before the interrupt lands on a busy machine
+    proc = start(out, "logger=tensorboard", log=tmp_path / "interrupted.log")
     wait_for(lambda: metrics_of(run_dir)["started_at"] != metrics["started_at"], proc, "the resumed run to start")
     proc.send_signal(signal.SIGINT)
     assert proc.wait() != 0
