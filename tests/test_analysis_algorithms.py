@@ -12,7 +12,7 @@ from cnnlab.analysis.ascent import grow_targeted, grow_untargeted, noise
 from cnnlab.analysis.occluders import FullForward, Incremental, occluder
 from cnnlab.analysis.occlusion import occlusion_maps
 from cnnlab.analysis.reference import grow_targeted_reference, grow_untargeted_reference, occlusion_maps_reference
-from cnnlab.models import SimpleCNN, fold_batch_norm
+from cnnlab.models import SimpleCNN, analysis_copy, fold_batch_norm
 
 ROWS, COLS = slice(2, 6), slice(19, 25)  # a region in the top-right corner: a transposed map would show it bottom-left
 
@@ -107,7 +107,8 @@ def test_batched_untargeted_ascent_agrees_with_the_one_image_reference():
     model = random_cnn(1)
     init = noise(3, (1, 28, 28), 0.5, 0.1, 0.0, 1.0, seed=3)
     targets = torch.tensor([4, 0, 9])
-    fast = grow_untargeted(model, init, targets, steps=4, step=0.05, eps=0.3, lo=0.0, hi=1.0)
+    # as the analyses run it: batch norm folded, the first convolution's input gradient as a matmul and a col2im
+    fast = grow_untargeted(analysis_copy(model), init, targets, steps=4, step=0.05, eps=0.3, lo=0.0, hi=1.0)
     for n in range(3):
         image, curve = grow_untargeted_reference(model, init[n], int(targets[n]), 4, 0.05, 0.3, 0.0, 1.0)
         torch.testing.assert_close(fast.images[n], image, rtol=1e-4, atol=1e-5)
@@ -118,7 +119,7 @@ def test_batched_targeted_ascent_agrees_with_the_one_image_reference():
     model = random_cnn(2)
     init = noise(2, (1, 28, 28), 0.5, 0.1, 0.0, 1.0, seed=4)
     sources, targets = torch.rand(2, 1, 28, 28), torch.tensor([2, 5])
-    fast = grow_targeted(model, init, targets, sources, beta=50.0, steps=4, step=0.05, eps=0.3, lo=0.0, hi=1.0)
+    fast = grow_targeted(analysis_copy(model), init, targets, sources, beta=50.0, steps=4, step=0.05, eps=0.3, lo=0.0, hi=1.0)
     for n in range(2):
         image, _ = grow_targeted_reference(model, init[n], int(targets[n]), sources[n], 50.0, 4, 0.05, 0.3, 0.0, 1.0)
         torch.testing.assert_close(fast.images[n], image, rtol=1e-4, atol=1e-5)

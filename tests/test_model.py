@@ -1,9 +1,12 @@
+import copy
+
 import pytest
 import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError
 from cnnlab.models import SimpleCNN, build_model, count_neurons, count_parameters, fold_batch_norm, layer_table
+from cnnlab.models.input_gradient import InputGradConv2d, fast_input_gradient
 
 
 @pytest.mark.parametrize(
@@ -77,3 +80,36 @@ def test_folded_batch_norm_is_the_eval_mode_function_and_leaves_the_model_alone(
     torch.testing.assert_close(folded(x), model(x), rtol=1e-5, atol=1e-5)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == batch_norm
+
+
+def input_gradient(model, x):
+    x = x.clone().requires_grad_(True)
+    model(x).square().sum().backward()
+    return x.grad
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("padding", [0, 1, 2])
+def test_fast_input_gradient_of_a_frozen_conv_is_autograds(memory_format, padding):
+    torch.manual_seed(padding)
+    plain = nn.Sequential(nn.Conv2d(1, 8, 3, padding=padding), nn.ReLU(), nn.Conv2d(8, 4, 5, padding=padding))
+    plain = plain.to(memory_format=memory_format).requires_grad_(False)
+    fast = fast_input_gradient(copy.deepcopy(plain))
+    assert [type(m) for m in fast] == [InputGradConv2d, nn.ReLU, nn.Conv2d]  # only the one-channel input conv changes
+    assert fast.state_dict().keys() == plain.state_dict().keys()
+    x = torch.rand(3, 1, 17, 13).to(memory_format=memory_format)
+    assert torch.equal(fast(x), plain(x))
+    torch.testing.assert_close(input_gradient(fast, x), input_gradient(plain, x), rtol=1e-5, atol=1e-6)
+
+
+def test_fast_input_gradient_trains_like_the_plain_model():
+    """While the weights need gradients the converted conv is a plain Conv2d: the same parameter gradients."""
+    torch.manual_seed(0)
+    plain = SimpleCNN(batch_norm=True)
+    fast = fast_input_gradient(copy.deepcopy(plain))
+    assert isinstance(fast.conv_block[0], InputGradConv2d) and type(fast.conv_block[4]) is nn.Conv2d
+    x = torch.rand(4, 1, 28, 28)
+    for net in (plain, fast):
+        net(x).logsumexp(dim=1).sum().backward()
+    for (name, p), q in zip(plain.named_parameters(), fast.parameters(), strict=True):
+        assert torch.equal(p.grad, q.grad), name

@@ -14,7 +14,7 @@ from torchvision.transforms import Normalize
 from cnnlab.data import Split, get_spec, load_splits
 from cnnlab.device import resolve_device
 from cnnlab.errors import CheckpointError, ConfigError
-from cnnlab.models import SimpleCNN, fold_batch_norm
+from cnnlab.models import SimpleCNN, analysis_copy
 from cnnlab.runs.checkpoint import load_model
 from cnnlab.runs.layout import CHECKPOINT
 
@@ -59,9 +59,9 @@ class LoadedRun:
 
     @cached_property
     def folded(self) -> nn.Module:
-        """`classifier` with batch norm folded into the layers (`fold_batch_norm`): the same function in fewer ops, for
-        the analyses that only evaluate it and its input gradient (occlusion, the adversarial ascent)."""
-        return pixel_classifier(fold_batch_norm(self.model), self.config)
+        """`classifier` as the analyses that only evaluate it and its input gradient (occlusion, the adversarial
+        ascent) compute with it: batch norm folded into the layers and a faster input gradient (`analysis_copy`)."""
+        return pixel_classifier(analysis_copy(self.model), self.config)
 
     @property
     def classes(self) -> tuple[str, ...]:

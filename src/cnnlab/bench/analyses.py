@@ -24,7 +24,7 @@ from cnnlab.bench.timing import Comparison, interleaved
 from cnnlab.bench.training import first_images, seeded_model
 from cnnlab.data import Split, get_spec
 from cnnlab.data.splits import read_raw, to_float
-from cnnlab.models import fold_batch_norm
+from cnnlab.models import analysis_copy
 
 OCCLUSION_SIZE = 5
 # Heatmaps are softmax probabilities in [0, 1]; the two sides differ only in float32 rounding of batch-1 against
@@ -37,13 +37,15 @@ IMAGE_ATOL = 1e-3
 BN_IMAGES = 512  # training images whose statistics become the model's running mean and variance
 
 
-def analysis_model(ctx: BenchContext) -> nn.Module:
-    """The report's architecture with batch norm, in eval mode, running statistics from real training images."""
+def analysis_models(ctx: BenchContext) -> tuple[nn.Module, nn.Module]:
+    """The report's architecture with batch norm, in eval mode, running statistics from real training images: as
+    trained (the report's side) and as the analyses compute with it (`analysis_copy`, cnnlab's side)."""
     model = seeded_model({**ctx.model, "batch_norm": True}, ctx.seed)
     model.train()
     with torch.no_grad():
         model(first_images(ctx, BN_IMAGES).x)
-    return model.to(memory_format=torch.channels_last).eval()  # as cnnlab.analysis.loading.load_run runs it
+    model = model.to(memory_format=torch.channels_last).eval()  # as cnnlab.analysis.loading.load_run runs it
+    return model, analysis_copy(model)
 
 
 def pixel_test_split(ctx: BenchContext) -> Split:
@@ -87,8 +89,7 @@ def occlusion_speed(ctx: BenchContext) -> list[Comparison]:
     """One test image, 5x5 patch at stride 1: a forward pass per position against cnnlab's batched maps."""
     settings = default_options("occlusion")
     stride, fill, batch_size = settings["stride"], float(settings["fill"]), settings["batch_size"]
-    model, test = analysis_model(ctx), pixel_test_split(ctx)
-    folded = fold_batch_norm(model)  # the report's side runs the model as trained, cnnlab's as the analyses load it
+    (model, folded), test = analysis_models(ctx), pixel_test_split(ctx)
     image, label = test.x[:1], test.y[:1]
     sides = {
         "report": lambda: occlusion_maps_reference(model, image[0], int(label[0]), OCCLUSION_SIZE, stride, fill),
@@ -102,8 +103,7 @@ def occlusion_speed(ctx: BenchContext) -> list[Comparison]:
 @register("untargeted")
 def untargeted_speed(ctx: BenchContext) -> list[Comparison]:
     """One image per class grown for `untargeted_steps`: class after class with parameter gradients against cnnlab."""
-    p, model, steps = preset("untargeted"), analysis_model(ctx), ctx.untargeted_steps
-    folded = fold_batch_norm(model)
+    p, (model, folded), steps = preset("untargeted"), analysis_models(ctx), ctx.untargeted_steps
     n = len(get_spec(ctx.data_name).classes)
     init, targets = noise(n, (1, 28, 28), p["init_mean"], p["init_std"], p["lo"], p["hi"], ctx.seed), torch.arange(n)
     ascent = (steps, p["step"], p["eps"], p["lo"], p["hi"])
@@ -118,8 +118,8 @@ def untargeted_speed(ctx: BenchContext) -> list[Comparison]:
 @register("targeted")
 def targeted_speed(ctx: BenchContext) -> list[Comparison]:
     """Every (source, target != source) pair grown for `targeted_steps` near the first test image of its source."""
-    p, model, steps, test = preset("targeted"), analysis_model(ctx), ctx.targeted_steps, pixel_test_split(ctx)
-    folded = fold_batch_norm(model)
+    p, (model, folded), steps = preset("targeted"), analysis_models(ctx), ctx.targeted_steps
+    test = pixel_test_split(ctx)
     n = len(get_spec(ctx.data_name).classes)
     first = test.x[first_of_each_class(test.y, n)]
     reference = first if p["source_range"] == "unit" else p["lo"] + first * (p["hi"] - p["lo"])

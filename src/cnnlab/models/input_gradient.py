@@ -1,0 +1,58 @@
+"""A faster input gradient through the first convolution, for the analyses that differentiate a frozen model with
+respect to its input (the adversarial ascent).
+
+oneDNN's backward-data kernel is slow when the convolution's input has a single channel: for MNIST's first layer
+(1 -> 32 channels, 3x3) it took 3.3 ms for 90 images on 2 CPU cores, against 1.3 ms for the same gradient as one
+matrix product (each output position's gradient spread over the 3x3 taps) and a col2im (`F.fold`) that sums the taps
+back into the image. Both compute the same sums, in another order.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class _ConvInputGrad(torch.autograd.Function):
+    """conv2d (stride 1, no dilation, one group) whose backward returns the input's gradient only."""
+
+    @staticmethod
+    def forward(x: Tensor, weight: Tensor, bias: Tensor | None, padding: tuple[int, int]) -> Tensor:
+        return F.conv2d(x, weight, bias, padding=padding)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # noqa: ANN001 (torch's signature)
+        x, weight, _, padding = inputs
+        ctx.save_for_backward(weight)
+        ctx.image_size, ctx.padding = tuple(x.shape[-2:]), padding
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:  # noqa: ANN001
+        (weight,) = ctx.saved_tensors
+        # [C_in * kh * kw, C_out] @ [N, C_out, H_out * W_out]: every output position's gradient on each tap it read
+        columns = weight.flatten(1).t() @ grad.flatten(2)
+        return F.fold(columns, ctx.image_size, weight.shape[-2:], padding=ctx.padding), None, None, None
+
+
+class InputGradConv2d(nn.Conv2d):
+    """An `nn.Conv2d` that, once frozen, back-propagates to its input through `_ConvInputGrad` on the CPU.
+
+    While its weight needs a gradient, or on another device (cuDNN has no such slow case), it is a plain Conv2d.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.weight.requires_grad or x.device.type != "cpu":
+            return super().forward(x)
+        return _ConvInputGrad.apply(x, self.weight, self.bias, self.padding)
+
+
+def fast_input_gradient(model: nn.Module) -> nn.Module:
+    """`model`, its single-input-channel convolutions (stride 1, as SimpleCNN's first) turned into `InputGradConv2d`
+    in place: parameters, memory format and state-dict keys stay as they are, only the class changes."""
+    for module in model.modules():
+        if type(module) is nn.Conv2d and module.in_channels == 1 and isinstance(module.padding, tuple) \
+                and module.stride == (1, 1) and module.dilation == (1, 1) and module.groups == 1 \
+                and module.padding_mode == "zeros":  # fmt: skip
+            module.__class__ = InputGradConv2d
+    return model
