@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from omegaconf import OmegaConf
 
 from cnnlab.config import CONF_DIR
 
@@ -22,9 +23,11 @@ def test_sweep_over_two_optimizers_writes_two_runs(tmp_path):
     assert len(list(tmp_path.glob("logs/train/multiruns/*/*/.hydra/config.yaml"))) == 2
 
 
-def test_report_experiment_is_the_six_report_runs():
+def test_report_experiment_sweeps_the_six_report_runs_batch_norm_first():
     files = sorted(p.stem for p in (CONF_DIR / "experiment" / "report").glob("*.yaml"))
     assert files == ["adam", "adam_bn", "momentum", "rmsprop", "sgd", "sgd_bn"]
+    swept = OmegaConf.load(CONF_DIR / "experiment" / "report.yaml").hydra.sweeper.params["+experiment/report"].split(",")
+    assert sorted(swept) == files and swept[:2] == ["adam_bn", "sgd_bn"]
 
 
 def test_report_experiment_composes_six_distinct_jobs(make_cfg):
