@@ -102,14 +102,18 @@ def test_fast_input_gradient_of_a_frozen_conv_is_autograds(memory_format, paddin
     torch.testing.assert_close(input_gradient(fast, x), input_gradient(plain, x), rtol=1e-5, atol=1e-6)
 
 
-def test_fast_input_gradient_trains_like_the_plain_model():
-    """While the weights need gradients the converted conv is a plain Conv2d: the same parameter gradients."""
+@pytest.mark.parametrize("trained", ["all", "biases"])
+def test_fast_input_gradient_trains_like_the_plain_model(trained):
+    """While any of its parameters needs a gradient the converted conv is a plain Conv2d: the same gradients."""
     torch.manual_seed(0)
     plain = SimpleCNN(batch_norm=True)
+    if trained == "biases":  # weights frozen, biases trained: the first conv's bias gradient must not be lost
+        for name, param in plain.named_parameters():
+            param.requires_grad_(name.endswith("bias"))
     fast = fast_input_gradient(copy.deepcopy(plain))
     assert isinstance(fast.conv_block[0], InputGradConv2d) and type(fast.conv_block[4]) is nn.Conv2d
     x = torch.rand(4, 1, 28, 28)
     for net in (plain, fast):
         net(x).logsumexp(dim=1).sum().backward()
     for (name, p), q in zip(plain.named_parameters(), fast.parameters(), strict=True):
-        assert torch.equal(p.grad, q.grad), name
+        assert torch.equal(p.grad, q.grad) if p.requires_grad else p.grad is None and q.grad is None, name

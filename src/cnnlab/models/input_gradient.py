@@ -22,13 +22,15 @@ class _ConvInputGrad(torch.autograd.Function):
         return F.conv2d(x, weight, bias, padding=padding)
 
     @staticmethod
-    def setup_context(ctx, inputs, output) -> None:  # noqa: ANN001 (torch's signature)
+    def setup_context(ctx, inputs, output) -> None:
         x, weight, _, padding = inputs
         ctx.save_for_backward(weight)
         ctx.image_size, ctx.padding = tuple(x.shape[-2:]), padding
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:  # noqa: ANN001
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, None, None, None]:
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None
         (weight,) = ctx.saved_tensors
         # [C_in * kh * kw, C_out] @ [N, C_out, H_out * W_out]: every output position's gradient on each tap it read
         columns = weight.flatten(1).t() @ grad.flatten(2)
@@ -38,11 +40,11 @@ class _ConvInputGrad(torch.autograd.Function):
 class InputGradConv2d(nn.Conv2d):
     """An `nn.Conv2d` that, once frozen, back-propagates to its input through `_ConvInputGrad` on the CPU.
 
-    While its weight needs a gradient, or on another device (cuDNN has no such slow case), it is a plain Conv2d.
+    While a parameter needs a gradient, or on another device (the slow kernel is oneDNN's), it is a plain Conv2d.
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.weight.requires_grad or x.device.type != "cpu":
+        if any(p.requires_grad for p in self.parameters()) or x.device.type != "cpu":
             return super().forward(x)
         return _ConvInputGrad.apply(x, self.weight, self.bias, self.padding)
 
