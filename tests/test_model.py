@@ -5,7 +5,15 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError
-from cnnlab.models import SimpleCNN, build_model, count_neurons, count_parameters, fold_batch_norm, layer_table
+from cnnlab.models import (
+    SimpleCNN,
+    analysis_copy,
+    build_model,
+    count_neurons,
+    count_parameters,
+    fold_batch_norm,
+    layer_table,
+)
 from cnnlab.models.input_gradient import InputGradConv2d, fast_input_gradient
 
 
@@ -89,10 +97,10 @@ def input_gradient(model, x):
 
 
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-@pytest.mark.parametrize("padding", [0, 1, 2])
-def test_fast_input_gradient_of_a_frozen_conv_is_autograds(memory_format, padding):
-    torch.manual_seed(padding)
-    plain = nn.Sequential(nn.Conv2d(1, 8, 3, padding=padding), nn.ReLU(), nn.Conv2d(8, 4, 5, padding=padding))
+@pytest.mark.parametrize(("kernel", "padding"), [(3, 0), (3, 1), (3, 2), ((3, 5), (1, 2))])
+def test_fast_input_gradient_of_a_frozen_conv_is_autograds(memory_format, kernel, padding):
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Conv2d(1, 8, kernel, padding=padding), nn.ReLU(), nn.Conv2d(8, 4, 5, padding=2))
     plain = plain.to(memory_format=memory_format).requires_grad_(False)
     fast = fast_input_gradient(copy.deepcopy(plain))
     assert [type(m) for m in fast] == [InputGradConv2d, nn.ReLU, nn.Conv2d]  # only the one-channel input conv changes
@@ -116,4 +124,16 @@ def test_fast_input_gradient_trains_like_the_plain_model(trained):
     for net in (plain, fast):
         net(x).logsumexp(dim=1).sum().backward()
     for (name, p), q in zip(plain.named_parameters(), fast.parameters(), strict=True):
-        assert torch.equal(p.grad, q.grad) if p.requires_grad else p.grad is None and q.grad is None, name
+        if p.requires_grad:
+            assert torch.equal(p.grad, q.grad), name
+        else:
+            assert p.grad is None and q.grad is None, name
+
+
+def test_the_analysis_copy_folds_batch_norm_and_converts_the_first_conv_only():
+    model = SimpleCNN(batch_norm=True).eval()
+    copied = analysis_copy(model)
+    assert [type(m) for m in copied.layers.values()] == [InputGradConv2d, nn.Conv2d, nn.Linear, nn.Linear]
+    assert not any(isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d) for m in copied.modules())
+    assert type(model.layers["conv1"]) is nn.Conv2d  # the trained model is left as it was
+    assert count_neurons(copied) == count_neurons(model)

@@ -3,8 +3,9 @@ occlusion and input ascent, on a model with the report's Adam+BN architecture.
 
 The model is seeded (no training: the work per call does not depend on the weights) and its batch-norm running
 statistics come from real training images, so eval-mode batch norm is not the identity. Both sides get the same
-model (cnnlab's with batch norm folded in, as the analysis commands run it), images and starting noise, and their
-outputs are compared, so a speed-up cannot come from doing less work.
+model (cnnlab's as the analysis commands run it: `analysis_copy`, batch norm folded in and the first convolution's
+input gradient taken as a matmul and a col2im), images and starting noise, and their outputs are compared, so a
+speed-up cannot come from doing less work.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ OCCLUSION_SIZE = 5
 # batched convolutions (~1e-7 relative per value), so 1e-5 absolute is far above rounding and far below any real change.
 HEATMAP_ATOL = 1e-5
 # Ascent images are pixels in [0, 1]; the same rounding differences pass through every step's gradient and compound
-# (measured: 1.4e-4 after 200 untargeted steps, 2.9e-4 after 25 targeted ones, where beta=1000 amplifies the penalty's
-# share). 1e-3 is a quarter of one 8-bit grey level: the images are the same to the eye and when stored as 8-bit.
+# (measured: 1.4e-4 to 1.7e-4 after 200 untargeted steps, 3e-5 to 2.9e-4 after 25 targeted ones, where beta=1000
+# amplifies the penalty's share). 1e-3 is a quarter of one 8-bit grey level: the images are the same to the eye and when stored as 8-bit.
 IMAGE_ATOL = 1e-3
 BN_IMAGES = 512  # training images whose statistics become the model's running mean and variance
 

@@ -19,7 +19,7 @@ def count_neurons(model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28)) 
     hooks = [
         module.register_forward_hook(lambda m, i, out, kind=kind: sizes.__setitem__(kind, sizes[kind] + out[0].numel()))
         for module in model.modules()
-        for kind in [{nn.Conv2d: "conv", nn.Linear: "fc"}.get(type(module))]
+        for kind in ["conv" if isinstance(module, nn.Conv2d) else "fc" if isinstance(module, nn.Linear) else None]
         if kind
     ]
     was_training = model.training
