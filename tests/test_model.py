@@ -110,6 +110,23 @@ def test_fast_input_gradient_of_a_frozen_conv_is_autograds(memory_format, kernel
     torch.testing.assert_close(input_gradient(fast, x), input_gradient(plain, x), rtol=1e-5, atol=1e-6)
 
 
+def test_fast_input_gradient_of_an_unbatched_image_and_under_bf16_autocast():
+    torch.manual_seed(0)
+    plain = nn.Conv2d(1, 8, 3, padding=1).requires_grad_(False)
+    fast = fast_input_gradient(copy.deepcopy(plain))
+    image = torch.rand(1, 9, 9)
+    torch.testing.assert_close(input_gradient(fast, image), input_gradient(plain, image), rtol=1e-5, atol=1e-6)
+    grads = []
+    for net in (plain, fast):  # forward under autocast, backward after it, as training loops do
+        x = torch.rand(2, 1, 9, 9, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = net(x).float().square().sum()
+        loss.backward()
+        grads.append(x.grad)
+    assert grads[1].dtype == torch.float32
+    torch.testing.assert_close(grads[1], grads[0], rtol=2e-2, atol=2e-2)
+
+
 @pytest.mark.parametrize("trained", ["all", "biases"])
 def test_fast_input_gradient_trains_like_the_plain_model(trained):
     """While any of its parameters needs a gradient the converted conv is a plain Conv2d: the same gradients."""
