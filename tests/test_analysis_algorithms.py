@@ -119,7 +119,9 @@ def test_batched_targeted_ascent_agrees_with_the_one_image_reference():
     model = random_cnn(2)
     init = noise(2, (1, 28, 28), 0.5, 0.1, 0.0, 1.0, seed=4)
     sources, targets = torch.rand(2, 1, 28, 28), torch.tensor([2, 5])
-    fast = grow_targeted(analysis_copy(model), init, targets, sources, beta=50.0, steps=4, step=0.05, eps=0.3, lo=0.0, hi=1.0)
+    fast = grow_targeted(
+        analysis_copy(model), init, targets, sources, beta=50.0, steps=4, step=0.05, eps=0.3, lo=0.0, hi=1.0
+    )
     for n in range(2):
         image, _ = grow_targeted_reference(model, init[n], int(targets[n]), sources[n], 50.0, 4, 0.05, 0.3, 0.0, 1.0)
         torch.testing.assert_close(fast.images[n], image, rtol=1e-4, atol=1e-5)

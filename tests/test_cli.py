@@ -26,7 +26,8 @@ def test_sweep_over_two_optimizers_writes_two_runs(tmp_path):
 def test_report_experiment_sweeps_the_six_report_runs_batch_norm_first():
     files = sorted(p.stem for p in (CONF_DIR / "experiment" / "report").glob("*.yaml"))
     assert files == ["adam", "adam_bn", "momentum", "rmsprop", "sgd", "sgd_bn"]
-    swept = OmegaConf.load(CONF_DIR / "experiment" / "report.yaml").hydra.sweeper.params["+experiment/report"].split(",")
+    sweeper = OmegaConf.load(CONF_DIR / "experiment" / "report.yaml").hydra.sweeper
+    swept = sweeper.params["+experiment/report"].split(",")
     assert sorted(swept) == files and swept[:2] == ["adam_bn", "sgd_bn"]
 
 

@@ -33,7 +33,8 @@ OCCLUSION_SIZE = 5
 HEATMAP_ATOL = 1e-5
 # Ascent images are pixels in [0, 1]; the same rounding differences pass through every step's gradient and compound
 # (measured: 1.4e-4 to 1.7e-4 after 200 untargeted steps, 3e-5 to 2.9e-4 after 25 targeted ones, where beta=1000
-# amplifies the penalty's share). 1e-3 is a quarter of one 8-bit grey level: the images are the same to the eye and when stored as 8-bit.
+# amplifies the penalty's share). 1e-3 is a quarter of one 8-bit grey level: the images are the same to the eye and
+# when stored as 8-bit.
 IMAGE_ATOL = 1e-3
 BN_IMAGES = 512  # training images whose statistics become the model's running mean and variance
 
