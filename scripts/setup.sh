@@ -38,5 +38,5 @@ for dataset in ${CNNLAB_DATASETS:-mnist}; do
       || { $sudo_ apt-get update -q >/dev/null && $sudo_ apt-get install -y -q dataset-fashion-mnist >/dev/null; } \
       || echo "setup: apt-get could not install dataset-fashion-mnist; trying torchvision's download instead"
   fi
-  "$VENV_PY" -m cnnlab.fetch data="$dataset"
+  "$VENV_PY" -m cnnlab.cli.data data="$dataset"
 done

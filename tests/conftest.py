@@ -38,7 +38,7 @@ def first_sgd_replay(tmp_path_factory: pytest.TempPathFactory) -> tuple[subproce
     shared by the replay's own test and the report's replay column: the process and its output directory."""
     out = tmp_path_factory.mktemp("replayed")
     args = ["epochs=1", "runs=1", "num_threads=1", "progress=false", f"paths.output_dir={out}"]
-    return subprocess.run([sys.executable, "-m", "cnnlab.replay", *args], capture_output=True, text=True), out
+    return subprocess.run([sys.executable, "-m", "cnnlab.cli.replay", *args], capture_output=True, text=True), out
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> str:

@@ -12,7 +12,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from cnnlab.analysis import ANALYSES, AnalysisResult
-from cnnlab.analysis.command import run_analysis
+from cnnlab.cli.analysis import run_analysis
 from cnnlab.config import CONF_DIR
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.models import SimpleCNN
@@ -34,7 +34,7 @@ def run_dir(tmp_path_factory):
 
 
 def cnnlab(module, *args):
-    return subprocess.run([sys.executable, "-m", f"cnnlab.{module}", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", f"cnnlab.cli.{module}", *args], capture_output=True, text=True)
 
 
 def files_of(result: AnalysisResult) -> set[str]:

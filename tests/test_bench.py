@@ -37,7 +37,7 @@ def test_analysis_check_fails_when_any_call_differs_beyond_the_tolerance():
 @pytest.mark.slow
 def test_quick_bench_writes_json_and_both_sides_agree(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "cnnlab.benchmark", "quick=true", f"paths.output_dir={tmp_path}"],
+        [sys.executable, "-m", "cnnlab.cli.bench", "quick=true", f"paths.output_dir={tmp_path}"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -68,7 +68,7 @@ def test_quick_bench_writes_json_and_both_sides_agree(tmp_path):
 
 def test_unknown_comparison_is_one_line_and_exit_2(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "cnnlab.benchmark", "quick=true", "only=[training,speed]", f"paths.output_dir={tmp_path}"],
+        [sys.executable, "-m", "cnnlab.cli.bench", "quick=true", "only=[training,speed]", f"paths.output_dir={tmp_path}"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2

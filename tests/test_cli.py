@@ -11,7 +11,7 @@ from cnnlab.config import CONF_DIR
 
 
 def cnnlab(module, *args, cwd=None):
-    return subprocess.run([sys.executable, "-m", f"cnnlab.{module}", *args], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", f"cnnlab.cli.{module}", *args], capture_output=True, text=True, cwd=cwd)
 
 
 def test_sweep_over_two_optimizers_writes_two_runs(tmp_path):
@@ -65,7 +65,7 @@ def test_summary_prints_the_report_counts():
 
 
 def test_fetch_verifies_existing_files():
-    proc = cnnlab("fetch")
+    proc = cnnlab("data")
     assert proc.returncode == 0 and "4 files verified" in proc.stdout
 
 

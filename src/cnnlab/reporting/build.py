@@ -30,7 +30,7 @@ from cnnlab.reporting.replay_section import REPLAYED_DATA, find_replay, replay_c
 from cnnlab.reporting.results import ConfigResult, summarize_config
 from cnnlab.reporting.stats import spread
 from cnnlab.runs.layout import CHECKPOINT, identity
-from cnnlab.summary import summarize
+from cnnlab.models.summary import summarize
 
 TABLES = ("optimizers", "batch_norm")
 UNFINISHED = ("failed", "running", "diverged")

@@ -1,31 +1,35 @@
-"""`cnnlab-bench`: time cnnlab against the report-style code and write `outputs/bench/bench.json`.
-
-A thin wrapper: it composes the report's six runs (for the sweep comparison), builds the benchmark context and calls
-`cnnlab.bench.suite`.
-"""
+"""`run_bench(cfg, scratch)`: what `cnnlab-bench` calls. It checks the settings, composes the report's six runs (for
+the sweep comparison), builds the benchmark context, runs the chosen comparisons and writes bench.json."""
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
-import hydra
 import torch
 from hydra import compose
 from omegaconf import DictConfig
 
 from cnnlab.atomic import write_json
 from cnnlab.bench.registry import BenchContext, BenchJob
-from cnnlab.bench.suite import run_suite, table
+from cnnlab.bench.suite import run_suite
 from cnnlab.checks import positive_int
 from cnnlab.config import CONF_DIR, to_plain
 from cnnlab.data import ensure_files, get_spec
-from cnnlab.errors import run_cli
 
+# the context's repeat and size settings, from conf/bench.yaml
+SETTINGS = ("repeats", "warmup", "train_batches", "sweep_batches", "memory_subset", "untargeted_steps", "targeted_steps")
+POSITIVE = ("repeats", "train_batches", "sweep_batches", "untargeted_steps", "targeted_steps")
 # quick=true: every comparison on a few batches, one timed round
-QUICK = {"repeats": 1, "warmup": 1, "train_batches": 3, "sweep_batches": 2, "memory_subset": 256, "untargeted_steps": 2,
-         "targeted_steps": 2}
+QUICK = {
+    "repeats": 1,
+    "warmup": 1,
+    "train_batches": 3,
+    "sweep_batches": 2,
+    "memory_subset": 256,
+    "untargeted_steps": 2,
+    "targeted_steps": 2,
+}
 
 
 def report_jobs() -> list[BenchJob]:
@@ -42,14 +46,13 @@ def output_path(cfg: DictConfig) -> Path:
     return Path(cfg.output_dir) / ("bench-quick.json" if cfg.quick else "bench.json")
 
 
-def bench(cfg: DictConfig, scratch: Path) -> dict:
+def run_bench(cfg: DictConfig, scratch: Path) -> dict:
     """Check the settings, build the context, run the chosen comparisons and write the results."""
     plain = to_plain(cfg)
-    settings = {key: plain[key] for key in ("repeats", "warmup", "train_batches", "sweep_batches", "memory_subset", "untargeted_steps",
-                                          "targeted_steps")}
+    settings = {key: plain[key] for key in SETTINGS}
     if cfg.quick:
         settings.update(QUICK)
-    for key in ("repeats", "train_batches", "sweep_batches", "untargeted_steps", "targeted_steps"):
+    for key in POSITIVE:
         positive_int(key, settings[key])
     for key, value in (("memory_subset", settings["memory_subset"]), ("sweep_jobs", cfg.sweep_jobs)):
         if value is not None:
@@ -73,16 +76,3 @@ def bench(cfg: DictConfig, scratch: Path) -> dict:
     results = run_suite(ctx, plain["only"])
     write_json(output_path(cfg), results)
     return results
-
-
-# an absolute path: a relative one only resolves when the module runs as __main__, not as a console script
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="bench")
-def main(cfg: DictConfig) -> None:
-    with tempfile.TemporaryDirectory(prefix="cnnlab-bench-") as scratch:
-        results = run_cli("cnnlab-bench", lambda: bench(cfg, Path(scratch)))
-    print(table(results))
-    print(f"written to {output_path(cfg)}")
-
-
-if __name__ == "__main__":
-    main()

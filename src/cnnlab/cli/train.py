@@ -1,4 +1,5 @@
-"""`cnnlab-train`: train a configuration, or sweep many with `-m`. Thin wrapper around `cnnlab.training.runner.train`."""
+"""`cnnlab-train`: train a configuration, or sweep many with `-m`. Thin wrapper around
+`cnnlab.training.runner.train`."""
 
 from __future__ import annotations
 

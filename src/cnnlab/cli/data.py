@@ -1,4 +1,4 @@
-"""`cnnlab-data`: fetch and verify a dataset's files under `data.root` (what the setup scripts call)."""
+"""`cnnlab-data`: fetch and verify a dataset's files under `data.root` (what the set-up script calls)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""`cnnlab-replay`: replay the notebook's six runs and print published vs replayed. Thin wrapper around `replay`."""
+"""`cnnlab-replay`: replay the notebook's six runs and print published vs replayed. Thin wrapper around
+`cnnlab.replay.runner.replay`."""
 
 from __future__ import annotations
 

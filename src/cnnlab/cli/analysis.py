@@ -1,16 +1,20 @@
-"""What the `cnnlab-<analysis>` commands share: from a composed config to a result printed for people."""
+"""What the four analysis commands share: one factory builds `cnnlab-filters`, `-activations`, `-occlusion` and
+`-adversarial` from the analysis's name, its primary config `conf/<name>.yaml` and the registry in `cnnlab.analysis`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import hydra
 from omegaconf import DictConfig
 
-from cnnlab.analysis import ANALYSES
+from cnnlab.analysis import ANALYSES, AnalysisResult
 from cnnlab.analysis.adversarial import format_table
 from cnnlab.analysis.loading import run_or_checkpoint
-from cnnlab.analysis.results import NOT_OPTIONS, AnalysisResult
-from cnnlab.config import to_plain
+from cnnlab.analysis.results import NOT_OPTIONS
+from cnnlab.config import CONF_DIR, to_plain
+from cnnlab.errors import run_cli
 
 
 def run_analysis(name: str, cfg: DictConfig) -> AnalysisResult:
@@ -21,14 +25,25 @@ def run_analysis(name: str, cfg: DictConfig) -> AnalysisResult:
     return ANALYSES[name](target, options, plain["device"], Path(plain["paths"]["data_dir"]))
 
 
-def report(result: AnalysisResult) -> str:
+def describe(result: AnalysisResult) -> str:
     """The lines a command prints: where the files are, and the adversarial table when there is one."""
     summary = result.summary
     lines = [f"{result.name}: {result.out_dir} (computed {summary['created_at']} in {summary['compute_time_s']:.1f}s)"]
-    lines += [f"  {path.name}" for path in result.figures] + [f"  {name}" for name in summary["arrays"]] + ["  summary.json"]
+    lines += [f"  {path.name}" for path in result.figures] + [f"  {name}" for name in summary["arrays"]]
+    lines.append("  summary.json")
     if result.name == "adversarial":
         lines.append(format_table(summary))
         if "success_rate" in summary:
             lines.append(f"success rate {summary['success_rate']:.1%}")
         lines.append(f"mean MSE to source {summary['mean_mse_to_source']:.4f}")
     return "\n".join(lines)
+
+
+def analysis_command(name: str) -> Callable[[], None]:
+    """The `cnnlab-<name>` entry point: compose `conf/<name>.yaml`, run the analysis, print where its files are."""
+
+    @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=name)
+    def main(cfg: DictConfig) -> None:
+        print(describe(run_cli(f"cnnlab-{name}", lambda: run_analysis(name, cfg))))
+
+    return main

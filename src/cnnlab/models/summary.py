@@ -1,20 +1,16 @@
-"""`cnnlab-summary`: parameter and neuron counts and the torchinfo layer table, with and without batch norm."""
+"""A model's size for people: parameter and neuron counts and the torchinfo layer table."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-import hydra
-from omegaconf import DictConfig
-
-from cnnlab.config import CONF_DIR
-from cnnlab.data import get_spec
-from cnnlab.errors import run_cli
-from cnnlab.models import build_model, count_neurons, count_parameters, layer_table
+from cnnlab.models.counts import count_neurons, count_parameters, layer_table
+from cnnlab.models.simple_cnn import build_model
 
 
 def summarize(model_cfg: Mapping[str, Any], image_shape: tuple[int, int, int]) -> str:
+    """What `cnnlab-summary` prints for one model config, also shown in the report."""
     model = build_model(model_cfg)
     params, neurons = count_parameters(model), count_neurons(model, image_shape)
     title = f"simple_cnn, batch_norm={model_cfg['batch_norm']}"
@@ -26,12 +22,3 @@ def summarize(model_cfg: Mapping[str, Any], image_shape: tuple[int, int, int]) -
             layer_table(model, image_shape),
         ]
     )
-
-
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="summary")
-def main(cfg: DictConfig) -> None:
-    print(run_cli("cnnlab-summary", lambda: summarize(cfg.model, get_spec(cfg.data.name).image_shape)))
-
-
-if __name__ == "__main__":
-    main()
