@@ -27,7 +27,9 @@ def main() -> None:
     for i in range(1 + args.repeat):
         start = time.perf_counter()
         result = build_report(cfg)
-        print(f"{'first build' if i == 0 else f're-build {i}'}: {time.perf_counter() - start:.2f} s -> {result.markdown}")
+        print(
+            f"{'first build' if i == 0 else f're-build {i}'}: {time.perf_counter() - start:.2f} s -> {result.markdown}"
+        )
 
 
 if __name__ == "__main__":

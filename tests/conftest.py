@@ -50,7 +50,9 @@ def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def write_fake_dataset(raw: Path, n_train: int = 60, n_test: int = 20, seed: int = 0, names: Sequence[str] = ()) -> dict[str, str]:
+def write_fake_dataset(
+    raw: Path, n_train: int = 60, n_test: int = 20, seed: int = 0, names: Sequence[str] = ()
+) -> dict[str, str]:
     """Small random images and labels under MNIST's file names; returns name -> digest."""
     rng = np.random.default_rng(seed)
     arrays = {

@@ -89,8 +89,13 @@ def test_occlusion_on_the_folded_model_is_the_trained_models_map():
 
 @pytest.mark.parametrize("normalize", [False, True])
 @pytest.mark.parametrize("batch_norm", [False, True])
-@pytest.mark.parametrize(("size", "stride", "batch_size"), [(1, 1, 100), (2, 3, 7), (5, 1, 37), (5, 1, 1024), (7, 2, 50), (14, 1, 64), (27, 1, 3), (28, 1, 1)])
-def test_incremental_occlusion_of_a_simple_cnn_is_the_full_forward_pass(normalize, batch_norm, size, stride, batch_size):
+@pytest.mark.parametrize(
+    ("size", "stride", "batch_size"),
+    [(1, 1, 100), (2, 3, 7), (5, 1, 37), (5, 1, 1024), (7, 2, 50), (14, 1, 64), (27, 1, 3), (28, 1, 1)],
+)
+def test_incremental_occlusion_of_a_simple_cnn_is_the_full_forward_pass(
+    normalize, batch_norm, size, stride, batch_size
+):
     """Recomputing only the windows a patch changes gives every position's probability, at image borders, for
     batches that split rows unevenly (so a batch's windows differ in rows and columns), with and without BN."""
     model = random_cnn(2, batch_norm).to(memory_format=torch.channels_last)

@@ -28,7 +28,13 @@ def run_dir(tmp_path_factory):
     """A batch-norm model trained for 250 steps on 2,000 real MNIST images (validated on 1,000)."""
     out = tmp_path_factory.mktemp("analysis")
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        overrides = ["debug=smoke", "trainer.epochs=2", "data.batch_size=16", "data.val_size=1000", "model.batch_norm=true"]
+        overrides = [
+            "debug=smoke",
+            "trainer.epochs=2",
+            "data.batch_size=16",
+            "data.val_size=1000",
+            "model.batch_norm=true",
+        ]
         cfg = compose("train", [f"paths.output_dir={out}", *overrides])
     return train(cfg).run_dir
 
@@ -68,7 +74,7 @@ def test_occlusion_writes_one_figure_per_size_and_maps_of_the_promised_size(run_
     assert result.summary["map_shapes"] == {"k3": [13, 13], "k14": [8, 8]}
     with np.load(result.out_dir / "maps.npz") as arrays:
         assert arrays["maps_k3"].shape == (2, 13, 13) and np.all((arrays["maps_k14"] >= 0) & (arrays["maps_k14"] <= 1))
-        assert 0 < arrays["unoccluded"].min() and arrays["unoccluded"].max() <= 1
+        assert arrays["unoccluded"].min() > 0 and arrays["unoccluded"].max() <= 1
 
 
 def test_untargeted_images_stay_in_range_logits_rise_and_the_seed_repeats(run_dir):
@@ -94,7 +100,9 @@ def test_targeted_writes_the_90_pairs(run_dir):
     assert files_of(result) == {"images.png", "arrays.npz", "summary.json"}
     table = result.summary["table"]
     assert len(table) == 90 and all(row["source"] != row["target"] for row in table)
-    assert {(row["source"], row["target"]) for row in table} == {(str(s), str(t)) for s in range(10) for t in range(10) if s != t}
+    assert {(row["source"], row["target"]) for row in table} == {
+        (str(s), str(t)) for s in range(10) for t in range(10) if s != t
+    }
     assert 0 <= result.summary["success_rate"] <= 1 and result.summary["mean_mse_to_source"] > 0
     with np.load(result.out_dir / "arrays.npz") as arrays:
         assert arrays["images"].shape == (90, 1, 28, 28) and arrays["images"].min() >= 0 and arrays["images"].max() <= 1
@@ -118,7 +126,9 @@ def test_a_second_call_is_served_from_summary_json_until_forced_or_changed(run_d
     npz = first.out_dir / "activations.npz"
     before = npz.stat().st_mtime_ns
     forced = ANALYSES["activations"](run_dir, {**options, "force": True})
-    assert npz.stat().st_mtime_ns != before and forced.summary["checkpoint_sha256"] == first.summary["checkpoint_sha256"]
+    assert (
+        npz.stat().st_mtime_ns != before and forced.summary["checkpoint_sha256"] == first.summary["checkpoint_sha256"]
+    )
     assert json.loads((first.out_dir / "summary.json").read_text())["settings"] == {"layer": "conv1", "image": 2}
 
 
@@ -157,9 +167,13 @@ def test_a_composed_config_takes_a_checkpoint_file_and_needs_exactly_one_source(
     with pytest.raises(ConfigError, match="give exactly one of run=<run dir> or checkpoint=<checkpoint file>"):
         run_analysis("filters", make_cfg(config_name="filters"))
     with pytest.raises(ConfigError, match="give exactly one"):
-        run_analysis("filters", make_cfg(f"run={run_dir}", f"checkpoint={run_dir / 'checkpoint.pt'}", config_name="filters"))
+        run_analysis(
+            "filters", make_cfg(f"run={run_dir}", f"checkpoint={run_dir / 'checkpoint.pt'}", config_name="filters")
+        )
     with pytest.raises(ConfigError, match="adversarial_preset.iterations=0 must be a positive integer"):
-        run_analysis("adversarial", make_cfg(f"run={run_dir}", "adversarial_preset.iterations=0", config_name="adversarial"))
+        run_analysis(
+            "adversarial", make_cfg(f"run={run_dir}", "adversarial_preset.iterations=0", config_name="adversarial")
+        )
 
 
 @pytest.mark.parametrize(
@@ -176,7 +190,12 @@ def test_a_composed_config_takes_a_checkpoint_file_and_needs_exactly_one_source(
         ("occlusion", {"images": 0}, ConfigError, "images=0"),
         ("occlusion", {"colour": 1}, ConfigError, "colour is not an option of occlusion"),
         ("adversarial", {"adversarial_preset": {"iterations": 0}}, ConfigError, "adversarial_preset.iterations=0"),
-        ("adversarial", {"mode": "targeted", "adversarial_preset": {"targeted_iterations": -5}}, ConfigError, "targeted_iterations=-5"),
+        (
+            "adversarial",
+            {"mode": "targeted", "adversarial_preset": {"targeted_iterations": -5}},
+            ConfigError,
+            "targeted_iterations=-5",
+        ),
         ("adversarial", {"adversarial_preset": "strong"}, ConfigError, "adversarial_preset='strong' is unknown"),
         ("adversarial", {"mode": "both"}, ConfigError, "mode='both'"),
     ],
@@ -196,6 +215,9 @@ def test_unreadable_checkpoint_and_unfinished_run_are_checkpoint_errors(tmp_path
         ANALYSES["filters"](tmp_path / "garbage.pt", {})
     with pytest.raises(CheckpointError, match="has no checkpoint.pt"):
         ANALYSES["filters"](tmp_path, {})
-    torch.save({"model": SimpleCNN().state_dict(), "config": {"model": {"name": "simple_cnn", "batch_norm": True}}}, tmp_path / "bn.pt")
+    torch.save(
+        {"model": SimpleCNN().state_dict(), "config": {"model": {"name": "simple_cnn", "batch_norm": True}}},
+        tmp_path / "bn.pt",
+    )
     with pytest.raises(CheckpointError, match=r"checkpoint .*bn.pt does not fit this SimpleCNN"):
         ANALYSES["filters"](tmp_path / "bn.pt", {})

@@ -13,7 +13,11 @@ from cnnlab.bench.timing import Comparison, interleaved
 
 def test_interleaved_times_rounds_after_warmup_and_keeps_every_output():
     calls = []
-    timed = interleaved({"a": lambda: calls.append("a") or len(calls), "b": lambda: calls.append("b") or len(calls)}, repeats=3, warmup=2)
+    timed = interleaved(
+        {"a": lambda: calls.append("a") or len(calls), "b": lambda: calls.append("b") or len(calls)},
+        repeats=3,
+        warmup=2,
+    )
     assert calls == ["a", "b"] * 5  # round-robin, warm-up rounds included in the calls
     assert len(timed["a"].seconds) == 3 and timed["a"].outputs == [1, 3, 5, 7, 9]
     assert timed["b"].median >= 0
@@ -38,14 +42,22 @@ def test_analysis_check_fails_when_any_call_differs_beyond_the_tolerance():
 def test_quick_bench_writes_json_and_both_sides_agree(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "cnnlab.cli.bench", "quick=true", f"paths.output_dir={tmp_path}"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     results = json.loads((tmp_path / "bench" / "bench-quick.json").read_text())
     assert results["hardware"]["torch"] == torch.__version__ and results["hardware"]["threads"] >= 1
     by_name = {c["name"]: c for c in results["comparisons"]}
     analyses = {"occlusion, 1 image, 5x5", "untargeted, 10 classes x 2 steps", "targeted, 90 pairs x 2 steps"}
-    assert set(by_name) == {"training step, fp32", "training step, bf16", "sweep of 6 runs", "peak memory, 1-epoch run", *analyses}
+    assert set(by_name) == {
+        "training step, fp32",
+        "training step, bf16",
+        "sweep of 6 runs",
+        "peak memory, 1-epoch run",
+        *analyses,
+    }
     for comparison in by_name.values():
         assert comparison["same_result"] is True, comparison
         assert comparison["cnnlab"] > 0
@@ -68,9 +80,21 @@ def test_quick_bench_writes_json_and_both_sides_agree(tmp_path):
 
 def test_unknown_comparison_is_one_line_and_exit_2(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "cnnlab.cli.bench", "quick=true", "only=[training,speed]", f"paths.output_dir={tmp_path}"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "cnnlab.cli.bench",
+            "quick=true",
+            "only=[training,speed]",
+            f"paths.output_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "cnnlab-bench: error: only='speed' is not a comparison; choose from: training, sweep, memory, occlusion, untargeted, targeted"
+    assert (
+        proc.stderr.strip() == "cnnlab-bench: error: only='speed' is not a comparison; "
+        "choose from: training, sweep, memory, occlusion, untargeted, targeted"
+    )
     assert not (tmp_path / "bench").exists()

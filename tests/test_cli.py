@@ -11,7 +11,9 @@ from cnnlab.config import CONF_DIR
 
 
 def cnnlab(module, *args, cwd=None):
-    return subprocess.run([sys.executable, "-m", f"cnnlab.cli.{module}", *args], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", f"cnnlab.cli.{module}", *args], capture_output=True, text=True, cwd=cwd
+    )
 
 
 def test_sweep_over_two_optimizers_writes_two_runs(tmp_path):
@@ -34,12 +36,18 @@ def test_report_experiment_sweeps_the_six_report_runs_batch_norm_first():
 def test_report_experiment_composes_six_distinct_jobs(make_cfg):
     from cnnlab.runs.layout import run_dir_for
 
-    jobs = [make_cfg(f"+experiment/report={name}") for name in ("sgd", "momentum", "rmsprop", "adam", "sgd_bn", "adam_bn")]
+    jobs = [
+        make_cfg(f"+experiment/report={name}") for name in ("sgd", "momentum", "rmsprop", "adam", "sgd_bn", "adam_bn")
+    ]
     combos = [(c.optimizer.name, c.model.batch_norm, c.trainer.epochs, c.optimizer.lr, c.data.batch_size) for c in jobs]
     assert combos == [
-        ("sgd", False, 5, 0.001, 64), ("momentum", False, 5, 0.001, 64), ("rmsprop", False, 5, 0.001, 64),
-        ("adam", False, 5, 0.001, 64), ("sgd", True, 5, 0.001, 64), ("adam", True, 5, 0.001, 64),
-    ]  # fmt: skip
+        ("sgd", False, 5, 0.001, 64),
+        ("momentum", False, 5, 0.001, 64),
+        ("rmsprop", False, 5, 0.001, 64),
+        ("adam", False, 5, 0.001, 64),
+        ("sgd", True, 5, 0.001, 64),
+        ("adam", True, 5, 0.001, 64),
+    ]
     assert jobs[1].optimizer.momentum == 0.9
     assert len({run_dir_for(c) for c in jobs}) == 6
 

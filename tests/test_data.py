@@ -28,8 +28,8 @@ def test_loads_idx_files_like_to_tensor(fake):
     splits = load_splits(spec, root, val_size=10, download=False)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (50, 10, 20)
     assert splits.train.x.shape == (50, 1, 28, 28) and splits.train.x.dtype == torch.float32
-    assert 0.0 <= splits.train.x.min() and splits.train.x.max() <= 1.0
-    raw_bytes = (raw / "t10k-images-idx3-ubyte").read_bytes()[16:16 + 28 * 28]
+    assert splits.train.x.min() >= 0.0 and splits.train.x.max() <= 1.0
+    raw_bytes = (raw / "t10k-images-idx3-ubyte").read_bytes()[16 : 16 + 28 * 28]
     assert torch.equal(splits.test.x[0, 0].flatten(), torch.tensor(list(raw_bytes), dtype=torch.float32) / 255)
     assert splits.test.y.tolist() == [i % 10 for i in range(20)]
 
@@ -124,4 +124,3 @@ def test_batches_cover_every_sample_once_in_a_seeded_order():
     assert sorted(order(0).tolist()) == list(range(10))
     assert torch.equal(order(0), order(0)) and not torch.equal(order(0), order(1))
     assert [len(y) for _, y in Batches(split, 4)] == [4, 4, 2]
-

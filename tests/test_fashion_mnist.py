@@ -43,7 +43,9 @@ def test_files_are_copied_from_the_debian_package_and_verified(tmp_path):
 
 def test_a_corrupt_debian_copy_is_an_error_naming_the_file(tmp_path):
     spec, debian = fake_debian(tmp_path)
-    gzip_copy(tmp_path / "plain" / "t10k-labels-idx1-ubyte", debian / "t10k-labels-idx1-ubyte.gz", lambda b: b[:-1] + b"\x07")
+    gzip_copy(
+        tmp_path / "plain" / "t10k-labels-idx1-ubyte", debian / "t10k-labels-idx1-ubyte.gz", lambda b: b[:-1] + b"\x07"
+    )
     with pytest.raises(DataError, match=r"FashionMNIST/raw/t10k-labels-idx1-ubyte has SHA-256 .* expected"):
         ensure_files(spec, tmp_path / "data", download=False)
 

@@ -13,13 +13,26 @@ TINY = ("debug=smoke", "data.subset=256", "data.val_size=1000")
 
 
 def sweep(tmp_path, launcher, *args):
-    cmd = [sys.executable, "-m", "cnnlab.cli.train", "-m", "optimizer=sgd,adam", f"launcher={launcher}", *TINY, f"paths.output_dir={tmp_path / 'outputs'}", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cnnlab.cli.train",
+        "-m",
+        "optimizer=sgd,adam",
+        f"launcher={launcher}",
+        *TINY,
+        f"paths.output_dir={tmp_path / 'outputs'}",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 
 def finished_runs(make_cfg):
     """metrics.json of the two jobs, read from where the default launcher would have put them."""
-    return {name: json.loads((run_dir_for(make_cfg(f"optimizer={name}", *TINY)) / "metrics.json").read_text()) for name in ("sgd", "adam")}
+    return {
+        name: json.loads((run_dir_for(make_cfg(f"optimizer={name}", *TINY)) / "metrics.json").read_text())
+        for name in ("sgd", "adam")
+    }
 
 
 @pytest.mark.slow
@@ -55,11 +68,23 @@ def test_slurm_launcher_composes_with_overridable_resources():
 
     from cnnlab.config import CONF_DIR
 
-    overrides = ["launcher=submitit_slurm", "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=1",
-                 "hydra.launcher.cpus_per_task=4", "hydra.launcher.mem_gb=8", "hydra.launcher.timeout_min=20"]  # fmt: skip
+    overrides = [
+        "launcher=submitit_slurm",
+        "hydra.launcher.partition=gpu",
+        "hydra.launcher.gpus_per_node=1",
+        "hydra.launcher.cpus_per_task=4",
+        "hydra.launcher.mem_gb=8",
+        "hydra.launcher.timeout_min=20",
+    ]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
-    assert (launcher.partition, launcher.gpus_per_node, launcher.cpus_per_task, launcher.mem_gb, launcher.timeout_min) == ("gpu", 1, 4, 8, 20)
+    assert (
+        launcher.partition,
+        launcher.gpus_per_node,
+        launcher.cpus_per_task,
+        launcher.mem_gb,
+        launcher.timeout_min,
+    ) == ("gpu", 1, 4, 8, 20)
     assert OmegaConf.to_container(cfg.trainer)["num_threads"] == "${hydra:launcher.cpus_per_task}"

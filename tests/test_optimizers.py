@@ -47,7 +47,8 @@ def test_unknown_optimizer_is_hydras_error_listing_choices(make_cfg):
 def test_unknown_config_key_is_rejected_in_the_cli(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "cnnlab.cli.train", f"paths.output_dir={tmp_path}", "trainer.epoch=3"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode != 0
     assert "trainer.epoch" in proc.stderr

@@ -73,7 +73,8 @@ def test_training_mode_evaluation_moves_batch_norm_statistics_and_eval_mode_does
 
 def published_history(run, shift=0.0):
     return [
-        {"epoch": i + 1, "train_loss": t + shift, "val_loss": v, "val_accuracy": a} for i, (t, v, a) in enumerate(run.epochs)
+        {"epoch": i + 1, "train_loss": t + shift, "val_loss": v, "val_accuracy": a}
+        for i, (t, v, a) in enumerate(run.epochs)
     ]
 
 

@@ -35,11 +35,19 @@ def compose_cfg(name, overrides):
 
 def report_cfg(output_dir, *extra):
     """The report over the tiny runs; the Analyses section is off unless a test turns it on (see analyses_cfg)."""
-    return compose_cfg("report", [
-        f"paths.output_dir={output_dir}", "seeds=[0,1,2]", TRAIN_OVERRIDES,
-        "tables.optimizers=[sgd,adam]", "tables.batch_norm=[sgd,sgd_bn]", "target_accuracy=40", "analyses_enabled=false",
-        *extra,
-    ])  # fmt: skip
+    return compose_cfg(
+        "report",
+        [
+            f"paths.output_dir={output_dir}",
+            "seeds=[0,1,2]",
+            TRAIN_OVERRIDES,
+            "tables.optimizers=[sgd,adam]",
+            "tables.batch_norm=[sgd,sgd_bn]",
+            "target_accuracy=40",
+            "analyses_enabled=false",
+            *extra,
+        ],
+    )
 
 
 def train_cfg(output_dir, *extra):
@@ -51,7 +59,9 @@ def runs(tmp_path_factory):
     """{(optimizer, seed): run_dir} for sgd and adam, seeds 0 and 1; the output dir is shared read-only."""
     out = tmp_path_factory.mktemp("report_runs") / "outputs"
     return out, {
-        (opt, seed): train(train_cfg(out, f"+experiment/report={opt}", f"seed={seed}", "trainer.progress=false")).run_dir
+        (opt, seed): train(
+            train_cfg(out, f"+experiment/report={opt}", f"seed={seed}", "trainer.progress=false")
+        ).run_dir
         for opt in ("sgd", "adam")
         for seed in (0, 1)
     }
@@ -104,9 +114,15 @@ def test_tables_hold_exactly_the_runs_with_their_statistics(outputs):
         published = {"sgd": 81.11, "adam": 99.03}[opt]
         assert row["published %"] == f"{published:.2f} ({'inside' if abs(published - mean) <= half else '**outside**'})"
         # 1 epoch each: the target is reached at epoch 1 after that epoch's seconds, or not at all
-        reached = [m["history"][0]["epoch_time_s"] for m in (metrics(dirs[opt, s]) for s in (0, 1)) if m["history"][0]["val_accuracy"] >= 40]
+        reached = [
+            m["history"][0]["epoch_time_s"]
+            for m in (metrics(dirs[opt, s]) for s in (0, 1))
+            if m["history"][0]["val_accuracy"] >= 40
+        ]
         epoch_text = "epoch 1" if len(reached) == 1 else "epoch 1.0"
-        expected_cell = f"{epoch_text}, {statistics.fmean(reached):.1f} s ({len(reached)}/2 seeds)" if reached else "not reached"
+        expected_cell = (
+            f"{epoch_text}, {statistics.fmean(reached):.1f} s ({len(reached)}/2 seeds)" if reached else "not reached"
+        )
         assert row["time to target"] == expected_cell
 
     assert [r["run"] for r in table(text, "Table 2")] == ["SGD", "SGD + batch norm"]
@@ -127,7 +143,7 @@ def test_missing_runs_are_listed_with_commands_that_train_them(outputs):
     listed = dict(re.findall(r"^- (.+?): `(cnnlab-train .+)`$", text, flags=re.M))
     assert set(listed) == {"SGD, seed 2", "Adam, seed 2", "SGD + batch norm, seeds 0, 1, 2"}
     # the listed command trains into the directory beside the seeds that exist
-    args = [a for a in shlex.split(listed["SGD, seed 2"])[1:]]
+    args = list(shlex.split(listed["SGD, seed 2"])[1:])
     assert args[-1] == "seed=2"
     assert run_dir_for(to_plain(compose_cfg("train", args))) == dirs["sgd", 0].parent / "seed2"
     assert shlex.split(listed["SGD + batch norm, seeds 0, 1, 2"])[1:3] == ["-m", "+experiment/report=sgd_bn"]
@@ -140,13 +156,20 @@ def test_html_is_self_contained_and_embeds_every_figure(outputs):
     text, page = result.markdown.read_text(), result.html.read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert {Path(link).name for link in links} == {
-        "curves_optimizers.png", "curves_batch_norm.png", "confusion_sgd_seed0.png", "confusion_adam_seed0.png",
-    }  # fmt: skip
+        "curves_optimizers.png",
+        "curves_batch_norm.png",
+        "confusion_sgd_seed0.png",
+        "confusion_adam_seed0.png",
+    }
     embedded = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([^"]+)"', page)
     assert [base64.b64decode(e) for e in embedded] == [(result.report_dir / link).read_bytes() for link in links]
     assert "figures/" not in page and "<table>" in page and '<h2 id="runs-not-in-the-tables">' in page
     assert (result.report_dir / links[2]).read_bytes() == (out / "runs").joinpath(
-        next(p for p in (out / "runs").rglob("confusion_matrix.png") if "/sgd/" in p.as_posix() and p.parent.name == "seed0")
+        next(
+            p
+            for p in (out / "runs").rglob("confusion_matrix.png")
+            if "/sgd/" in p.as_posix() and p.parent.name == "seed0"
+        )
     ).read_bytes()
 
 
@@ -155,7 +178,9 @@ def test_best_model_is_chosen_by_validation_accuracy_not_test_accuracy(outputs):
     # SGD gets the best validation accuracy but the worst test accuracy, seed 1 being its best seed
     for seed, val in ((0, 99.0), (1, 99.5)):
         m = metrics(dirs["sgd", seed])
-        (dirs["sgd", seed] / "metrics.json").write_text(json.dumps({**m, "final_val_accuracy": val, "test": {**m["test"], "accuracy": 1.0}}))
+        (dirs["sgd", seed] / "metrics.json").write_text(
+            json.dumps({**m, "final_val_accuracy": val, "test": {**m["test"], "accuracy": 1.0}})
+        )
     result = build_report(report_cfg(out))
     assert (result.report_dir / "best_model.pt").read_bytes() == (dirs["sgd", 1] / "checkpoint.pt").read_bytes()
     assert result.best_label == "SGD seed 1"
@@ -164,7 +189,9 @@ def test_best_model_is_chosen_by_validation_accuracy_not_test_accuracy(outputs):
 
 def test_diverged_and_failed_runs_are_listed_not_averaged(outputs):
     out, dirs = outputs
-    fabricate(dirs["adam", 0], dirs["adam", 0].parent / "seed2", seed=2, status="diverged", test=None, diverged_at_epoch=1)
+    fabricate(
+        dirs["adam", 0], dirs["adam", 0].parent / "seed2", seed=2, status="diverged", test=None, diverged_at_epoch=1
+    )
     sgd_bn = run_dir_for(to_plain(train_cfg(out, "+experiment/report=sgd_bn", "seed=0")))
     fabricate(dirs["sgd", 0], sgd_bn, status="failed", test=None, error="RuntimeError: out of memory")
     (fabricate(dirs["sgd", 0], dirs["sgd", 0].parent / "seed2", seed=2) / "checkpoint.pt").unlink()
@@ -172,11 +199,16 @@ def test_diverged_and_failed_runs_are_listed_not_averaged(outputs):
 
     adam = table(text, "Table 1")[1]
     acc = [metrics(dirs["adam", s])["test"]["accuracy"] for s in (0, 1)]
-    assert adam["n"] == "2 (+1 diverged)" and adam["test accuracy % (mean ± std, min–max)"].startswith(f"{statistics.fmean(acc):.2f} ±")
+    assert adam["n"] == "2 (+1 diverged)" and adam["test accuracy % (mean ± std, min–max)"].startswith(
+        f"{statistics.fmean(acc):.2f} ±"
+    )
     assert table(text, "Table 2")[1]["test accuracy % (mean ± std, min–max)"] == "failed"
     assert "- Adam, seed 2: **diverged** (at epoch 1)" in text
     assert "- SGD + batch norm, seed 0: **failed** (RuntimeError: out of memory)" in text
-    assert "- SGD, seed 2: **failed** (finished but lacks checkpoint.pt)" in text and table(text, "Table 1")[0]["n"] == "2 (+1 failed)"
+    assert (
+        "- SGD, seed 2: **failed** (finished but lacks checkpoint.pt)" in text
+        and table(text, "Table 1")[0]["n"] == "2 (+1 failed)"
+    )
 
 
 def test_lr_sensitivity_appears_when_other_learning_rates_exist(outputs):
@@ -221,7 +253,9 @@ def test_cli_writes_the_report_and_rejects_bad_seeds(outputs):
     assert proc.returncode == 0, proc.stderr
     assert f"report: {out / 'report' / 'REPORT.md'}" in proc.stdout
     assert (out / "report" / "report.html").is_file() and (out / "report" / "best_model.pt").is_file()
-    assert "analyses: 0 shown, 9 skipped (run missing), 0 failed" in proc.stdout  # the report's runs with BN are missing
+    assert (
+        "analyses: 0 shown, 9 skipped (run missing), 0 failed" in proc.stdout
+    )  # the report's runs with BN are missing
     bad = cnnlab_report(f"paths.output_dir={out}", "seeds=[-1]")
     assert bad.returncode == 2 and bad.stderr.strip() == (
         "cnnlab-report: error: seeds=[-1] must be a non-empty list of integers >= 0, e.g. seeds=[0,1,2]"
@@ -234,8 +268,16 @@ TINY_ANALYSES = [
     {"analysis": "filters", "run": "adam", "options": {"layer": "conv2"}},
     {"analysis": "activations", "run": "adam", "options": {"layer": "conv2", "image": 0}},
     {"analysis": "occlusion", "run": "sgd", "options": {"sizes": [3, 14], "images": 2, "stride": 2}},
-    {"analysis": "adversarial", "run": "adam", "options": {"mode": "untargeted", "adversarial_preset": {"iterations": 5}}},
-    {"analysis": "adversarial", "run": "adam", "options": {"mode": "targeted", "adversarial_preset": {"targeted_iterations": 3}}},
+    {
+        "analysis": "adversarial",
+        "run": "adam",
+        "options": {"mode": "untargeted", "adversarial_preset": {"iterations": 5}},
+    },
+    {
+        "analysis": "adversarial",
+        "run": "adam",
+        "options": {"mode": "targeted", "adversarial_preset": {"targeted_iterations": 3}},
+    },
     {"analysis": "occlusion", "run": "sgd_bn", "options": {"images": 1}},
 ]
 
@@ -277,24 +319,32 @@ def test_analyses_section_shows_every_figure_with_its_numbers_and_the_html_embed
     # key numbers come from each analysis's summary.json
     occlusion = json.loads(next((dirs["sgd", 0] / "analysis" / "occlusion").rglob("summary.json")).read_text())
     rows = table(analyses.split("### Occlusion", 1)[1], "")
-    assert [r["p(actual), unoccluded"] for r in rows] == [f"{i['unoccluded_probability']:.4f}" for i in occlusion["images"]]
+    assert [r["p(actual), unoccluded"] for r in rows] == [
+        f"{i['unoccluded_probability']:.4f}" for i in occlusion["images"]
+    ]
     targeted = json.loads((dirs["adam", 0] / "analysis/adversarial/targeted-input_domain/summary.json").read_text())
     assert f"Success rate {targeted['success_rate']:.1%}" in analyses
     assert f"mean MSE to the source image {targeted['mean_mse_to_source']:.4f}" in analyses
     untargeted = json.loads((dirs["adam", 0] / "analysis/adversarial/untargeted-input_domain/summary.json").read_text())
     rows = table(analyses.split("### Untargeted adversarial images (input_domain preset): Adam, seed 0", 1)[1], "")
-    assert [(r["target"], r["confidence"]) for r in rows] == [(r["target"], f"{r['confidence']:.1%}") for r in untargeted["table"]]
+    assert [(r["target"], r["confidence"]) for r in rows] == [
+        (r["target"], f"{r['confidence']:.1%}") for r in untargeted["table"]
+    ]
 
     # the run without a finished seed is listed with the command that trains it
     skipped = analyses.split("### Occlusion", 2)[2]
     command = re.search(r"Train it with `(cnnlab-train .+?)`", skipped).group(1)
     assert shlex.split(command)[1] == "+experiment/report=sgd_bn" and shlex.split(command)[-1] == "seed=0"
-    assert run_dir_for(to_plain(compose_cfg("train", shlex.split(command)[1:]))).parent.name.startswith("e1-lr0.001-bs64-n256")
+    assert run_dir_for(to_plain(compose_cfg("train", shlex.split(command)[1:]))).parent.name.startswith(
+        "e1-lr0.001-bs64-n256"
+    )
 
 
 def test_rebuilding_the_report_recomputes_no_analysis(outputs):
     out, dirs = outputs
-    entries = [e for e in TINY_ANALYSES if e["options"].get("mode") != "targeted"]  # its 90-panel figure is slow to draw
+    entries = [
+        e for e in TINY_ANALYSES if e["options"].get("mode") != "targeted"
+    ]  # its 90-panel figure is slow to draw
     first = build_report(analyses_cfg(out, entries))
     stamps = {**summaries(dirs["sgd", 0]), **summaries(dirs["adam", 0])}
     figures = {p: p.stat().st_mtime_ns for p in (first.report_dir / "figures" / "analyses").rglob("*.png")}
@@ -324,11 +374,13 @@ def test_a_failing_analysis_is_listed_the_rest_is_written_and_the_command_exits_
     "entry, message",
     [
         ({"analysis": "saliency", "run": "sgd"}, "analyses[0].analysis='saliency' is unknown; choose one of: filters,"),
-        ({"analysis": "activations", "run": "adam", "options": {"layers": ["conv1"]}},
-         "analyses[0].options: layers is not an option of activations; allowed:"),
+        (
+            {"analysis": "activations", "run": "adam", "options": {"layers": ["conv1"]}},
+            "analyses[0].options: layers is not an option of activations; allowed:",
+        ),
         ({"analysis": "filters", "run": "lbfgs"}, "analyses[0].run='lbfgs' is not a run of `runs`; defined: sgd,"),
     ],
-)  # fmt: skip
+)
 def test_bad_analysis_entries_are_config_errors_before_anything_is_written(outputs, entry, message):
     out, _ = outputs
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -349,10 +401,13 @@ def test_the_default_entries_are_the_report_s_analyses_with_real_option_names():
     entries = parse_entries(to_plain(cfg.analyses), to_plain(cfg.runs))
     assert cfg.analyses_enabled is True
     assert [(e.run, title(e)) for e in entries] == [
-        ("sgd_bn", "Filters of conv1"), ("sgd_bn", "Filters of conv2, input channel 0"),
-        ("adam_bn", "Filters of conv1"), ("adam_bn", "Filters of conv2, input channel 0"),
-        ("adam_bn", "Activation maps of conv1, test image 0"), ("adam_bn", "Activation maps of conv2, test image 0"),
+        ("sgd_bn", "Filters of conv1"),
+        ("sgd_bn", "Filters of conv2, input channel 0"),
+        ("adam_bn", "Filters of conv1"),
+        ("adam_bn", "Filters of conv2, input channel 0"),
+        ("adam_bn", "Activation maps of conv1, test image 0"),
+        ("adam_bn", "Activation maps of conv2, test image 0"),
         ("sgd_bn", "Occlusion, patch sizes 1, 3, 5, 7, 14 (stride 1, first 10 test images)"),
         ("adam_bn", "Untargeted adversarial images (input_domain preset)"),
         ("adam_bn", "Targeted adversarial images (input_domain preset)"),
-    ]  # fmt: skip
+    ]

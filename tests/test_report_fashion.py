@@ -22,24 +22,41 @@ from tests.test_report import TINY, TRAIN_OVERRIDES, compose_cfg, table
 from tests.test_report_replay import five_epoch_replay
 
 REPORT_RUNS = {
-    "sgd": "SGD", "momentum": "Momentum", "rmsprop": "RMSProp", "adam": "Adam",
-    "sgd_bn": "SGD + batch norm", "adam_bn": "Adam + batch norm",
-}  # fmt: skip
+    "sgd": "SGD",
+    "momentum": "Momentum",
+    "rmsprop": "RMSProp",
+    "adam": "Adam",
+    "sgd_bn": "SGD + batch norm",
+    "adam_bn": "Adam + batch norm",
+}
 DEBIAN = FASHION_MNIST_SPEC.debian_dir
 
 
 def missing_commands(text):
     """{label: cnnlab-train arguments} of the runs the report lists as missing."""
-    return {label: shlex.split(cmd)[1:] for label, cmd in re.findall(r"^- (.+?), seeds? [\d, ]+: `(cnnlab-train .+)`$", text, flags=re.M)}
+    return {
+        label: shlex.split(cmd)[1:]
+        for label, cmd in re.findall(r"^- (.+?), seeds? [\d, ]+: `(cnnlab-train .+)`$", text, flags=re.M)
+    }
 
 
 def test_a_fashion_report_over_no_runs_lists_the_six_fashion_runs_in_its_own_folder(tmp_path):
     out = tmp_path / "outputs"
-    proc = subprocess.run([sys.executable, "-m", "cnnlab.cli.report", "data=fashion_mnist", f"paths.output_dir={out}"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cnnlab.cli.report", "data=fashion_mnist", f"paths.output_dir={out}"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     report_dir = out / "report-fashion_mnist"
-    assert f"report: {report_dir / 'REPORT.md'}" in proc.stdout and "replay: none (the notebook trained on MNIST)" in proc.stdout
-    assert "6 expected runs missing" in proc.stdout and "analyses: 0 shown, 9 skipped (run missing), 0 failed" in proc.stdout
+    assert (
+        f"report: {report_dir / 'REPORT.md'}" in proc.stdout
+        and "replay: none (the notebook trained on MNIST)" in proc.stdout
+    )
+    assert (
+        "6 expected runs missing" in proc.stdout
+        and "analyses: 0 shown, 9 skipped (run missing), 0 failed" in proc.stdout
+    )
     assert not (out / "report").exists()  # MNIST's report folder is not touched
     text = (report_dir / "REPORT.md").read_text()
 
@@ -49,9 +66,14 @@ def test_a_fashion_report_over_no_runs_lists_the_six_fashion_runs_in_its_own_fol
     assert "MNIST" not in text.replace("Fashion-MNIST", "") and "replay" not in text
     assert "The original report published no values for Fashion-MNIST: the tables hold these runs only." in text
     assert list(table(text, "Table 1")[0]) == [
-        "run", "n", "test accuracy % (mean ± std, min–max)", "95% interval", "train time s", "time to target",
+        "run",
+        "n",
+        "test accuracy % (mean ± std, min–max)",
+        "95% interval",
+        "train time s",
+        "time to target",
         "final val accuracy %",
-    ]  # fmt: skip
+    ]
     assert list(table(text, "Model")[0]) == ["count", "ours"]
     assert "the first epoch whose validation accuracy reached 90% and" in text  # Fashion-MNIST's own target
 
@@ -61,11 +83,16 @@ def test_a_fashion_report_over_no_runs_lists_the_six_fashion_runs_in_its_own_fol
     for key, label in REPORT_RUNS.items():
         args = commands[label]
         assert args[:2] == [f"+experiment/report={key}", "data=fashion_mnist"] and args[-1] == "seed=42"
-        trained = compose_cfg("train", [f"+experiment/report={key}", "data=fashion_mnist", f"paths.output_dir={out}", "seed=42"])
+        trained = compose_cfg(
+            "train", [f"+experiment/report={key}", "data=fashion_mnist", f"paths.output_dir={out}", "seed=42"]
+        )
         expected_dir = run_dir_for(to_plain(trained))
         assert run_dir_for(to_plain(compose_cfg("train", args))) == expected_dir
         assert expected_dir.relative_to(out / "runs").parts[:2] == ("fashion_mnist", key.replace("_", "-"))
-    assert f"Or all at once (finished runs are reused): `cnnlab-train experiment=report data=fashion_mnist paths.runs_dir={out / 'runs'} seed=42`" in text
+    assert (
+        "Or all at once (finished runs are reused): "
+        f"`cnnlab-train experiment=report data=fashion_mnist paths.runs_dir={out / 'runs'} seed=42`" in text
+    )
 
 
 def test_the_mnist_report_keeps_its_folder_published_values_and_commands(tmp_path):
@@ -95,19 +122,27 @@ def test_data_settings_of_the_report_change_the_expected_runs_as_they_change_tra
     as_train_override = build_report(compose_cfg("report", [*base, "train_overrides=['data.subset=256']"]))
     assert [e.name for e, _ in as_report_setting.missing] == [e.name for e, _ in as_train_override.missing]
     assert all(e.name.startswith("fashion_mnist/") and "-n256-" in e.name for e, _ in as_report_setting.missing)
-    assert as_report_setting.missing[0][0].train_args[:3] == ("+experiment/report=sgd", "data=fashion_mnist", "data.subset=256")
+    assert as_report_setting.missing[0][0].train_args[:3] == (
+        "+experiment/report=sgd",
+        "data=fashion_mnist",
+        "data.subset=256",
+    )
 
 
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["train_overrides=['data=fashion_mnist']"],
-         "train_overrides=['data=fashion_mnist'] train on fashion_mnist, but the report is for data=mnist; "
-         "give the report data=fashion_mnist instead"),
+        (
+            ["train_overrides=['data=fashion_mnist']"],
+            "train_overrides=['data=fashion_mnist'] train on fashion_mnist, but the report is for data=mnist; "
+            "give the report data=fashion_mnist instead",
+        ),
         (["data.name=cifar"], "data.name='cifar' is unknown; allowed: mnist, fashion_mnist"),
     ],
-)  # fmt: skip
-def test_a_report_whose_runs_would_be_on_another_dataset_is_an_error_before_anything_is_written(tmp_path, overrides, message):
+)
+def test_a_report_whose_runs_would_be_on_another_dataset_is_an_error_before_anything_is_written(
+    tmp_path, overrides, message
+):
     with pytest.raises(ConfigError, match=re.escape(message)):
         build_report(compose_cfg("report", [f"paths.output_dir={tmp_path}", *overrides]))
     assert not any(tmp_path.iterdir())
@@ -123,13 +158,22 @@ def test_reproduce_gives_the_report_the_dataset_and_the_other_arguments_as_train
     for name in ("cnnlab-train", "cnnlab-report"):
         (root / ".venv" / "bin" / name).write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {name}.args\n')
         (root / ".venv" / "bin" / name).chmod(0o755)
-    proc = subprocess.run(["bash", "scripts/reproduce.sh", "data=fashion_mnist", "debug=smoke"], cwd=root, capture_output=True,
-                          text=True, env={"PATH": "/usr/bin:/bin", "LAUNCHER": "basic", "SEEDS": "0,1"})  # fmt: skip
+    proc = subprocess.run(
+        ["bash", "scripts/reproduce.sh", "data=fashion_mnist", "debug=smoke"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "LAUNCHER": "basic", "SEEDS": "0,1"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert (root / "setup.args").read_text().split() == ["mnist", "fashion_mnist"]
     assert (root / "cnnlab-train.args").read_text().splitlines() == [
-        "experiment=report", "seed=0,1", "trainer.progress=false", "data=fashion_mnist", "debug=smoke",
-    ]  # fmt: skip
+        "experiment=report",
+        "seed=0,1",
+        "trainer.progress=false",
+        "data=fashion_mnist",
+        "debug=smoke",
+    ]
     report_args = (root / "cnnlab-report.args").read_text().splitlines()
     assert report_args == ["seeds=[0,1]", "train_overrides=['debug=smoke']", "data=fashion_mnist"]
     # ... which is a report on the smoke runs of Fashion-MNIST
@@ -142,7 +186,11 @@ def test_reproduce_gives_the_report_the_dataset_and_the_other_arguments_as_train
 ANALYSES = [
     {"analysis": "activations", "run": "adam_bn", "options": {"layer": "conv1", "image": 0}},
     {"analysis": "occlusion", "run": "adam_bn", "options": {"sizes": [14], "images": 2, "stride": 7}},
-    {"analysis": "adversarial", "run": "adam_bn", "options": {"mode": "untargeted", "adversarial_preset": {"iterations": 3}}},
+    {
+        "analysis": "adversarial",
+        "run": "adam_bn",
+        "options": {"mode": "untargeted", "adversarial_preset": {"iterations": 3}},
+    },
 ]
 
 
@@ -159,10 +207,18 @@ def test_a_report_over_tiny_real_fashion_runs_names_the_classes(tmp_path):
     }
     # an MNIST configuration beside them belongs to MNIST's report, not to this one
     shutil.copytree(dirs["sgd"], out / "runs" / "mnist" / "sgd" / "e1-lr0.001-bs64-n256-00000000" / "seed0")
-    cfg = compose_cfg("report", [
-        *common, "seeds=[0]", TRAIN_OVERRIDES, "tables.optimizers=[sgd]",
-        "tables.batch_norm=[sgd,adam_bn]", "target_accuracy=10", "analysis_device=cpu",
-    ])  # fmt: skip
+    cfg = compose_cfg(
+        "report",
+        [
+            *common,
+            "seeds=[0]",
+            TRAIN_OVERRIDES,
+            "tables.optimizers=[sgd]",
+            "tables.batch_norm=[sgd,adam_bn]",
+            "target_accuracy=10",
+            "analysis_device=cpu",
+        ],
+    )
     cfg.analyses = ANALYSES
     result = build_report(cfg)
     text = result.markdown.read_text()
@@ -170,8 +226,20 @@ def test_a_report_over_tiny_real_fashion_runs_names_the_classes(tmp_path):
     assert result.report_dir == out / "report-fashion_mnist" and not result.failed_analyses
     accuracy = json.loads((dirs["adam_bn"] / "metrics.json").read_text())["test"]["accuracy"]
     adam_bn = table(text, "Table 2")[1]
-    assert list(adam_bn) == ["run", "batch norm", "n", "test accuracy % (mean ± std, min–max)", "95% interval", "train time s", "parameters"]
-    assert (adam_bn["run"], adam_bn["test accuracy % (mean ± std, min–max)"], adam_bn["parameters"]) == ("Adam + batch norm", f"{accuracy:.2f}", "800,206")
+    assert list(adam_bn) == [
+        "run",
+        "batch norm",
+        "n",
+        "test accuracy % (mean ± std, min–max)",
+        "95% interval",
+        "train time s",
+        "parameters",
+    ]
+    assert (adam_bn["run"], adam_bn["test accuracy % (mean ± std, min–max)"], adam_bn["parameters"]) == (
+        "Adam + batch norm",
+        f"{accuracy:.2f}",
+        "800,206",
+    )
     assert "None: every expected run finished." in text and result.best_model.is_file()
     per_run = text.split("## Per-run results", 1)[1].split("\n## ", 1)[0]
     assert per_run.count("Ankle boot") == 2 and "T-shirt/top" in per_run  # both runs' classification reports
@@ -185,4 +253,6 @@ def test_a_report_over_tiny_real_fashion_runs_names_the_classes(tmp_path):
 
     with result.csv.open() as fh:
         rows = list(csv.DictReader(fh))
-    assert sorted(r["report_run"] for r in rows) == ["adam_bn", "sgd"] and {r["data"] for r in rows} == {"fashion_mnist"}
+    assert sorted(r["report_run"] for r in rows) == ["adam_bn", "sgd"] and {r["data"] for r in rows} == {
+        "fashion_mnist"
+    }

@@ -47,9 +47,11 @@ def test_the_replay_column_shows_the_replayed_test_accuracy_beside_the_published
     # after 1 epoch there is no published test value to take a difference to
     assert column(text, "Table 1") == {"SGD": f"{sgd['test_accuracy']:.2f}", "Adam": "not replayed"}
     assert column(text, "Table 2") == {
-        "SGD": f"{sgd['test_accuracy']:.2f}", "SGD + batch norm": "not replayed",
-        "Adam": "not replayed", "Adam + batch norm": "not replayed",
-    }  # fmt: skip
+        "SGD": f"{sgd['test_accuracy']:.2f}",
+        "SGD + batch norm": "not replayed",
+        "Adam": "not replayed",
+        "Adam + batch norm": "not replayed",
+    }
     assert f"`{summary_path(replay_dir, 1)}`" in text and "1 epoch, cpu, 1 thread" in text
     assert BN_SECTION not in text  # no batch-norm run was replayed
     assert "No notebook replay yet" not in text
@@ -58,7 +60,9 @@ def test_the_replay_column_shows_the_replayed_test_accuracy_beside_the_published
     assert "<th>notebook replay %</th>" in html and f"<td>{sgd['test_accuracy']:.2f}</td>" in html
     rows = list(csv.DictReader(result.replay_csv.open()))
     assert len(rows) == 1 and rows[0]["replay_run"] == "sgd" and rows[0]["report_runs"] == "sgd"
-    assert float(rows[0]["test_accuracy"]) == round(sgd["test_accuracy"], 4) and rows[0]["published_test_accuracy"] == ""
+    assert (
+        float(rows[0]["test_accuracy"]) == round(sgd["test_accuracy"], 4) and rows[0]["published_test_accuracy"] == ""
+    )
     assert float(rows[0]["test_accuracy_eval_mode"]) == round(sgd["test_accuracy_eval_mode"], 4)
 
 
@@ -68,7 +72,10 @@ def five_epoch_replay(replay_dir, test_accuracy, eval_accuracy):
     runs = {}
     for key, accuracy in test_accuracy.items():
         run = PUBLISHED[key]
-        history = [{"epoch": i + 1, "train_loss": t, "val_loss": v, "val_accuracy": a} for i, (t, v, a) in enumerate(run.epochs)]
+        history = [
+            {"epoch": i + 1, "train_loss": t, "val_loss": v, "val_accuracy": a}
+            for i, (t, v, a) in enumerate(run.epochs)
+        ]
         runs[key] = {"run_dir": str(replay_dir / key), **compare_run(run, history, accuracy, eval_accuracy[key])}
     summary = {"protocol": "notebook", "epochs": 5, "device": "cpu", "threads": 2, "torch": "2.14.1", "runs": runs}
     write_json(summary_path(replay_dir, 5), summary)
@@ -86,9 +93,11 @@ def test_batch_norm_runs_get_the_evaluation_section_and_replays_outside_toleranc
     # runs map by optimizer and batch norm: sgd_bn's entry stands beside "SGD + batch norm", not beside "SGD"
     assert column(text, "Table 1") == {"SGD": "81.12 (+0.01)", "Adam": "98.53 (-0.50) **outside tolerance**"}
     assert column(text, "Table 2") == {
-        "SGD": "81.12 (+0.01)", "SGD + batch norm": "96.84 (+0.01)",
-        "Adam": "98.53 (-0.50) **outside tolerance**", "Adam + batch norm": "98.90 (-0.04)",
-    }  # fmt: skip
+        "SGD": "81.12 (+0.01)",
+        "SGD + batch norm": "96.84 (+0.01)",
+        "Adam": "98.53 (-0.50) **outside tolerance**",
+        "Adam + batch norm": "98.90 (-0.04)",
+    }
     assert "more than 0.05 points (0.3 for RMSProp and Adam)" in text
 
     assert text.index("## Table 2") < text.index(BN_SECTION) < text.index("## Best configuration")
@@ -104,7 +113,9 @@ def test_batch_norm_runs_get_the_evaluation_section_and_replays_outside_toleranc
     by_run = {row["replay_run"]: row for row in csv.DictReader(result.replay_csv.open())}
     assert list(by_run) == ["sgd", "adam", "sgd_bn", "adam_bn"]  # the notebook's order
     assert by_run["adam"]["within_tolerance"] == "False" and float(by_run["adam"]["difference"]) == pytest.approx(-0.5)
-    assert by_run["sgd_bn"]["report_runs"] == "sgd_bn" and float(by_run["adam_bn"]["eval_minus_training"]) == pytest.approx(0.12)
+    assert by_run["sgd_bn"]["report_runs"] == "sgd_bn" and float(
+        by_run["adam_bn"]["eval_minus_training"]
+    ) == pytest.approx(0.12)
 
 
 def test_without_a_replay_the_report_says_how_to_make_one_and_has_no_column(make_cfg, tmp_path):
@@ -119,10 +130,13 @@ def test_without_a_replay_the_report_says_how_to_make_one_and_has_no_column(make
         assert all("notebook replay %" not in row for row in table(text, title))
     hint = [line for line in text.splitlines() if "cnnlab-replay" in line]
     assert hint == [
-        f"No notebook replay yet: `cnnlab-replay paths.replay_dir={replay_dir}` (about 25 minutes on 2 CPU cores) replays "
-        "the original notebook's runs and adds a \"notebook replay\" column and a section on batch norm in its evaluation."
+        f"No notebook replay yet: `cnnlab-replay paths.replay_dir={replay_dir}` (about 25 minutes on 2 CPU cores) "
+        'replays the original notebook\'s runs and adds a "notebook replay" column and a section on batch norm in its '
+        "evaluation."
     ]
-    assert BN_SECTION not in text and "notebook replay" not in result.html.read_text().split("No notebook replay yet")[0]
+    assert (
+        BN_SECTION not in text and "notebook replay" not in result.html.read_text().split("No notebook replay yet")[0]
+    )
     assert result.replay_csv is None and not (result.report_dir / "replay.csv").exists()  # the stale one is gone
 
 

@@ -18,13 +18,20 @@ import torch
 
 from cnnlab.errors import CheckpointError
 from cnnlab.runs.checkpoint import load_checkpoint
-from cnnlab.runs.lock import run_lock
 from cnnlab.runs.layout import run_dir_for
+from cnnlab.runs.lock import run_lock
 from cnnlab.training.runner import train
 
 # 2 short epochs; a small validation split keeps each epoch well under a second on one thread
-RUN = ["data.subset=1500", "data.val_size=500", "data.eval_batch_size=500", "trainer.epochs=2", "trainer.num_threads=1",
-       "trainer.progress=false", "optimizer=momentum"]  # fmt: skip
+RUN = [
+    "data.subset=1500",
+    "data.val_size=500",
+    "data.eval_batch_size=500",
+    "trainer.epochs=2",
+    "trainer.num_threads=1",
+    "trainer.progress=false",
+    "optimizer=momentum",
+]
 TIMINGS = ("epoch_time_s", "images_per_s")
 pytestmark = pytest.mark.slow  # real subprocess runs: about two minutes on 2 busy cores
 
@@ -34,9 +41,13 @@ def start(out: Path, *args: str, log: Path) -> subprocess.Popen:
     with log.open("w") as fh:
         # Ctrl-C must reach the run even where the test process ignores SIGINT (pytest-xdist's workers do, and children
         # inherit an ignored signal, which would turn Python's KeyboardInterrupt off)
-        return subprocess.Popen([sys.executable, "-m", "cnnlab.cli.train", *RUN, f"paths.output_dir={out}", *args],
-                                stdout=fh, stderr=subprocess.STDOUT, env=env,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+        return subprocess.Popen(
+            [sys.executable, "-m", "cnnlab.cli.train", *RUN, f"paths.output_dir={out}", *args],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
 
 
 def the_run_dir(out: Path, epochs: int = 2) -> Path:
@@ -80,6 +91,7 @@ def crashed(tmp_path_factory):
     reference = start(ref, log=base / "ref.log")
     short = start(crash, "trainer.epochs=1", log=base / "short.log")
     victim = start(crash, log=base / "victim.log")
+
     # kill once epoch 1 is checkpointed and recorded, i.e. while epoch 2 is training
     def epoch_one_recorded() -> bool:
         return any(metrics_of(last.parent).get("history") for last in crash.glob("runs/mnist/*/e2-*/seed42/last.pt"))
@@ -111,7 +123,9 @@ def test_kill_9_then_ctrl_c_leave_complete_files_and_resume_to_identical_results
     assert failed["status"] == "failed" and "KeyboardInterrupt" in failed["error"]
     assert load_checkpoint(run_dir / "last.pt")["epoch"] == 1
 
-    again = subprocess.run([sys.executable, "-m", "cnnlab.cli.train", *RUN, f"paths.output_dir={out}"], capture_output=True, text=True)
+    again = subprocess.run(
+        [sys.executable, "-m", "cnnlab.cli.train", *RUN, f"paths.output_dir={out}"], capture_output=True, text=True
+    )
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resuming" in again.stdout + again.stderr and "after epoch 1" in again.stdout + again.stderr
     assert_same_result(run_dir, the_run_dir(ref))
@@ -125,8 +139,11 @@ def test_rerun_sweep_skips_finished_runs_and_resumes_unfinished_ones(crashed, tm
     shutil.copytree(crash, out)
     finished = the_run_dir(out, epochs=1) / "metrics.json"
     before = finished.read_text()
-    proc = subprocess.run([sys.executable, "-m", "cnnlab.cli.train", "-m", *RUN, "trainer.epochs=1,2", f"paths.output_dir={out}"],
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "cnnlab.cli.train", "-m", *RUN, "trainer.epochs=1,2", f"paths.output_dir={out}"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     log = proc.stdout + proc.stderr
     assert "is already finished" in log and "resuming" in log
@@ -140,6 +157,8 @@ def test_a_second_process_on_the_same_run_is_refused(make_cfg):
     run_dir.mkdir(parents=True)
     with run_lock(run_dir):
         (run_dir / ".lock").read_text()  # holds our pid
-        with pytest.raises(CheckpointError, match=rf"run directory {run_dir} is in use by another cnnlab process \(pid {os.getpid()}\)"):
+        with pytest.raises(
+            CheckpointError, match=rf"run directory {run_dir} is in use by another cnnlab process \(pid {os.getpid()}\)"
+        ):
             train(cfg)
     assert not (run_dir / "metrics.json").exists() and not (run_dir / ".lock").exists()

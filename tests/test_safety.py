@@ -1,4 +1,5 @@
-"""Checkpoints from elsewhere never run code; bad files, settings and paths give one clear line; divergence is recorded."""
+"""Checkpoints from elsewhere never run code; bad files, settings and paths give one clear line; divergence is
+recorded."""
 
 import json
 import os
@@ -78,7 +79,9 @@ def test_the_stored_config_builds_the_right_architecture_and_a_mismatch_names_th
     bn = SimpleCNN(batch_norm=True)
     right = save_checkpoint(tmp_path / "bn.pt", checkpoint_of(bn, True))
     model, _ = load_model(right)
-    assert model.batch_norm and torch.equal(model.state_dict()["fc_block.1.weight"], bn.state_dict()["fc_block.1.weight"])
+    assert model.batch_norm and torch.equal(
+        model.state_dict()["fc_block.1.weight"], bn.state_dict()["fc_block.1.weight"]
+    )
     wrong = save_checkpoint(tmp_path / "mislabelled.pt", checkpoint_of(bn, False))  # BN weights, config says no BN
     with pytest.raises(CheckpointError, match=f"checkpoint {wrong} does not fit this SimpleCNN: Error"):
         load_model(wrong)
@@ -133,7 +136,9 @@ def test_atomic_write_keeps_the_previous_file_when_writing_fails(tmp_path):
 
 
 def cli(module, *args, env=None):
-    return subprocess.run([sys.executable, "-m", f"cnnlab.cli.{module}", *args], capture_output=True, text=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", f"cnnlab.cli.{module}", *args], capture_output=True, text=True, env=env
+    )
 
 
 def assert_one_line(proc, prog: str, *needles: str) -> None:
@@ -197,4 +202,6 @@ def test_unknown_config_keys_are_refused_by_hydra_strict_mode(tmp_path):
 
 
 def test_summary_bad_setting():
-    assert_one_line(cli("summary", "model.batch_norm=maybe"), "cnnlab-summary", "model.batch_norm='maybe' must be true or false")
+    assert_one_line(
+        cli("summary", "model.batch_norm=maybe"), "cnnlab-summary", "model.batch_norm='maybe' must be true or false"
+    )

@@ -14,8 +14,14 @@ def test_tensorboard_logger_writes_scalars_and_figures(make_cfg):
     events.Reload()
     tags = events.Tags()
     assert set(tags["scalars"]) == {
-        "loss/train", "loss/val", "accuracy/val", "speed/images_per_s", "speed/epoch_time_s", "accuracy/test", "loss/test",
-    }  # fmt: skip
+        "loss/train",
+        "loss/val",
+        "accuracy/val",
+        "speed/images_per_s",
+        "speed/epoch_time_s",
+        "accuracy/test",
+        "loss/test",
+    }
     history = result.metrics["history"]
     for tag, key in (("loss/train", "train_loss"), ("loss/val", "val_loss"), ("accuracy/val", "val_accuracy")):
         logged = events.Scalars(tag)

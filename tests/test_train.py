@@ -13,9 +13,16 @@ from cnnlab.runs.layout import run_dir_for
 from cnnlab.training.runner import train
 
 RUN_FILES = {
-    "checkpoint.pt", "metrics.json", "history.csv", "classification_report.txt", "confusion_matrix.csv",
-    "curves.png", "confusion_matrix.png", "predictions.png", "config.yaml",
-}  # fmt: skip
+    "checkpoint.pt",
+    "metrics.json",
+    "history.csv",
+    "classification_report.txt",
+    "confusion_matrix.csv",
+    "curves.png",
+    "confusion_matrix.png",
+    "predictions.png",
+    "config.yaml",
+}
 TINY = ("debug=smoke", "data.subset=512")
 
 
@@ -73,9 +80,17 @@ def test_different_configs_never_share_a_directory(make_cfg):
     base = make_cfg()
     dirs = {
         run_dir_for(make_cfg(*o))
-        for o in [(), ("optimizer.lr=0.01",), ("optimizer.weight_decay=0.1",), ("model.batch_norm=true",),
-                  ("data.split_seed=1",), ("trainer.precision=bf16",), ("seed=1",), ("data.subset=100",)]
-    }  # fmt: skip
+        for o in [
+            (),
+            ("optimizer.lr=0.01",),
+            ("optimizer.weight_decay=0.1",),
+            ("model.batch_norm=true",),
+            ("data.split_seed=1",),
+            ("trainer.precision=bf16",),
+            ("seed=1",),
+            ("data.subset=100",),
+        ]
+    }
     assert len(dirs) == 8
     assert run_dir_for(make_cfg("trainer.progress=false", "trainer.device=cpu")) == run_dir_for(base)
 

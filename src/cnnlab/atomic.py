@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -63,6 +62,8 @@ def write_figure(path: str | os.PathLike, fig: Any, dpi: int = 120) -> Path:
     import matplotlib.pyplot as plt
 
     try:
-        return write_with(path, lambda tmp: fig.savefig(tmp, format=Path(path).suffix.lstrip("."), dpi=dpi, bbox_inches="tight"))
+        return write_with(
+            path, lambda tmp: fig.savefig(tmp, format=Path(path).suffix.lstrip("."), dpi=dpi, bbox_inches="tight")
+        )
     finally:
         plt.close(fig)

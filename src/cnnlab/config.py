@@ -19,10 +19,19 @@ def project_root() -> Path:
 CONF_DIR = project_root() / "conf"
 
 
+def _published(key: str) -> dict[str, float]:
+    from cnnlab.replay.published import published_values  # imported on use: most commands never resolve it
+
+    return published_values(key)
+
+
 def register_resolvers() -> None:
-    """Register `${cnnlab.root:}` so `paths` can default to the repository root without chdir or env vars."""
+    """`${cnnlab.root:}` lets `paths` default to the repository root without chdir or env vars;
+    `${cnnlab.published:<run>}` gives the original report's values for one of its runs from their one source."""
     if not OmegaConf.has_resolver("cnnlab.root"):
         OmegaConf.register_new_resolver("cnnlab.root", lambda: str(project_root()))
+    if not OmegaConf.has_resolver("cnnlab.published"):
+        OmegaConf.register_new_resolver("cnnlab.published", _published)
 
 
 def to_plain(cfg: DictConfig) -> dict[str, Any]:

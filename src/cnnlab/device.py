@@ -19,8 +19,8 @@ def resolve_device(name: str, setting: str = "trainer.device") -> torch.device:
 
 
 def fast_bf16(device: torch.device) -> bool:
-    """Whether bf16 math has fast kernels here: on CUDA from Ampere on; on a CPU when oneDNN has bf16
-    kernels (AVX-512 and newer). Elsewhere bf16 falls back to slow paths: measured 5x slower than fp32 on an AVX2 CPU."""
+    """Whether bf16 math has fast kernels here: on CUDA from Ampere on; on a CPU when oneDNN has bf16 kernels
+    (AVX-512 and newer). Elsewhere bf16 falls back to slow emulated paths, slower than fp32."""
     if device.type == "cuda":
         return torch.cuda.get_device_capability(device) >= (8, 0)  # Ampere and newer; older GPUs emulate bf16
     check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)

@@ -11,8 +11,10 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-from matplotlib.ticker import ScalarFormatter  # noqa: E402
+from matplotlib.ticker import (
+    MaxNLocator,  # noqa: E402
+    ScalarFormatter,  # noqa: E402
+)
 
 
 def image_grid(
@@ -120,9 +122,12 @@ def confusion_heatmap(matrix: np.ndarray, classes: Sequence[str], title: str = "
 
 
 def lr_sensitivity(
-    series: Mapping[str, Sequence[tuple[float, float, float | None]]], marked_lr: float | None = None, title: str | None = None
+    series: Mapping[str, Sequence[tuple[float, float, float | None]]],
+    marked_lr: float | None = None,
+    title: str | None = None,
 ) -> Figure:
-    """Test accuracy against learning rate (log axis): one line per optimizer of (lr, mean, std) points, std as error bars."""
+    """Test accuracy against learning rate (log axis): one line per optimizer of (lr, mean, std) points, std as
+    error bars."""
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for i, (label, points) in enumerate(series.items()):
         lrs, means, stds = zip(*sorted(points))
@@ -130,7 +135,11 @@ def lr_sensitivity(
     if marked_lr is not None:
         ax.axvline(marked_lr, color="gray", ls=":", label=f"lr {marked_lr:g}")
     ax.set_xscale("log")
-    ax.set(xlabel="learning rate", ylabel="test accuracy (%)", title=title or "learning-rate sensitivity (mean ± std over seeds)")
+    ax.set(
+        xlabel="learning rate",
+        ylabel="test accuracy (%)",
+        title=title or "learning-rate sensitivity (mean ± std over seeds)",
+    )
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()

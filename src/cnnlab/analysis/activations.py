@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.analysis.loading import checkpoint_path, load_run, predict
-from cnnlab.analysis.results import AnalysisResult, analysis_dir, Outputs, merge_options, run_cached
+from cnnlab.analysis.results import AnalysisResult, Outputs, analysis_dir, merge_options, run_cached
 from cnnlab.checks import one_of
 from cnnlab.errors import ConfigError
 from cnnlab.plotting import image_grid
@@ -42,7 +42,9 @@ def check_image_index(value: Any, n_images: int) -> int:
     return value
 
 
-def activations(run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None) -> AnalysisResult:
+def activations(
+    run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None
+) -> AnalysisResult:
     settings = merge_options("activations", options)
     force = settings.pop("force")
     layer = one_of("layer", settings["layer"], LAYERS)
@@ -59,15 +61,25 @@ def activations(run_dir: Path, options: Mapping[str, Any], device: str = "auto",
         predicted, confidence = (float(v) for v in predict(loaded.classifier, image[None]))
         classes = loaded.classes
         fig = image_grid(
-            maps.cpu().numpy(), [f"map {c}" for c in range(len(maps))], ncols=8, cmap="viridis", shared_scale=True,
-            colorbar=True, lead=image[0].cpu().numpy(), lead_title=f"test image {index}\nactual {classes[label]}",
+            maps.cpu().numpy(),
+            [f"map {c}" for c in range(len(maps))],
+            ncols=8,
+            cmap="viridis",
+            shared_scale=True,
+            colorbar=True,
+            lead=image[0].cpu().numpy(),
+            lead_title=f"test image {index}\nactual {classes[label]}",
             suptitle=f"{layer} feature maps (before ReLU), predicted {classes[int(predicted)]} ({confidence:.1%})",
-        )  # fmt: skip
+        )
         arrays = {"image": image.cpu().numpy(), "maps": maps.cpu().numpy(), "label": label}
         results = {
-            "layer": layer, "image": index, "label": classes[label], "predicted": classes[int(predicted)],
-            "confidence": confidence, "map_shape": list(maps.shape),
-        }  # fmt: skip
+            "layer": layer,
+            "image": index,
+            "label": classes[label],
+            "predicted": classes[int(predicted)],
+            "confidence": confidence,
+            "map_shape": list(maps.shape),
+        }
         return Outputs({"activations.png": fig}, {"activations.npz": arrays}, results)
 
     return run_cached("activations", checkpoint, out_dir, settings, force, compute)

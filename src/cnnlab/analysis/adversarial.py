@@ -69,23 +69,42 @@ def untargeted(loaded: LoadedRun, p: Mapping[str, Any], seed: int) -> Outputs:
     predicted, confidence = predict(loaded.classifier, ascent.images)
     mse = mean_squared_error(to_unit(ascent.images, p["lo"], p["hi"]), sources)
     table = [
-        {"target": classes[c], "predicted": classes[int(predicted[c])], "confidence": float(confidence[c]),
-         "final_logit": float(ascent.logits[-1, c]), "mse_to_first_test_image_of_target": float(mse[c])}
+        {
+            "target": classes[c],
+            "predicted": classes[int(predicted[c])],
+            "confidence": float(confidence[c]),
+            "final_logit": float(ascent.logits[-1, c]),
+            "mse_to_first_test_image_of_target": float(mse[c]),
+        }
         for c in range(n)
-    ]  # fmt: skip
+    ]
     titles = [f"target {r['target']}\npredicted {r['predicted']} ({r['confidence']:.0%})" for r in table]
-    grid = image_grid(ascent.images[:, 0].cpu().numpy(), titles, ncols=5, value_range=(p["lo"], p["hi"]), colorbar=True,
-                      cell=2.0, suptitle=f"untargeted images, pixels in [{p['lo']:g}, {p['hi']:g}]")  # fmt: skip
+    grid = image_grid(
+        ascent.images[:, 0].cpu().numpy(),
+        titles,
+        ncols=5,
+        value_range=(p["lo"], p["hi"]),
+        colorbar=True,
+        cell=2.0,
+        suptitle=f"untargeted images, pixels in [{p['lo']:g}, {p['hi']:g}]",
+    )
     curves = value_curves(
         {f"target {classes[c]}": ascent.logits[:, c].cpu().numpy() for c in range(n)},
-        "iteration", "logit of the target class", "untargeted ascent: target logit by iteration", ncols=2,
-    )  # fmt: skip
+        "iteration",
+        "logit of the target class",
+        "untargeted ascent: target logit by iteration",
+        ncols=2,
+    )
     results = {
         "table": table,
         "all_predicted_as_target": all(r["predicted"] == r["target"] for r in table),
         "mean_mse_to_source": float(mse.mean()),
     }
-    return Outputs({"images.png": grid, "curves.png": curves}, {"arrays.npz": arrays(ascent, init, targets, predicted, confidence)}, results)
+    return Outputs(
+        {"images.png": grid, "curves.png": curves},
+        {"arrays.npz": arrays(ascent, init, targets, predicted, confidence)},
+        results,
+    )
 
 
 def targeted(loaded: LoadedRun, p: Mapping[str, Any], seed: int) -> Outputs:
@@ -103,15 +122,24 @@ def targeted(loaded: LoadedRun, p: Mapping[str, Any], seed: int) -> Outputs:
     predicted, confidence = predict(loaded.classifier, ascent.images)
     mse = mean_squared_error(to_unit(ascent.images, p["lo"], p["hi"]), first[src])
     table = [
-        {"source": classes[int(s)], "target": classes[int(t)], "predicted": classes[int(pr)], "confidence": float(c),
-         "mse_to_source": float(m)}
+        {
+            "source": classes[int(s)],
+            "target": classes[int(t)],
+            "predicted": classes[int(pr)],
+            "confidence": float(c),
+            "mse_to_source": float(m),
+        }
         for s, t, pr, c, m in zip(src, targets, predicted, confidence, mse)
-    ]  # fmt: skip
+    ]
     titles = [f"looks {r['source']} / predicted {r['predicted']}\n({r['confidence']:.0%})" for r in table]
     grid = image_grid(
-        ascent.images[:, 0].cpu().numpy(), titles, ncols=n - 1, value_range=(p["lo"], p["hi"]), cell=1.5,
+        ascent.images[:, 0].cpu().numpy(),
+        titles,
+        ncols=n - 1,
+        value_range=(p["lo"], p["hi"]),
+        cell=1.5,
         suptitle="targeted images: row = source digit s, columns = targets t != s in order",
-    )  # fmt: skip
+    )
     results = {
         "table": table,
         "success_rate": float((predicted == targets).float().mean()),
@@ -121,14 +149,22 @@ def targeted(loaded: LoadedRun, p: Mapping[str, Any], seed: int) -> Outputs:
     return Outputs({"images.png": grid}, {"arrays.npz": out_arrays}, results)
 
 
-def arrays(ascent: Ascent, init: Tensor, targets: Tensor, predicted: Tensor, confidence: Tensor) -> dict[str, np.ndarray]:
+def arrays(
+    ascent: Ascent, init: Tensor, targets: Tensor, predicted: Tensor, confidence: Tensor
+) -> dict[str, np.ndarray]:
     return {
-        "images": ascent.images.cpu().numpy(), "logits": ascent.logits.cpu().numpy(), "init": init.cpu().numpy(),
-        "targets": targets.cpu().numpy(), "predicted": predicted.cpu().numpy(), "confidence": confidence.cpu().numpy(),
-    }  # fmt: skip
+        "images": ascent.images.cpu().numpy(),
+        "logits": ascent.logits.cpu().numpy(),
+        "init": init.cpu().numpy(),
+        "targets": targets.cpu().numpy(),
+        "predicted": predicted.cpu().numpy(),
+        "confidence": confidence.cpu().numpy(),
+    }
 
 
-def adversarial(run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None) -> AnalysisResult:
+def adversarial(
+    run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None
+) -> AnalysisResult:
     settings = merge_options("adversarial", options)
     force = settings.pop("force")
     mode = one_of("mode", settings["mode"], MODES)
@@ -139,7 +175,14 @@ def adversarial(run_dir: Path, options: Mapping[str, Any], device: str = "auto",
     checkpoint = checkpoint_path(run_dir)
     out_dir = analysis_dir(checkpoint, "adversarial", f"{mode}-{settings['adversarial_preset']['name']}")
     grow = untargeted if mode == "untargeted" else targeted
-    return run_cached("adversarial", checkpoint, out_dir, settings, force, lambda: grow(load_run(checkpoint, device, data_dir), preset, seed))
+    return run_cached(
+        "adversarial",
+        checkpoint,
+        out_dir,
+        settings,
+        force,
+        lambda: grow(load_run(checkpoint, device, data_dir), preset, seed),
+    )
 
 
 def format_table(summary: Mapping[str, Any]) -> str:

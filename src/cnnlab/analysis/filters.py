@@ -10,7 +10,7 @@ import numpy as np
 from torch import nn
 
 from cnnlab.analysis.loading import checkpoint_path, load_run
-from cnnlab.analysis.results import AnalysisResult, analysis_dir, Outputs, merge_options, run_cached
+from cnnlab.analysis.results import AnalysisResult, Outputs, analysis_dir, merge_options, run_cached
 from cnnlab.checks import one_of
 from cnnlab.errors import ConfigError
 from cnnlab.plotting import image_grid
@@ -38,7 +38,9 @@ def check_in_channel(value: Any) -> int | str:
     raise ConfigError(f"in_channel={value!r} must be an input channel index >= 0 or 'all'")
 
 
-def filters(run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None) -> AnalysisResult:
+def filters(
+    run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None
+) -> AnalysisResult:
     settings = merge_options("filters", options)
     force = settings.pop("force")
     layer = one_of("layer", settings["layer"], LAYERS)
@@ -60,11 +62,15 @@ def filters(run_dir: Path, options: Mapping[str, Any], device: str = "auto", dat
             bound = float(np.nanmax(np.abs(panels)))
             if channel == "all":
                 title = f"{name} kernels: rows = output channel, columns = input channel"
-                fig = image_grid(panels, ncols=1, cmap="RdBu_r", value_range=(-bound, bound), colorbar=True, cell=9, suptitle=title)
+                fig = image_grid(
+                    panels, ncols=1, cmap="RdBu_r", value_range=(-bound, bound), colorbar=True, cell=9, suptitle=title
+                )
             else:
                 title = f"{name} kernels, input channel {channel} (one panel per output channel)"
                 titles = [f"out {o}" for o in range(len(panels))]
-                fig = image_grid(panels, titles, ncols=8, cmap="RdBu_r", value_range=(-bound, bound), colorbar=True, suptitle=title)
+                fig = image_grid(
+                    panels, titles, ncols=8, cmap="RdBu_r", value_range=(-bound, bound), colorbar=True, suptitle=title
+                )
             figures[f"{name}.png"] = fig
             arrays[f"{name}_weight"] = conv.weight.detach().cpu().numpy()
             arrays[f"{name}_bias"] = conv.bias.detach().cpu().numpy()

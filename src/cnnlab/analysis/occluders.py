@@ -134,7 +134,9 @@ class Incremental(FullForward):
         copies = torch.arange(len(which), device=which.device)
         side = self.images.shape[-1]
         r1, c1, n1 = square_windows(
-            first.changed_rows(top, top + self.size - 1, side), first.changed_rows(left, left + self.size - 1, side), side // 2
+            first.changed_rows(top, top + self.size - 1, side),
+            first.changed_rows(left, left + self.size - 1, side),
+            side // 2,
         )
         occluded = F.pad(self.transform(self.occluded(which, top, left)), (1, 1, 1, 1))
         window1 = first.windows(crop(occluded, copies, r1, c1, 2 * n1 + 2, stride=2))
@@ -143,8 +145,11 @@ class Incremental(FullForward):
         r2, c2, n2 = square_windows(
             second.changed_rows(r1, r1 + n1 - 1, side), second.changed_rows(c1, c1 + n1 - 1, side), side // 2
         )
-        # the crop the second block needs always contains the first block's whole window (a fresh copy per occluded copy)
-        crops = paste(crop(self.padded1, which, r2, c2, 2 * n2 + 2, stride=2), window1, r1 + 1 - 2 * r2, c1 + 1 - 2 * c2)
+        # the crop the second block needs always contains the first block's whole window
+        # (a fresh copy per occluded copy)
+        crops = paste(
+            crop(self.padded1, which, r2, c2, 2 * n2 + 2, stride=2), window1, r1 + 1 - 2 * r2, c1 + 1 - 2 * c2
+        )
         # [B, rows, cols * channels]: each window row's change, channels innermost like the row-major weights below
         change = (second.windows(crops) - crop(self.clean2, which, r2, c2, n2)).permute(0, 2, 3, 1).flatten(2)
 

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from cnnlab.analysis.loading import checkpoint_path, load_run
 from cnnlab.analysis.occluders import occluder
-from cnnlab.analysis.results import AnalysisResult, analysis_dir, Outputs, merge_options, run_cached
+from cnnlab.analysis.results import AnalysisResult, Outputs, analysis_dir, merge_options, run_cached
 from cnnlab.checks import positive_int
 from cnnlab.errors import ConfigError
 from cnnlab.plotting import image_grid
@@ -54,7 +54,9 @@ def check_sizes(sizes: Any, image_side: int) -> list[int]:
     return list(sizes)
 
 
-def occlusion(run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None) -> AnalysisResult:
+def occlusion(
+    run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None
+) -> AnalysisResult:
     settings = merge_options("occlusion", options)
     force = settings.pop("force")
     stride = positive_int("stride", settings["stride"])
@@ -89,23 +91,35 @@ def occlusion(run_dir: Path, options: Mapping[str, Any], device: str = "auto", d
                     f"p({classes[int(labels[i])]}) with the patch\nunoccluded {float(unoccluded[i]):.4f}",
                 ]
             fig = image_grid(
-                panels, titles, ncols=2, cmap=["gray", "viridis"] * n_images, panel_colorbars=[False, True] * n_images,
-                cell=2.6, suptitle=f"occlusion {size}x{size}, stride {stride}, fill {fill:g}",
-            )  # fmt: skip
+                panels,
+                titles,
+                ncols=2,
+                cmap=["gray", "viridis"] * n_images,
+                panel_colorbars=[False, True] * n_images,
+                cell=2.6,
+                suptitle=f"occlusion {size}x{size}, stride {stride}, fill {fill:g}",
+            )
             figures[f"occlusion_k{size}.png"] = fig
         arrays = {
-            **{f"maps_{k}": v for k, v in maps.items()}, "images": images.cpu().numpy(), "labels": labels.cpu().numpy(),
-            "predicted": predicted.cpu().numpy(), "unoccluded": unoccluded.cpu().numpy(),
-        }  # fmt: skip
+            **{f"maps_{k}": v for k, v in maps.items()},
+            "images": images.cpu().numpy(),
+            "labels": labels.cpu().numpy(),
+            "predicted": predicted.cpu().numpy(),
+            "unoccluded": unoccluded.cpu().numpy(),
+        }
         results = {
             "map_shapes": {k: list(v.shape[1:]) for k, v in maps.items()},
             "images": [
-                {"index": i, "actual": classes[int(labels[i])], "predicted": classes[int(predicted[i])],
-                 "unoccluded_probability": float(unoccluded[i]),
-                 "min_probability": {k: float(v[i].min()) for k, v in maps.items()}}
+                {
+                    "index": i,
+                    "actual": classes[int(labels[i])],
+                    "predicted": classes[int(predicted[i])],
+                    "unoccluded_probability": float(unoccluded[i]),
+                    "min_probability": {k: float(v[i].min()) for k, v in maps.items()},
+                }
                 for i in range(n_images)
             ],
-        }  # fmt: skip
+        }
         return Outputs(figures, {"maps.npz": arrays}, results)
 
     return run_cached("occlusion", checkpoint, out_dir, settings, force, compute)

@@ -14,7 +14,9 @@ from cnnlab.analysis.occlusion import map_side
 
 
 @torch.no_grad()
-def occlusion_maps_reference(model: nn.Module, image: Tensor, label: int, size: int, stride: int, fill: float) -> Tensor:
+def occlusion_maps_reference(
+    model: nn.Module, image: Tensor, label: int, size: int, stride: int, fill: float
+) -> Tensor:
     """[rows, cols] true-class probabilities for one image [C, H, W], one forward pass per patch position."""
     model.eval()
     _, height, width = image.shape

@@ -71,7 +71,9 @@ def agreement(reference: list[Tensor], other: list[Tensor], atol: float) -> dict
     return {"same": deviation <= atol, "max_abs_dev": deviation, "atol": atol}
 
 
-def compare(name: str, unit_of_work: str, ctx: BenchContext, sides: dict[str, Any], atol: float, details: dict) -> Comparison:
+def compare(
+    name: str, unit_of_work: str, ctx: BenchContext, sides: dict[str, Any], atol: float, details: dict
+) -> Comparison:
     timed = interleaved(sides, ctx.repeats, ctx.warmup)
     check = agreement(timed["report"].outputs, timed["cnnlab"].outputs, atol)
     return Comparison(
@@ -130,11 +132,17 @@ def targeted_speed(ctx: BenchContext) -> list[Comparison]:
     init = noise(len(pairs), (1, 28, 28), p["init_mean"], p["init_std"], p["lo"], p["hi"], ctx.seed)
     ascent = (steps, p["step"], p["eps"], p["lo"], p["hi"])
     sides = {
-        "report": lambda: torch.stack([
-            grow_targeted_reference(model, init[i], int(targets[i]), sources[i], p["beta"], *ascent)[0]
-            for i in range(len(pairs))
-        ]),
+        "report": lambda: torch.stack(
+            [
+                grow_targeted_reference(model, init[i], int(targets[i]), sources[i], p["beta"], *ascent)[0]
+                for i in range(len(pairs))
+            ]
+        ),
         "cnnlab": lambda: grow_targeted(folded, init, targets, sources, p["beta"], *ascent).images,
-    }  # fmt: skip
+    }
     details = {"images": len(pairs), "steps": steps, "preset": p}
-    return [compare(f"targeted, {len(pairs)} pairs x {steps} steps", f"{len(pairs)} images", ctx, sides, IMAGE_ATOL, details)]
+    return [
+        compare(
+            f"targeted, {len(pairs)} pairs x {steps} steps", f"{len(pairs)} images", ctx, sides, IMAGE_ATOL, details
+        )
+    ]

@@ -18,7 +18,15 @@ from cnnlab.config import CONF_DIR, to_plain
 from cnnlab.data import ensure_files, get_spec
 
 # the context's repeat and size settings, from conf/bench.yaml
-SETTINGS = ("repeats", "warmup", "train_batches", "sweep_batches", "memory_subset", "untargeted_steps", "targeted_steps")
+SETTINGS = (
+    "repeats",
+    "warmup",
+    "train_batches",
+    "sweep_batches",
+    "memory_subset",
+    "untargeted_steps",
+    "targeted_steps",
+)
 POSITIVE = ("repeats", "train_batches", "sweep_batches", "untargeted_steps", "targeted_steps")
 # quick=true: every comparison on a few batches, one timed round
 QUICK = {

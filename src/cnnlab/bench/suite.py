@@ -37,9 +37,17 @@ def hardware() -> dict[str, Any]:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "gpu": gpu, "platform": platform.platform(),
-            "python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_fast_bf16": fast_bf16(torch.device("cpu"))}  # fmt: skip
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "gpu": gpu,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_fast_bf16": fast_bf16(torch.device("cpu")),
+    }
 
 
 def run_suite(ctx: BenchContext, names: Sequence[str] | None = None) -> dict[str, Any]:
@@ -54,9 +62,16 @@ def run_suite(ctx: BenchContext, names: Sequence[str] | None = None) -> dict[str
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "hardware": hardware(),
-        "settings": {"repeats": ctx.repeats, "warmup": ctx.warmup, "train_batches": ctx.train_batches,
-                     "sweep_batches": ctx.sweep_batches, "sweep_jobs": ctx.sweep_jobs,
-                     "untargeted_steps": ctx.untargeted_steps, "targeted_steps": ctx.targeted_steps, "seed": ctx.seed},  # fmt: skip
+        "settings": {
+            "repeats": ctx.repeats,
+            "warmup": ctx.warmup,
+            "train_batches": ctx.train_batches,
+            "sweep_batches": ctx.sweep_batches,
+            "sweep_jobs": ctx.sweep_jobs,
+            "untargeted_steps": ctx.untargeted_steps,
+            "targeted_steps": ctx.targeted_steps,
+            "seed": ctx.seed,
+        },
         "comparisons": [c.to_json() for c in results],
     }
 
@@ -71,7 +86,8 @@ def table(results: dict[str, Any]) -> str:
     """A Markdown table (the README's Performance section is this, pasted)."""
     hw = results["hardware"]
     lines = [
-        f"{results['date'][:10]}, {hw['cpu']} ({hw['cpu_capability']}, fast bf16: {'yes' if hw['cpu_fast_bf16'] else 'no'}),"
+        f"{results['date'][:10]}, {hw['cpu']} ({hw['cpu_capability']}, "
+        f"fast bf16: {'yes' if hw['cpu_fast_bf16'] else 'no'}),"
         f" {hw['cores']} cores, {hw['threads']} torch threads, torch {hw['torch']}"
         + (f", GPU {hw['gpu']}" if hw["gpu"] else ""),
         "",
@@ -81,5 +97,8 @@ def table(results: dict[str, Any]) -> str:
     for c in results["comparisons"]:
         speedup = "-" if c["speedup"] is None else f"{c['speedup']:.2f}x"
         same = {True: "yes", False: "NO", None: "-"}[c["same_result"]]
-        lines.append(f"| {c['name']} | {c['unit']} | {_figure(c['baseline'])} | {_figure(c['cnnlab'])} | {speedup} | {c['target']} | {same} |")
+        lines.append(
+            f"| {c['name']} | {c['unit']} | {_figure(c['baseline'])} | {_figure(c['cnnlab'])} | {speedup} "
+            f"| {c['target']} | {same} |"
+        )
     return "\n".join(lines)

@@ -129,9 +129,14 @@ def training_throughput(ctx: BenchContext) -> list[Comparison]:
     timed = interleaved(sides, ctx.repeats, ctx.warmup)
     rate = {name: n_images / t.median for name, t in timed.items()}
     reference = timed["report"].outputs
-    common = {"batch_size": ctx.batch_size, "images_per_pass": n_images, "optimizer": ctx.optimizer["name"],
-              "batch_norm": bool(ctx.model.get("batch_norm")), "threads": torch.get_num_threads(),
-              "report_loss_per_pass": reference}  # fmt: skip
+    common = {
+        "batch_size": ctx.batch_size,
+        "images_per_pass": n_images,
+        "optimizer": ctx.optimizer["name"],
+        "batch_norm": bool(ctx.model.get("batch_norm")),
+        "threads": torch.get_num_threads(),
+        "report_loss_per_pass": reference,
+    }
     out = []
     for precision, rtol, target in (("fp32", FP32_RTOL, ">= 1.3x"), ("bf16", BF16_RTOL, ">= 2x")):
         check = losses_agree(reference, timed[precision].outputs, rtol)
@@ -191,9 +196,15 @@ def sweep_throughput(ctx: BenchContext) -> list[Comparison]:
             cnnlab=total / timed["parallel"].median,
             same_result=check.pop("same"),
             target=">= 1.8x",
-            details={"jobs": [job.name for job in ctx.jobs], "images_per_job": n_images, "parallel_jobs": ctx.sweep_jobs,
-                     "threads_per_parallel_job": 1, "sequential_threads": torch.get_num_threads(), **check},
-        )  # fmt: skip
+            details={
+                "jobs": [job.name for job in ctx.jobs],
+                "images_per_job": n_images,
+                "parallel_jobs": ctx.sweep_jobs,
+                "threads_per_parallel_job": 1,
+                "sequential_threads": torch.get_num_threads(),
+                **check,
+            },
+        )
     ]
 
 
@@ -205,8 +216,16 @@ class BenchError(CnnlabError):
 def peak_memory(ctx: BenchContext) -> list[Comparison]:
     """Peak resident memory of a real 1-epoch `cnnlab-train` run, read from the kernel's accounting of that child."""
     out_dir = ctx.scratch / "memory-run"
-    cmd = [sys.executable, "-m", "cnnlab.cli.train", "trainer.epochs=1", "trainer.progress=false", f"seed={ctx.seed}",
-           f"paths.output_dir={out_dir}", f"paths.data_dir={ctx.data_root}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "cnnlab.cli.train",
+        "trainer.epochs=1",
+        "trainer.progress=false",
+        f"seed={ctx.seed}",
+        f"paths.output_dir={out_dir}",
+        f"paths.data_dir={ctx.data_root}",
+    ]
     if ctx.memory_subset is not None:
         cmd.append(f"data.subset={ctx.memory_subset}")
     log_path = ctx.scratch / "memory-run.log"
@@ -217,7 +236,10 @@ def peak_memory(ctx: BenchContext) -> list[Comparison]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         tail = log_path.read_text().strip().splitlines()[-1:]
-        raise BenchError(f"the 1-epoch run for the memory measurement failed ({tail[0] if tail else proc.returncode}); see {log_path}")
+        raise BenchError(
+            f"the 1-epoch run for the memory measurement failed ({tail[0] if tail else proc.returncode}); "
+            f"see {log_path}"
+        )
     finished = any(Path(p).read_text().count('"status": "finished"') for p in out_dir.glob("runs/**/metrics.json"))
     return [
         Comparison(

@@ -1,4 +1,5 @@
-"""`cnnlab-adversarial`: images grown by gradient ascent that the model takes for a class (run=<run dir> or checkpoint=<file>)."""
+"""`cnnlab-adversarial`: images grown by gradient ascent that the model takes for a class
+(run=<run dir> or checkpoint=<file>)."""
 
 from cnnlab.cli.analysis import analysis_command
 

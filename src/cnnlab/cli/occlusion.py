@@ -1,4 +1,5 @@
-"""`cnnlab-occlusion`: the true class's probability as a patch slides over test images (run=<run dir> or checkpoint=<file>)."""
+"""`cnnlab-occlusion`: the true class's probability as a patch slides over test images
+(run=<run dir> or checkpoint=<file>)."""
 
 from cnnlab.cli.analysis import analysis_command
 

@@ -1,4 +1,5 @@
-"""`cnnlab-report`: the report from every run under paths.runs_dir. Thin wrapper around `cnnlab.reporting.build_report`."""
+"""`cnnlab-report`: the report from every run under paths.runs_dir. Thin wrapper around
+`cnnlab.reporting.build_report`."""
 
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ def main(cfg: DictConfig) -> None:
     print("\n".join(result.lines()))
     if failed := result.failed_analyses:
         # the report is complete otherwise; a script still learns that part of it is missing
-        print(f"cnnlab-report: error: {len(failed)} of {len(result.analyses)} analyses failed; see {result.markdown}", file=sys.stderr)
+        print(
+            f"cnnlab-report: error: {len(failed)} of {len(result.analyses)} analyses failed; see {result.markdown}",
+            file=sys.stderr,
+        )
         raise SystemExit(EXIT_ANALYSIS_FAILED)
 
 

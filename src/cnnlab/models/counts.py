@@ -9,7 +9,10 @@ from torch import nn
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
     """Trainable parameters per top-level block (`conv_block`, `fc_block` -> conv, fc) and in total."""
-    per_block = {name.removesuffix("_block"): sum(p.numel() for p in child.parameters()) for name, child in model.named_children()}
+    per_block = {
+        name.removesuffix("_block"): sum(p.numel() for p in child.parameters())
+        for name, child in model.named_children()
+    }
     return {**per_block, "total": sum(p.numel() for p in model.parameters())}
 
 

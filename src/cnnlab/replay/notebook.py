@@ -60,7 +60,14 @@ def notebook_loaders(root: str | Path) -> Loaders:
     )
 
 
-def train_pass(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, device: torch.device, progress: bool, description: str) -> float:
+def train_pass(
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    progress: bool,
+    description: str,
+) -> float:
     """One epoch over the shuffled loader; the mean of the per-batch losses."""
     model.train()
     total = torch.zeros((), dtype=torch.float64, device=device)

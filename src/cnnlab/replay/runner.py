@@ -61,7 +61,8 @@ def check_settings(cfg: DictConfig) -> None:
 
 
 def run_config(cfg: DictConfig, run: PublishedRun) -> dict[str, Any]:
-    """A resolved config shaped like cnnlab-train's, so the run directory is a normal one, marked `protocol: notebook`."""
+    """A resolved config shaped like cnnlab-train's, so the run directory is a normal one, marked
+    `protocol: notebook`."""
     plain = to_plain(cfg)
     paths = {**plain["paths"], "runs_dir": plain["paths"]["replay_dir"]}
     return {
@@ -130,7 +131,9 @@ def replay(cfg: DictConfig) -> ReplayResult:
     return ReplayResult(path, summary)
 
 
-def replay_run(cfg: DictConfig, run: PublishedRun, loaders: notebook.Loaders, test_split: Split, device: torch.device) -> dict[str, Any]:
+def replay_run(
+    cfg: DictConfig, run: PublishedRun, loaders: notebook.Loaders, test_split: Split, device: torch.device
+) -> dict[str, Any]:
     """One notebook run: build, train with training-mode validation each epoch, test; then write its run directory."""
     plain = run_config(cfg, run)
     run_dir = run_dir_for(plain)
@@ -148,7 +151,9 @@ def replay_run(cfg: DictConfig, run: PublishedRun, loaders: notebook.Loaders, te
     try:
         for epoch in range(1, cfg.epochs + 1):
             start = time.perf_counter()
-            train_loss = notebook.train_pass(model, loaders.train, optimizer, device, cfg.progress, f"{run.label} epoch {epoch}")
+            train_loss = notebook.train_pass(
+                model, loaders.train, optimizer, device, cfg.progress, f"{run.label} epoch {epoch}"
+            )
             train_seconds = time.perf_counter() - start
             val = notebook.training_mode_pass(model, loaders.val, device)
             epoch_seconds = time.perf_counter() - start
@@ -157,8 +162,14 @@ def replay_run(cfg: DictConfig, run: PublishedRun, loaders: notebook.Loaders, te
             history.append(epoch_entry(epoch, train_loss, val.loss, val.accuracy, epoch_seconds, train_seconds, images))
             log.info(
                 "%s epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.2f%%  %.1fs",
-                run.label, epoch, cfg.epochs, train_loss, val.loss, val.accuracy, epoch_seconds,
-            )  # fmt: skip
+                run.label,
+                epoch,
+                cfg.epochs,
+                train_loss,
+                val.loss,
+                val.accuracy,
+                epoch_seconds,
+            )
             write_history(run_dir, history)
 
         # The final weights, before the notebook's training-mode test pass folds test batches into batch norm's
@@ -166,7 +177,14 @@ def replay_run(cfg: DictConfig, run: PublishedRun, loaders: notebook.Loaders, te
         final_state = copy.deepcopy(model.state_dict())
         eval_mode = evaluate(model, test_split.to(device), batch_size=1000)
         test = notebook.training_mode_pass(model, loaders.test, device)
-        report = write_test_results(run_dir, test_split, test.predictions.numpy(), MNIST_SPEC.classes, f"{run.label} (notebook replay)", notebook.SEED)
+        report = write_test_results(
+            run_dir,
+            test_split,
+            test.predictions.numpy(),
+            MNIST_SPEC.classes,
+            f"{run.label} (notebook replay)",
+            notebook.SEED,
+        )
         write_curves(run_dir, history, f"{run.label} (notebook replay)")
         checkpoint = {
             "model": final_state,
@@ -191,5 +209,11 @@ def replay_run(cfg: DictConfig, run: PublishedRun, loaders: notebook.Loaders, te
     except BaseException as err:
         record("failed", error=f"{type(err).__name__}: {err}")
         raise
-    log.info("%s test accuracy %.2f%% (training mode), %.2f%% (eval mode) -> %s", run.label, test.accuracy, eval_mode.accuracy, run_dir)
+    log.info(
+        "%s test accuracy %.2f%% (training mode), %.2f%% (eval mode) -> %s",
+        run.label,
+        test.accuracy,
+        eval_mode.accuracy,
+        run_dir,
+    )
     return {"run_dir": str(run_dir), **comparison}

@@ -65,7 +65,12 @@ def parse_entries(entries: Sequence[Any], runs: Mapping[str, Any]) -> list[Analy
     out = []
     for i, entry in enumerate(entries):
         where = f"analyses[{i}]"
-        if not isinstance(entry, Mapping) or set(entry) - set(ENTRY_KEYS) or "analysis" not in entry or "run" not in entry:
+        if (
+            not isinstance(entry, Mapping)
+            or set(entry) - set(ENTRY_KEYS)
+            or "analysis" not in entry
+            or "run" not in entry
+        ):
             raise ConfigError(f"{where}={entry!r} must be a mapping with keys analysis, run and optionally options")
         name, run, options = entry["analysis"], entry["run"], entry.get("options") or {}
         if name not in ANALYSES:
@@ -106,7 +111,12 @@ def run_analyses(
             continue
         try:
             result = ANALYSES[entry.analysis](run.run_dir, entry.options, device, data_dir)
-            dest = report_dir / FIGURE_DIR / f"{entry.run}-seed{run.seed}" / result.out_dir.relative_to(run.run_dir / "analysis")
+            dest = (
+                report_dir
+                / FIGURE_DIR
+                / f"{entry.run}-seed{run.seed}"
+                / result.out_dir.relative_to(run.run_dir / "analysis")
+            )
             figures = tuple(copy_if_changed(f, dest / f.name).relative_to(report_dir) for f in result.figures)
         except Exception as err:  # noqa: BLE001 (one entry's failure is reported, the rest of the report still written)
             outcomes.append(AnalysisOutcome(entry, "failed", run, message=one_line(err)))

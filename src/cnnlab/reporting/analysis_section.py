@@ -34,28 +34,50 @@ def _filters(summary: Mapping[str, Any]) -> list[str]:
 
 def _activations(summary: Mapping[str, Any]) -> list[str]:
     shape = "x".join(map(str, summary["map_shape"]))
-    return [f"Test image {summary['image']} (actual {summary['label']}) is predicted {summary['predicted']} "
-            f"({_percent(summary['confidence'])}); {summary['layer']} output {shape}, before batch norm and ReLU.", ""]  # fmt: skip
+    return [
+        f"Test image {summary['image']} (actual {summary['label']}) is predicted {summary['predicted']} "
+        f"({_percent(summary['confidence'])}); {summary['layer']} output {shape}, before batch norm and ReLU.",
+        "",
+    ]
 
 
 def _occlusion(summary: Mapping[str, Any]) -> list[str]:
     sizes = list(summary["map_shapes"])
     rows = [
-        [row["index"], row["actual"], row["predicted"], f"{row['unoccluded_probability']:.4f}",
-         *(f"{row['min_probability'][k]:.4f}" for k in sizes)]
+        [
+            row["index"],
+            row["actual"],
+            row["predicted"],
+            f"{row['unoccluded_probability']:.4f}",
+            *(f"{row['min_probability'][k]:.4f}" for k in sizes),
+        ]
         for row in summary["images"]
-    ]  # fmt: skip
-    headers = ["test image", "actual", "predicted", "p(actual), unoccluded", *(f"lowest p, {k[1:]}x{k[1:]}" for k in sizes)]
-    return ["Probability of the true class without a patch, and the lowest it falls to with each patch size:", "",
-            *md_table(headers, rows)]  # fmt: skip
+    ]
+    headers = [
+        "test image",
+        "actual",
+        "predicted",
+        "p(actual), unoccluded",
+        *(f"lowest p, {k[1:]}x{k[1:]}" for k in sizes),
+    ]
+    return [
+        "Probability of the true class without a patch, and the lowest it falls to with each patch size:",
+        "",
+        *md_table(headers, rows),
+    ]
 
 
 def _untargeted(summary: Mapping[str, Any]) -> list[str]:
-    rows = [[r["target"], r["predicted"], _percent(r["confidence"]), f"{r['final_logit']:.2f}"] for r in summary["table"]]
+    rows = [
+        [r["target"], r["predicted"], _percent(r["confidence"]), f"{r['final_logit']:.2f}"] for r in summary["table"]
+    ]
     hits = sum(r["predicted"] == r["target"] for r in summary["table"])
-    return [f"{hits} of {len(rows)} images are classified as their target; mean MSE to the first test image of the "
-            f"target class {summary['mean_mse_to_source']:.4f} (pixels in [0, 1]).", "",
-            *md_table(["target", "predicted", "confidence", "final target logit"], rows)]  # fmt: skip
+    return [
+        f"{hits} of {len(rows)} images are classified as their target; mean MSE to the first test image of the "
+        f"target class {summary['mean_mse_to_source']:.4f} (pixels in [0, 1]).",
+        "",
+        *md_table(["target", "predicted", "confidence", "final target logit"], rows),
+    ]
 
 
 def _targeted(summary: Mapping[str, Any]) -> list[str]:
@@ -71,10 +93,13 @@ def _targeted(summary: Mapping[str, Any]) -> list[str]:
         return text if r["predicted"] == t else f"**{text}**"
 
     rows = [[s, *(show(s, t) for t in classes)] for s in classes]
-    return [f"Success rate {_percent(summary['success_rate'])} ({round(summary['success_rate'] * len(table))} of "
-            f"{len(table)} pairs classified as their target); mean MSE to the source image "
-            f"{summary['mean_mse_to_source']:.4f} (pixels in [0, 1]). Prediction (confidence) per pair, misses in bold:", "",
-            *md_table(["looks like \\ target", *classes], rows)]  # fmt: skip
+    return [
+        f"Success rate {_percent(summary['success_rate'])} ({round(summary['success_rate'] * len(table))} of "
+        f"{len(table)} pairs classified as their target); mean MSE to the source image "
+        f"{summary['mean_mse_to_source']:.4f} (pixels in [0, 1]). Prediction (confidence) per pair, misses in bold:",
+        "",
+        *md_table(["looks like \\ target", *classes], rows),
+    ]
 
 
 def _adversarial(summary: Mapping[str, Any]) -> list[str]:
@@ -82,8 +107,11 @@ def _adversarial(summary: Mapping[str, Any]) -> list[str]:
 
 
 KEY_NUMBERS: dict[str, Callable[[Mapping[str, Any]], list[str]]] = {
-    "filters": _filters, "activations": _activations, "occlusion": _occlusion, "adversarial": _adversarial,
-}  # fmt: skip
+    "filters": _filters,
+    "activations": _activations,
+    "occlusion": _occlusion,
+    "adversarial": _adversarial,
+}
 
 
 def analyses_section(outcomes: Sequence[AnalysisOutcome] | None, labels: Mapping[str, str]) -> list[str]:

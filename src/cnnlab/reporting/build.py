@@ -19,6 +19,7 @@ from cnnlab.config import to_plain
 from cnnlab.data import DatasetSpec, get_spec
 from cnnlab.errors import ConfigError
 from cnnlab.models import build_model, count_neurons, count_parameters
+from cnnlab.models.summary import summarize
 from cnnlab.plotting import lr_sensitivity, training_curves
 from cnnlab.reporting.analyses import AnalysisEntry, AnalysisOutcome, parse_entries, run_analyses
 from cnnlab.reporting.collect import Run, collect_runs
@@ -30,18 +31,41 @@ from cnnlab.reporting.replay_section import REPLAYED_DATA, find_replay, replay_c
 from cnnlab.reporting.results import ConfigResult, summarize_config
 from cnnlab.reporting.stats import spread
 from cnnlab.runs.layout import CHECKPOINT, identity
-from cnnlab.models.summary import summarize
 
 TABLES = ("optimizers", "batch_norm")
 UNFINISHED = ("failed", "running", "diverged")
 BEST_MODEL = "best_model.pt"
 REPLAY_CSV = "replay.csv"
 CSV_FIELDS = (
-    "config", "report_run", "label", "data", "optimizer", "lr", "batch_norm", "epochs", "batch_size", "subset",
-    "n_finished", "seeds", "test_accuracy_mean", "test_accuracy_std", "test_accuracy_min", "test_accuracy_max",
-    "test_accuracy_ci_low", "test_accuracy_ci_high", "final_val_accuracy_mean", "train_time_s_mean", "train_time_s_std",
-    "target_reached", "epoch_to_target_mean", "seconds_to_target_mean", "diverged", "failed", "running", "params",
-)  # fmt: skip
+    "config",
+    "report_run",
+    "label",
+    "data",
+    "optimizer",
+    "lr",
+    "batch_norm",
+    "epochs",
+    "batch_size",
+    "subset",
+    "n_finished",
+    "seeds",
+    "test_accuracy_mean",
+    "test_accuracy_std",
+    "test_accuracy_min",
+    "test_accuracy_max",
+    "test_accuracy_ci_low",
+    "test_accuracy_ci_high",
+    "final_val_accuracy_mean",
+    "train_time_s_mean",
+    "train_time_s_std",
+    "target_reached",
+    "epoch_to_target_mean",
+    "seconds_to_target_mean",
+    "diverged",
+    "failed",
+    "running",
+    "params",
+)
 
 
 @dataclass(frozen=True)
@@ -68,13 +92,28 @@ class ReportResult:
         if self.replay_csv:
             out.append(f"replay: {self.replay_csv}")
         else:
-            out.append(f"replay: none ({'cnnlab-replay adds it to the report' if self.replay_applies else f'the notebook trained on {REPLAYED_DATA.title}'})")
-        out.append(f"best:   {self.best_label} -> {self.best_model}" if self.best_model else "best:   none (no finished run)")
+            out.append(
+                "replay: none ("
+                + (
+                    "cnnlab-replay adds it to the report"
+                    if self.replay_applies
+                    else f"the notebook trained on {REPLAYED_DATA.title}"
+                )
+                + ")"
+            )
+        out.append(
+            f"best:   {self.best_label} -> {self.best_model}" if self.best_model else "best:   none (no finished run)"
+        )
         if n_missing or self.unfinished:
-            out.append(f"{n_missing} expected runs missing, {len(self.unfinished)} unfinished; commands are in the report")
+            out.append(
+                f"{n_missing} expected runs missing, {len(self.unfinished)} unfinished; commands are in the report"
+            )
         if self.analyses:
             counts = {s: sum(o.status == s for o in self.analyses) for s in ("done", "skipped", "failed")}
-            out.append(f"analyses: {counts['done']} shown, {counts['skipped']} skipped (run missing), {counts['failed']} failed")
+            out.append(
+                f"analyses: {counts['done']} shown, {counts['skipped']} skipped (run missing), "
+                f"{counts['failed']} failed"
+            )
         out += [f"  failed: {o.entry.analysis} on {o.entry.run}: {o.message}" for o in self.failed_analyses]
         return out
 
@@ -111,7 +150,9 @@ def _settings(cfg: DictConfig) -> Settings:
     device = one_of("analysis_device", cfg.analysis_device, ("auto", "cpu", "cuda"))
     replay_epochs = positive_int("replay_epochs", cfg.replay_epochs)
     data = to_plain(cfg.data)
-    return Settings(data, get_spec(data["name"]), sorted(set(seeds)), target, confidence, tables, entries, device, replay_epochs)
+    return Settings(
+        data, get_spec(data["name"]), sorted(set(seeds)), target, confidence, tables, entries, device, replay_epochs
+    )
 
 
 def _without_lr(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -127,14 +168,18 @@ def _lr_series(
     series = {}
     for key in keys:
         wanted = _without_lr(expected[key].config)
-        found = {r.config["optimizer"]["lr"]: r for r in everything.values() if r.config and _without_lr(r.config) == wanted}
+        found = {
+            r.config["optimizer"]["lr"]: r for r in everything.values() if r.config and _without_lr(r.config) == wanted
+        }
         if len(found) > 1:
             series[expected[key].label] = found
     return series
 
 
 def _hardware(runs: Sequence[Run]) -> str:
-    seen = dict.fromkeys(f"{r.metrics.get('device', '?')} (torch threads: {r.metrics.get('threads', '?')})" for r in runs)
+    seen = dict.fromkeys(
+        f"{r.metrics.get('device', '?')} (torch threads: {r.metrics.get('threads', '?')})" for r in runs
+    )
     torch_versions = sorted({r.metrics.get("versions", {}).get("torch", "?") for r in runs})
     return f"{', '.join(seen)}; torch {', '.join(torch_versions)}" if seen else ""
 
@@ -145,7 +190,11 @@ def _models(expected: Mapping[str, Expected]) -> list[ModelInfo]:
     for bn, config in sorted(by_bn.items()):
         shape = get_spec(config["data"]["name"]).image_shape
         model = build_model(config["model"])
-        infos.append(ModelInfo(bn, count_parameters(model)["total"], count_neurons(model, shape), summarize(config["model"], shape)))
+        infos.append(
+            ModelInfo(
+                bn, count_parameters(model)["total"], count_neurons(model, shape), summarize(config["model"], shape)
+            )
+        )
     return infos
 
 
@@ -165,9 +214,12 @@ def _figures(
         figures[name] = path.relative_to(report_dir)
 
     for name, keys in tables.items():
-        histories = {f"{expected[k].label} (seed {shown[k].seed})": shown[k].metrics["history"] for k in keys if k in shown}
+        histories = {
+            f"{expected[k].label} (seed {shown[k].seed})": shown[k].metrics["history"] for k in keys if k in shown
+        }
         if histories:
-            title = f"{'optimizers without batch norm' if name == 'optimizers' else 'with and without batch norm'}, {data_title}"
+            what = "optimizers without batch norm" if name == "optimizers" else "with and without batch norm"
+            title = f"{what}, {data_title}"
             path = fig_dir / f"curves_{name}.png"
             inputs = {"title": title, "histories": histories}
             add(f"curves_{name}", cached_figure(path, inputs, lambda h=histories, t=title: training_curves(h, title=t)))
@@ -193,9 +245,14 @@ def _settings_of(config: Mapping[str, Any]) -> dict[str, Any]:
         return {}
     data, opt = config["data"], config["optimizer"]
     return {
-        "data": data["name"], "optimizer": opt["name"], "lr": opt["lr"], "batch_norm": config["model"]["batch_norm"],
-        "epochs": config["trainer"]["epochs"], "batch_size": data["batch_size"], "subset": data["subset"],
-    }  # fmt: skip
+        "data": data["name"],
+        "optimizer": opt["name"],
+        "lr": opt["lr"],
+        "batch_norm": config["model"]["batch_norm"],
+        "epochs": config["trainer"]["epochs"],
+        "batch_size": data["batch_size"],
+        "subset": data["subset"],
+    }
 
 
 def _round(value: float | None, digits: int = 4) -> float | str:
@@ -210,28 +267,30 @@ def _csv(everything: Mapping[str, ConfigResult], expected: Mapping[str, Expected
     for name, r in sorted(everything.items()):
         acc, time = r.test_accuracy, r.train_time
         k = len(r.reached)
-        writer.writerow({
-            "config": name,
-            "report_run": key_of[name].key if name in key_of else "",
-            "label": key_of[name].label if name in key_of else "",
-            **_settings_of(r.config),
-            "n_finished": len(r.finished),
-            "seeds": " ".join(str(run.seed) for run in r.finished),
-            "test_accuracy_mean": _round(acc and acc.mean),
-            "test_accuracy_std": _round(acc and acc.std),
-            "test_accuracy_min": _round(acc and acc.min),
-            "test_accuracy_max": _round(acc and acc.max),
-            "test_accuracy_ci_low": _round(acc and acc.ci and acc.ci[0]),
-            "test_accuracy_ci_high": _round(acc and acc.ci and acc.ci[1]),
-            "final_val_accuracy_mean": _round(r.val_accuracy and r.val_accuracy.mean),
-            "train_time_s_mean": _round(time and time.mean),
-            "train_time_s_std": _round(time and time.std),
-            "target_reached": f"{k}/{len(r.finished)}" if r.finished else "",
-            "epoch_to_target_mean": _round(sum(e for e, _ in r.reached) / k if k else None),
-            "seconds_to_target_mean": _round(sum(t for _, t in r.reached) / k if k else None),
-            **{status: len(r.with_status(status)) for status in UNFINISHED},
-            "params": r.params.get("total", ""),
-        })  # fmt: skip
+        writer.writerow(
+            {
+                "config": name,
+                "report_run": key_of[name].key if name in key_of else "",
+                "label": key_of[name].label if name in key_of else "",
+                **_settings_of(r.config),
+                "n_finished": len(r.finished),
+                "seeds": " ".join(str(run.seed) for run in r.finished),
+                "test_accuracy_mean": _round(acc and acc.mean),
+                "test_accuracy_std": _round(acc and acc.std),
+                "test_accuracy_min": _round(acc and acc.min),
+                "test_accuracy_max": _round(acc and acc.max),
+                "test_accuracy_ci_low": _round(acc and acc.ci and acc.ci[0]),
+                "test_accuracy_ci_high": _round(acc and acc.ci and acc.ci[1]),
+                "final_val_accuracy_mean": _round(r.val_accuracy and r.val_accuracy.mean),
+                "train_time_s_mean": _round(time and time.mean),
+                "train_time_s_std": _round(time and time.std),
+                "target_reached": f"{k}/{len(r.finished)}" if r.finished else "",
+                "epoch_to_target_mean": _round(sum(e for e, _ in r.reached) / k if k else None),
+                "seconds_to_target_mean": _round(sum(t for _, t in r.reached) / k if k else None),
+                **{status: len(r.with_status(status)) for status in UNFINISHED},
+                "params": r.params.get("total", ""),
+            }
+        )
     return buffer.getvalue()
 
 
@@ -247,7 +306,9 @@ def build_report(cfg: DictConfig) -> ReportResult:
     # configurations are named <data>/...: the report holds its own dataset's, never another report's
     found = {name: runs for name, runs in collect_runs(runs_dir).items() if name.split("/", 1)[0] == settings.spec.name}
     everything = {name: summarize_config(name, runs, target, confidence) for name, runs in found.items()}
-    results = {key: everything.get(e.name) or summarize_config(e.name, [], target, confidence) for key, e in expected.items()}
+    results = {
+        key: everything.get(e.name) or summarize_config(e.name, [], target, confidence) for key, e in expected.items()
+    }
     missing, unfinished = [], []
     for key, e in expected.items():
         present = {r.seed for r in results[key].runs}
@@ -258,7 +319,9 @@ def build_report(cfg: DictConfig) -> ReportResult:
     outcomes = None
     if settings.analyses is not None:
         data_dir = Path(cfg.paths.data_dir)
-        outcomes = run_analyses(settings.analyses, shown, expected, seeds, report_dir, settings.analysis_device, data_dir)
+        outcomes = run_analyses(
+            settings.analyses, shown, expected, seeds, report_dir, settings.analysis_device, data_dir
+        )
 
     candidates = [(key, r) for key, r in results.items() if r.val_accuracy is not None]
     best = None
@@ -276,7 +339,10 @@ def build_report(cfg: DictConfig) -> ReportResult:
     series = _lr_series(expected, tables["optimizers"], everything)
     report_lr = expected[tables["optimizers"][0]].config["optimizer"]["lr"]
     lr_table = {
-        label: {lr: spread(r.test_accuracy) if r.test_accuracy else " / ".join(sorted({x.status for x in r.runs})) for lr, r in found.items()}
+        label: {
+            lr: spread(r.test_accuracy) if r.test_accuracy else " / ".join(sorted({x.status for x in r.runs}))
+            for lr, r in found.items()
+        }
         for label, found in series.items()
     }
     data = ReportData(
@@ -302,7 +368,9 @@ def build_report(cfg: DictConfig) -> ReportResult:
         hardware=_hardware([run for r in results.values() for run in r.finished]),
         analyses=outcomes,
         replay=replay,
-        replay_command=replay_command(settings.replay_epochs, replay_dir, Path(default_paths()["replay_dir"])) if replay_applies else None,
+        replay_command=replay_command(settings.replay_epochs, replay_dir, Path(default_paths()["replay_dir"]))
+        if replay_applies
+        else None,
     )
     text = render_markdown(data)
     markdown_path = write_text(report_dir / "REPORT.md", text)
@@ -314,7 +382,15 @@ def build_report(cfg: DictConfig) -> ReportResult:
     else:
         write_text(replay_path, replay_csv(replay))
     return ReportResult(
-        report_dir, markdown_path, html_path, csv_path, best_model if best else None,
-        f"{expected[best[0]].label} seed {best[1].seed}" if best else None, missing, unfinished, outcomes or [],
-        replay_path if replay else None, replay_applies,
-    )  # fmt: skip
+        report_dir,
+        markdown_path,
+        html_path,
+        csv_path,
+        best_model if best else None,
+        f"{expected[best[0]].label} seed {best[1].seed}" if best else None,
+        missing,
+        unfinished,
+        outcomes or [],
+        replay_path if replay else None,
+        replay_applies,
+    )

@@ -54,7 +54,9 @@ def collect_runs(runs_dir: str | Path) -> dict[str, list[Run]]:
     for path in sorted(runs_dir.rglob(METRICS)) if runs_dir.is_dir() else []:
         metrics = read_metrics(path.parent)
         if metrics.get("status") == "finished":
-            lacking = [k for k in FINISHED_KEYS if k not in metrics] + [CHECKPOINT] * (not (path.parent / CHECKPOINT).is_file())
+            lacking = [k for k in FINISHED_KEYS if k not in metrics] + [CHECKPOINT] * (
+                not (path.parent / CHECKPOINT).is_file()
+            )
             if lacking:
                 metrics = {**metrics, "status": "failed", "error": f"finished but lacks {', '.join(lacking)}"}
         run = Run(path.parent, metrics)

@@ -59,7 +59,9 @@ class ReportData:
 
 
 def _n(result: ConfigResult) -> str:
-    extra = [f"+{len(runs)} {status}" for status in ("diverged", "failed", "running") if (runs := result.with_status(status))]
+    extra = [
+        f"+{len(runs)} {status}" for status in ("diverged", "failed", "running") if (runs := result.with_status(status))
+    ]
     return f"{len(result.finished)}" + (f" ({', '.join(extra)})" if extra else "")
 
 
@@ -146,8 +148,10 @@ def _settings(data: ReportData, keys: Sequence[str]) -> str:
     batches = sorted({c["data"]["batch_size"] for c in configs})
     subsets = sorted({c["data"]["subset"] or "all" for c in configs}, key=str)
     join = lambda values: "/".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)  # noqa: E731
-    return (f"{data.data_title}, lr {join(lrs)}, untuned; epochs {join(epochs)}, batch {join(batches)}, "
-            f"training images {join(subsets)}")  # fmt: skip
+    return (
+        f"{data.data_title}, lr {join(lrs)}, untuned; epochs {join(epochs)}, batch {join(batches)}, "
+        f"training images {join(subsets)}"
+    )
 
 
 def report_title(data: ReportData) -> str:
@@ -161,7 +165,8 @@ def header(data: ReportData) -> list[str]:
     lines = [
         f"# {report_title(data)}",
         "",
-        f"Generated {data.generated_at} from {n_runs} finished runs of the report's configurations on {data.data_title} "
+        f"Generated {data.generated_at} from {n_runs} finished runs of the report's configurations on "
+        f"{data.data_title} "
         f"under `{data.runs_dir}`.",
         f"Runs trained on: {data.hardware or 'unknown'}. Expected seeds: {', '.join(map(str, data.seeds))}.",
         "",
@@ -169,22 +174,32 @@ def header(data: ReportData) -> list[str]:
     if note:
         lines += [f"Published values: {note}", ""]
     if not data.has_published:
-        lines += [f"The original report published no values for {data.data_title}: the tables hold these runs only.", ""]
+        lines += [
+            f"The original report published no values for {data.data_title}: the tables hold these runs only.",
+            "",
+        ]
     if data.missing or data.unfinished:
-        lines += [f"**Incomplete:** {sum(len(s) for _, s in data.missing)} expected runs are missing and "
-                  f"{len(data.unfinished)} did not finish; see [Runs not in the tables](#runs-not-in-the-tables).", ""]  # fmt: skip
+        lines += [
+            f"**Incomplete:** {sum(len(s) for _, s in data.missing)} expected runs are missing and "
+            f"{len(data.unfinished)} did not finish; see [Runs not in the tables](#runs-not-in-the-tables).",
+            "",
+        ]
     return lines
 
 
 def _how_to_read(data: ReportData) -> list[str]:
     level = f"{data.confidence:.0%}"
     published, times = (
-        (" A published value is flagged **outside** when it falls outside that interval.",
-         " Published times come from other hardware: compare times within a column, not across.")
-        if data.has_published else ("", "")
-    )  # fmt: skip
+        (
+            " A published value is flagged **outside** when it falls outside that interval.",
+            " Published times come from other hardware: compare times within a column, not across.",
+        )
+        if data.has_published
+        else ("", "")
+    )
     return [
-        f"Accuracy is mean ± sample standard deviation (min–max) over the n finished seeds; the {level} interval is the "
+        "Accuracy is mean ± sample standard deviation (min–max) over the n finished seeds; "
+        f"the {level} interval is the "
         f"Student-t interval of the mean (none for n = 1).{published} Time to target: the first epoch whose validation "
         f"accuracy reached {data.target:g}% and the training seconds until then (means over the seeds that reached "
         f"it).{times}",
@@ -195,8 +210,13 @@ def _how_to_read(data: ReportData) -> list[str]:
 def optimizer_table(data: ReportData) -> list[str]:
     keys = data.tables["optimizers"]
     replay = how_to_read(data.replay) if data.replay else []
-    return [f"## Table 1: optimizers without batch norm ({_settings(data, keys)})", "",
-            *_rows(data, OPTIMIZER_COLUMNS, keys), *_how_to_read(data), *replay]  # fmt: skip
+    return [
+        f"## Table 1: optimizers without batch norm ({_settings(data, keys)})",
+        "",
+        *_rows(data, OPTIMIZER_COLUMNS, keys),
+        *_how_to_read(data),
+        *replay,
+    ]
 
 
 def batch_norm_table(data: ReportData) -> list[str]:
@@ -266,7 +286,12 @@ def per_run(data: ReportData) -> list[str]:
             lines += [f"### {label}", "", "No finished run.", ""]
             continue
         seeds = ", ".join(str(r.seed) for r in data.results[key].finished)
-        lines += [f"### {label}: seed {run.seed} shown (finished seeds: {seeds})", "", f"Run directory: `{run.run_dir}`", ""]
+        lines += [
+            f"### {label}: seed {run.seed} shown (finished seeds: {seeds})",
+            "",
+            f"Run directory: `{run.run_dir}`",
+            "",
+        ]
         report = run.run_dir / "classification_report.txt"
         if report.is_file():
             lines += ["```text", report.read_text().rstrip(), "```", ""]
@@ -283,12 +308,16 @@ def model(data: ReportData) -> list[str]:
     rows = []
     for info in data.models:
         bn = "with batch norm" if info.batch_norm else "without batch norm"
-        rows.append((f"parameters, {bn}", info.params, counts.get("params_batch_norm" if info.batch_norm else "params")))
+        rows.append(
+            (f"parameters, {bn}", info.params, counts.get("params_batch_norm" if info.batch_norm else "params"))
+        )
     if data.models:
         neurons = data.models[0].neurons
         rows += [(f"neurons, {part}", neurons[part], counts.get(f"neurons_{part}")) for part in ("conv", "fc", "total")]
     if counts:
-        table = md_table(["count", "ours", "published"], [[name, f"{ours:,}", f"{p:,}" if p else "—"] for name, ours, p in rows])
+        table = md_table(
+            ["count", "ours", "published"], [[name, f"{ours:,}", f"{p:,}" if p else "—"] for name, ours, p in rows]
+        )
     else:
         table = md_table(["count", "ours"], [[name, f"{ours:,}"] for name, ours, _ in rows])
     lines = ["## Model: parameters and neurons", "", *table]
@@ -303,29 +332,65 @@ def not_in_tables(data: ReportData) -> list[str]:
         return lines + ["None: every expected run finished.", ""]
     if data.missing:
         lines += ["Missing runs, with the command that trains them:", ""]
-        lines += [f"- {e.label}, seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))}: `{e.command(s)}`" for e, s in data.missing]
+        lines += [
+            f"- {e.label}, seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))}: `{e.command(s)}`"
+            for e, s in data.missing
+        ]
         every = sorted({seed for _, s in data.missing for seed in s})
-        lines += ["", f"Or all at once (finished runs are reused): `{data.missing[0][0].command(every, 'experiment=report')}`", ""]
+        lines += [
+            "",
+            f"Or all at once (finished runs are reused): `{data.missing[0][0].command(every, 'experiment=report')}`",
+            "",
+        ]
     if data.unfinished:
-        lines += ["Runs that did not finish (a failed or interrupted run resumes with its command; a diverged run "
-                  "repeats, so try a smaller learning rate):", ""]  # fmt: skip
+        lines += [
+            "Runs that did not finish (a failed or interrupted run resumes with its command; a diverged run "
+            "repeats, so try a smaller learning rate):",
+            "",
+        ]
         for e, run in data.unfinished:
-            why = run.metrics.get("error") or (f"at epoch {run.metrics['diverged_at_epoch']}" if "diverged_at_epoch" in run.metrics else "")
-            lines.append(f"- {e.label}, seed {run.seed}: **{run.status}**{f' ({why})' if why else ''}, `{run.run_dir}`: "
-                         f"`{e.command([run.seed])}`")  # fmt: skip
+            why = run.metrics.get("error") or (
+                f"at epoch {run.metrics['diverged_at_epoch']}" if "diverged_at_epoch" in run.metrics else ""
+            )
+            lines.append(
+                f"- {e.label}, seed {run.seed}: **{run.status}**{f' ({why})' if why else ''}, `{run.run_dir}`: "
+                f"`{e.command([run.seed])}`"
+            )
         lines += [""]
     return lines
 
 
 def footer(data: ReportData) -> list[str]:
-    return ["## Files", "", "`results.csv` holds one row per configuration found under the runs directory (all seeds, "
-            "every launcher), including configurations outside these tables. `report.html` is this report as one file.",
-            *(["`replay.csv` holds the notebook replay's runs: published, replayed (training mode) and eval-mode test "
-               "accuracy, and the report runs each stands beside."] if data.replay else []), ""]  # fmt: skip
+    return [
+        "## Files",
+        "",
+        "`results.csv` holds one row per configuration found under the runs directory (all seeds, "
+        "every launcher), including configurations outside these tables. `report.html` is this report as one file.",
+        *(
+            [
+                "`replay.csv` holds the notebook replay's runs: published, replayed (training mode) and eval-mode test "
+                "accuracy, and the report runs each stands beside."
+            ]
+            if data.replay
+            else []
+        ),
+        "",
+    ]
 
 
 SECTIONS: list[Callable[[ReportData], list[str]]] = [
-    header, optimizer_table, batch_norm_table, notebook_replay, best_configuration, curves, lr_sensitivity, per_run, analyses, model, not_in_tables, footer,
+    header,
+    optimizer_table,
+    batch_norm_table,
+    notebook_replay,
+    best_configuration,
+    curves,
+    lr_sensitivity,
+    per_run,
+    analyses,
+    model,
+    not_in_tables,
+    footer,
 ]
 
 

@@ -74,7 +74,11 @@ def data_overrides(data: Mapping[str, Any]) -> tuple[str, ...]:
         default_name = _compose([], "conf/train.yaml")["data"]["name"]
         defaults = _compose([f"data={name}"], f"data={name}")["data"]
     skip = NON_IDENTITY_KEYS["data"] | {"name"}
-    changed = [f"data.{key}={json.dumps(value)}" for key, value in data.items() if key not in skip and value != defaults.get(key)]
+    changed = [
+        f"data.{key}={json.dumps(value)}"
+        for key, value in data.items()
+        if key not in skip and value != defaults.get(key)
+    ]
     return (*([] if name == default_name else [f"data={name}"]), *changed)
 
 
@@ -92,7 +96,9 @@ def expected_runs(
         if key not in runs:
             raise ConfigError(f"tables name run {key!r}, which `runs` does not define; defined: {', '.join(runs)}")
         if key not in available:
-            raise ConfigError(f"runs.{key} has no conf/{EXPERIMENT_GROUP}/{key}.yaml; available: {', '.join(available)}")
+            raise ConfigError(
+                f"runs.{key} has no conf/{EXPERIMENT_GROUP}/{key}.yaml; available: {', '.join(available)}"
+            )
     out = {}
     chosen = data_overrides(data)
     with _train_configs():

@@ -29,9 +29,20 @@ REPLAYED_DATA = MNIST_SPEC
 # cnnlab-replay's default: as many epochs as the notebook published
 PUBLISHED_EPOCHS = len(NOTEBOOK_RUNS[0].epochs)
 CSV_FIELDS = (
-    "replay_run", "label", "report_runs", "optimizer", "batch_norm", "epochs", "published_test_accuracy",
-    "test_accuracy", "difference", "test_accuracy_eval_mode", "eval_minus_training", "within_tolerance", "run_dir",
-)  # fmt: skip
+    "replay_run",
+    "label",
+    "report_runs",
+    "optimizer",
+    "batch_norm",
+    "epochs",
+    "published_test_accuracy",
+    "test_accuracy",
+    "difference",
+    "test_accuracy_eval_mode",
+    "eval_minus_training",
+    "within_tolerance",
+    "run_dir",
+)
 
 
 @dataclass(frozen=True)
@@ -87,12 +98,16 @@ def _count(n: int, noun: str) -> str:
 def how_to_read(replay: Replay) -> list[str]:
     s = replay.summary
     if replay.epochs == PUBLISHED_EPOCHS:
-        test = (f", with its difference to the published value. **outside tolerance** marks a replay whose test accuracy "
-                f"is more than {TEST_TOLERANCE:g} points ({ADAPTIVE_TEST_TOLERANCE:g} for RMSProp and Adam) from the "
-                f"published one, or")  # fmt: skip
+        test = (
+            f", with its difference to the published value. **outside tolerance** marks a replay whose test accuracy "
+            f"is more than {TEST_TOLERANCE:g} points ({ADAPTIVE_TEST_TOLERANCE:g} for RMSProp and Adam) from the "
+            f"published one, or"
+        )
     else:
-        test = (f" after {replay.epochs} of the notebook's {PUBLISHED_EPOCHS} epochs, whose test accuracy was never "
-                f"published. **outside tolerance** marks a replay")  # fmt: skip
+        test = (
+            f" after {replay.epochs} of the notebook's {PUBLISHED_EPOCHS} epochs, whose test accuracy was never "
+            f"published. **outside tolerance** marks a replay"
+        )
     return [
         f"Notebook replay: the original notebook's run with the same optimizer and batch norm, replayed from its one "
         f"random stream by `cnnlab-replay` ({_count(replay.epochs, 'epoch')}, {s['device']}, "
@@ -112,8 +127,15 @@ def batch_norm_section(replay: Replay, keys: Sequence[str], labels: Mapping[str,
             continue
         published = run["published_test_accuracy"]
         train_mode, eval_mode = run["test_accuracy"], run["test_accuracy_eval_mode"]
-        rows.append([labels[key], "—" if published is None else f"{published:.2f}", f"{train_mode:.2f}",
-                     f"{eval_mode:.2f}", f"{eval_mode - train_mode:+.2f}"])  # fmt: skip
+        rows.append(
+            [
+                labels[key],
+                "—" if published is None else f"{published:.2f}",
+                f"{train_mode:.2f}",
+                f"{eval_mode:.2f}",
+                f"{eval_mode - train_mode:+.2f}",
+            ]
+        )
     if not rows:
         return []
     return [
@@ -121,11 +143,20 @@ def batch_norm_section(replay: Replay, keys: Sequence[str], labels: Mapping[str,
         "",
         "The notebook never called `net.eval()`, so during validation and test its batch-norm layers normalised each "
         "batch of 64 by that batch's own statistics (and folded the test data into their running statistics) instead "
-        "of using the running statistics learned in training. The same final weights of the replay, evaluated both ways "
+        "of using the running statistics learned in training. "
+        "The same final weights of the replay, evaluated both ways "
         f"({replay.epochs} epochs):",
         "",
-        *md_table(["run", "published % (training mode)", "notebook replay % (training mode)",
-                   "eval mode % (same weights)", "eval − training"], rows),  # fmt: skip
+        *md_table(
+            [
+                "run",
+                "published % (training mode)",
+                "notebook replay % (training mode)",
+                "eval mode % (same weights)",
+                "eval − training",
+            ],
+            rows,
+        ),
         "The independently seeded runs in the tables above are always evaluated in eval mode.",
         "",
     ]
@@ -134,7 +165,7 @@ def batch_norm_section(replay: Replay, keys: Sequence[str], labels: Mapping[str,
 def missing_hint(command: str) -> list[str]:
     return [
         f"No notebook replay yet: `{command}` (about 25 minutes on 2 CPU cores) replays the original notebook's runs "
-        f"and adds a \"notebook replay\" column and a section on batch norm in its evaluation.",
+        f'and adds a "notebook replay" column and a section on batch norm in its evaluation.',
         "",
     ]
 
@@ -145,20 +176,26 @@ def replay_csv(replay: Replay) -> str:
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
     for name, run in replay.summary["runs"].items():
-        published, train_mode, eval_mode = run["published_test_accuracy"], run["test_accuracy"], run["test_accuracy_eval_mode"]
-        writer.writerow({
-            "replay_run": name,
-            "label": run["label"],
-            "report_runs": " ".join(key for key, r in replay.by_key.items() if r is run),
-            "optimizer": run["optimizer"],
-            "batch_norm": run["batch_norm"],
-            "epochs": replay.epochs,
-            "published_test_accuracy": "" if published is None else published,
-            "test_accuracy": round(train_mode, 4),
-            "difference": "" if published is None else round(train_mode - published, 4),
-            "test_accuracy_eval_mode": round(eval_mode, 4),
-            "eval_minus_training": round(eval_mode - train_mode, 4),
-            "within_tolerance": run["within_tolerance"],
-            "run_dir": run["run_dir"],
-        })  # fmt: skip
+        published, train_mode, eval_mode = (
+            run["published_test_accuracy"],
+            run["test_accuracy"],
+            run["test_accuracy_eval_mode"],
+        )
+        writer.writerow(
+            {
+                "replay_run": name,
+                "label": run["label"],
+                "report_runs": " ".join(key for key, r in replay.by_key.items() if r is run),
+                "optimizer": run["optimizer"],
+                "batch_norm": run["batch_norm"],
+                "epochs": replay.epochs,
+                "published_test_accuracy": "" if published is None else published,
+                "test_accuracy": round(train_mode, 4),
+                "difference": "" if published is None else round(train_mode - published, 4),
+                "test_accuracy_eval_mode": round(eval_mode, 4),
+                "eval_minus_training": round(eval_mode - train_mode, 4),
+                "within_tolerance": run["within_tolerance"],
+                "run_dir": run["run_dir"],
+            }
+        )
     return buffer.getvalue()

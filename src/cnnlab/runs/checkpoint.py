@@ -30,7 +30,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist" if not path.exists() else f"checkpoint {path} is not a file")
+        raise CheckpointError(
+            f"checkpoint {path} does not exist" if not path.exists() else f"checkpoint {path} is not a file"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about pickle protocols of files it then refuses anyway
@@ -43,7 +45,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             ) from None
         raise CheckpointError(f"checkpoint {path} is truncated or not a torch checkpoint (UnpicklingError)") from None
     except Exception as err:  # torch raises RuntimeError, EOFError, KeyError, ... for truncated or foreign files
-        raise CheckpointError(f"checkpoint {path} is truncated or not a torch checkpoint ({type(err).__name__})") from None
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or not a torch checkpoint ({type(err).__name__})"
+        ) from None
     if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
         raise CheckpointError(f"checkpoint {path} is not a cnnlab checkpoint (needs keys {', '.join(REQUIRED_KEYS)})")
     return state

@@ -18,7 +18,9 @@ from cnnlab.plotting import confusion_heatmap, image_grid, training_curves
 HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "val_accuracy", "epoch_time_s", "images_per_s")
 
 
-def epoch_entry(epoch: int, train_loss: float, val_loss: float, val_accuracy: float, epoch_s: float, train_s: float, images: int) -> dict[str, Any]:
+def epoch_entry(
+    epoch: int, train_loss: float, val_loss: float, val_accuracy: float, epoch_s: float, train_s: float, images: int
+) -> dict[str, Any]:
     """One row of a run's history (metrics.json and history.csv); `train_s` times the training pass alone."""
     return {
         "epoch": epoch,
@@ -61,19 +63,29 @@ def write_test_results(
 
     y_true = test.y.cpu().numpy()
     labels = list(range(len(classes)))
-    report_text = classification_report(y_true, predictions, labels=labels, target_names=list(classes), digits=4, zero_division=0)
-    report = classification_report(y_true, predictions, labels=labels, target_names=list(classes), output_dict=True, zero_division=0)
+    report_text = classification_report(
+        y_true, predictions, labels=labels, target_names=list(classes), digits=4, zero_division=0
+    )
+    report = classification_report(
+        y_true, predictions, labels=labels, target_names=list(classes), output_dict=True, zero_division=0
+    )
     write_text(run_dir / "classification_report.txt", report_text)
 
     matrix = confusion_matrix(y_true, predictions, labels=labels)
-    rows = ["true\\predicted," + ",".join(classes)] + [f"{name}," + ",".join(map(str, row)) for name, row in zip(classes, matrix)]
+    rows = ["true\\predicted," + ",".join(classes)] + [
+        f"{name}," + ",".join(map(str, row)) for name, row in zip(classes, matrix)
+    ]
     write_text(run_dir / "confusion_matrix.csv", "\n".join(rows) + "\n")
-    write_figure(run_dir / "confusion_matrix.png", confusion_heatmap(matrix, classes, title=f"{title}: test confusion matrix"))
+    write_figure(
+        run_dir / "confusion_matrix.png", confusion_heatmap(matrix, classes, title=f"{title}: test confusion matrix")
+    )
 
     chosen = np.random.default_rng(seed).choice(len(y_true), size=min(12, len(y_true)), replace=False)
     # two lines, so long class names (Fashion-MNIST's "T-shirt/top") do not run into the next panel
     titles = [f"true {classes[y_true[i]]}\npred {classes[predictions[i]]}" for i in chosen]
-    grid = image_grid(test.x[chosen, 0].cpu().numpy(), titles, ncols=6, cell=1.8, suptitle=f"{title}: random test images")
+    grid = image_grid(
+        test.x[chosen, 0].cpu().numpy(), titles, ncols=6, cell=1.8, suptitle=f"{title}: random test images"
+    )
     write_figure(run_dir / "predictions.png", grid)
     return report
 

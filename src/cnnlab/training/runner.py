@@ -107,7 +107,9 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def run_description(plain: dict[str, Any], model: torch.nn.Module, image_shape: tuple[int, ...], device: torch.device) -> dict[str, Any]:
+def run_description(
+    plain: dict[str, Any], model: torch.nn.Module, image_shape: tuple[int, ...], device: torch.device
+) -> dict[str, Any]:
     """The part of metrics.json fixed when a run starts: what it is, where it lives, counts, device and versions."""
     data, opt, trainer = plain["data"], plain["optimizer"], plain["trainer"]
     return {
@@ -211,7 +213,9 @@ def _train_locked(cfg: DictConfig, plain: dict[str, Any], run_dir: Path, splits:
         torch.set_num_threads(cfg.trainer.num_threads)
     device = resolve_device(cfg.trainer.device)
     if cfg.trainer.precision == "bf16" and not fast_bf16(device):
-        log.warning("trainer.precision=bf16: this %s has no fast bf16 kernels, so bf16 runs slower than fp32", device.type)
+        log.warning(
+            "trainer.precision=bf16: this %s has no fast bf16 kernels, so bf16 runs slower than fp32", device.type
+        )
     spec = splits.spec
     seed_everything(cfg.seed)
     train_split, val_split, test_split = (s.to(device) for s in (splits.train, splits.val, splits.test))
@@ -228,7 +232,9 @@ def _train_locked(cfg: DictConfig, plain: dict[str, Any], run_dir: Path, splits:
     if last_path.exists() and not cfg.overwrite:
         state = load_checkpoint(last_path, map_location=device)
         if identity(state["config"]) != identity(plain) or state["config"]["seed"] != cfg.seed:
-            raise CheckpointError(f"{last_path} was written by a different configuration; delete it or pass overwrite=true")
+            raise CheckpointError(
+                f"{last_path} was written by a different configuration; delete it or pass overwrite=true"
+            )
         load_weights(model, state["model"], last_path)
         load_weights(optimizer, state["optimizer"], last_path)
         restore_rng_state(state["rng"], generator)
@@ -268,11 +274,20 @@ def _train_locked(cfg: DictConfig, plain: dict[str, Any], run_dir: Path, splits:
             val = evaluate(model, val_split, cfg.data.eval_batch_size, cfg.trainer.precision, memory_format)
             epoch_seconds = time.perf_counter() - start
             train_time += epoch_seconds
-            history.append(epoch_entry(epoch, train_loss, val.loss, val.accuracy, epoch_seconds, train_seconds, len(train_split)))
+            history.append(
+                epoch_entry(epoch, train_loss, val.loss, val.accuracy, epoch_seconds, train_seconds, len(train_split))
+            )
             log.info(
                 "%s epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.2f%%  %.1fs  %.0f img/s",
-                label, epoch, cfg.trainer.epochs, train_loss, val.loss, val.accuracy, epoch_seconds, history[-1]["images_per_s"],
-            )  # fmt: skip
+                label,
+                epoch,
+                cfg.trainer.epochs,
+                train_loss,
+                val.loss,
+                val.accuracy,
+                epoch_seconds,
+                history[-1]["images_per_s"],
+            )
             write_history(run_dir, history)
             logger.log_epoch(history[-1])
             if reason := divergence(train_loss, val.loss, len(spec.classes)):
@@ -286,7 +301,9 @@ def _train_locked(cfg: DictConfig, plain: dict[str, Any], run_dir: Path, splits:
         predictions = test.predictions.numpy()
         report = write_test_results(run_dir, splits.test, predictions, splits.classes, label, cfg.seed)
         write_curves(run_dir, history, label)
-        logger.log_test(len(history), test.accuracy, test.loss, [run_dir / "curves.png", run_dir / "confusion_matrix.png"])
+        logger.log_test(
+            len(history), test.accuracy, test.loss, [run_dir / "curves.png", run_dir / "confusion_matrix.png"]
+        )
         save_checkpoint(run_dir / CHECKPOINT, snapshot(len(history)))
         metrics = record(
             "finished",
