@@ -89,7 +89,7 @@ def report_style_pass(model: nn.Module, loader: DataLoader, optimizer: torch.opt
 
 def cnnlab_pass(model: nn.Module, batches: Batches, optimizer: torch.optim.Optimizer, precision: str) -> float:
     """One pass of cnnlab's step exactly as `cnnlab-train` runs it (preloaded tensors, channels_last, one sync)."""
-    return train_epoch(model, batches, optimizer, precision, CHANNELS_LAST).item()
+    return train_epoch(model, batches, optimizer, precision=precision, memory_format=CHANNELS_LAST).item()
 
 
 def first_images(ctx: BenchContext, n_images: int) -> Split:

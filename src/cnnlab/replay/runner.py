@@ -6,15 +6,15 @@ usual files, so every analysis can read them) and `replay-e<epochs>.json`, the c
 
 from __future__ import annotations
 
-import copy
 import logging
-import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig
+from torch import nn
 
 from cnnlab.atomic import write_json
 from cnnlab.checks import positive_int
@@ -27,12 +27,11 @@ from cnnlab.models import build_model
 from cnnlab.replay import notebook
 from cnnlab.replay.published import INTERLUDE_AFTER, NOTEBOOK_RUNS, PublishedRun
 from cnnlab.replay.results import compare_run, load_replay, summary_path
-from cnnlab.runs.checkpoint import rng_state, save_checkpoint
-from cnnlab.runs.layout import CHECKPOINT, run_dir_for
-from cnnlab.training.artifacts import epoch_entry, history_summary, write_curves, write_history, write_test_results
+from cnnlab.runs.layout import run_dir_for
+from cnnlab.runs.record import now, run_description
+from cnnlab.training.engine import Run, TestOutcome, execute, locked_run_dir
 from cnnlab.training.loop import evaluate
 from cnnlab.training.optimizers import build_optimizer
-from cnnlab.training.runner import now, run_description, start_run_dir, write_metrics
 
 log = logging.getLogger(__name__)
 
@@ -131,89 +130,60 @@ def replay(cfg: DictConfig) -> ReplayResult:
     return ReplayResult(path, summary)
 
 
+@dataclass
+class NotebookSteps:
+    """The notebook's epoch: its DataLoaders on the one random stream, and evaluation that never calls eval()."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    loaders: notebook.Loaders
+    test_split: Split  # the test images as tensors, for the eval-mode score and the prediction grid
+    device: torch.device
+    progress: bool
+    published: PublishedRun
+
+    @property
+    def train_images(self) -> int:
+        return len(self.loaders.train.dataset)
+
+    def train(self, epoch: int) -> float:
+        description = f"{self.published.label} epoch {epoch}"
+        return notebook.train_pass(
+            self.model, self.loaders.train, self.optimizer, self.device, self.progress, description
+        )
+
+    def validate(self) -> notebook.Pass:
+        return notebook.training_mode_pass(self.model, self.loaders.val, self.device)
+
+    def test(self, history: Sequence[Mapping[str, Any]]) -> TestOutcome:
+        """Eval mode first (on the final weights), then the notebook's training-mode pass, which folds the test batches
+        into batch norm's running statistics; the engine saved the final weights before either."""
+        eval_mode = evaluate(self.model, self.test_split.to(self.device), batch_size=1000)
+        test = notebook.training_mode_pass(self.model, self.loaders.test, self.device)
+        scores = {"accuracy": test.accuracy, "loss": test.loss, "mode": "training (as the notebook evaluated)"}
+        extra = {
+            "test_eval_mode": {"accuracy": eval_mode.accuracy, "loss": eval_mode.loss},
+            "notebook_replay": compare_run(self.published, history, test.accuracy, eval_mode.accuracy),
+        }
+        return TestOutcome(self.test_split, test.predictions.numpy(), scores, extra)
+
+
 def replay_run(
-    cfg: DictConfig, run: PublishedRun, loaders: notebook.Loaders, test_split: Split, device: torch.device
+    cfg: DictConfig, published: PublishedRun, loaders: notebook.Loaders, test_split: Split, device: torch.device
 ) -> dict[str, Any]:
-    """One notebook run: build, train with training-mode validation each epoch, test; then write its run directory."""
-    plain = run_config(cfg, run)
+    """One notebook run through the training engine, into a normal run directory held under its lock."""
+    plain = run_config(cfg, published)
     run_dir = run_dir_for(plain)
     model = build_model(plain["model"]).to(device)
     optimizer = build_optimizer(plain["optimizer"], model.parameters())
-    base = run_description(plain, model, MNIST_SPEC.image_shape, device)
-    history: list[dict[str, Any]] = []
-    train_time = 0.0
-
-    def record(status: str, **extra: Any) -> dict[str, Any]:
-        return write_metrics(run_dir, status, base, history, train_time, **extra)
-
-    start_run_dir(run_dir, plain)
-    record("running")
-    try:
-        for epoch in range(1, cfg.epochs + 1):
-            start = time.perf_counter()
-            train_loss = notebook.train_pass(
-                model, loaders.train, optimizer, device, cfg.progress, f"{run.label} epoch {epoch}"
-            )
-            train_seconds = time.perf_counter() - start
-            val = notebook.training_mode_pass(model, loaders.val, device)
-            epoch_seconds = time.perf_counter() - start
-            train_time += epoch_seconds
-            images = len(loaders.train.dataset)
-            history.append(epoch_entry(epoch, train_loss, val.loss, val.accuracy, epoch_seconds, train_seconds, images))
-            log.info(
-                "%s epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.2f%%  %.1fs",
-                run.label,
-                epoch,
-                cfg.epochs,
-                train_loss,
-                val.loss,
-                val.accuracy,
-                epoch_seconds,
-            )
-            write_history(run_dir, history)
-
-        # The final weights, before the notebook's training-mode test pass folds test batches into batch norm's
-        # running statistics: the checkpoint keeps these, and eval mode is judged on them.
-        final_state = copy.deepcopy(model.state_dict())
-        eval_mode = evaluate(model, test_split.to(device), batch_size=1000)
-        test = notebook.training_mode_pass(model, loaders.test, device)
-        report = write_test_results(
-            run_dir,
-            test_split,
-            test.predictions.numpy(),
-            MNIST_SPEC.classes,
-            f"{run.label} (notebook replay)",
-            notebook.SEED,
-        )
-        write_curves(run_dir, history, f"{run.label} (notebook replay)")
-        checkpoint = {
-            "model": final_state,
-            "optimizer": optimizer.state_dict(),
-            "epoch": len(history),
-            "history": history,
-            "train_time_s": train_time,
-            "config": plain,
-            "rng": rng_state(torch.default_generator),
-        }
-        save_checkpoint(run_dir / CHECKPOINT, checkpoint)
-        comparison = compare_run(run, history, test.accuracy, eval_mode.accuracy)
-        record(
-            "finished",
-            finished_at=now(),
-            test={"accuracy": test.accuracy, "loss": test.loss, "mode": "training (as the notebook evaluated)"},
-            test_eval_mode={"accuracy": eval_mode.accuracy, "loss": eval_mode.loss},
-            **history_summary(history),
-            classification_report=report,
-            notebook_replay=comparison,
-        )
-    except BaseException as err:
-        record("failed", error=f"{type(err).__name__}: {err}")
-        raise
-    log.info(
-        "%s test accuracy %.2f%% (training mode), %.2f%% (eval mode) -> %s",
-        run.label,
-        test.accuracy,
-        eval_mode.accuracy,
-        run_dir,
+    description = run_description(plain, model, MNIST_SPEC.image_shape, device)
+    title = f"{published.label} (notebook replay)"
+    run = Run(
+        run_dir, plain, model, optimizer, torch.default_generator, description, label=published.label, title=title
     )
+    steps = NotebookSteps(model, optimizer, loaders, test_split, device, cfg.progress, published)
+    with locked_run_dir(run_dir):
+        result = execute(run, steps, epochs=cfg.epochs, classes=MNIST_SPEC.classes)
+    comparison = result.metrics["notebook_replay"]
+    log.info("%s eval-mode test accuracy %.2f%%", published.label, comparison["test_accuracy_eval_mode"])
     return {"run_dir": str(run_dir), **comparison}

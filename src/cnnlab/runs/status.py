@@ -1,14 +1,36 @@
-"""Read a run directory's state from its metrics.json: running, finished, failed or diverged."""
+"""A run's state as metrics.json records it, and how to read it back."""
 
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from cnnlab.runs.layout import METRICS
 
-STATUSES = ("running", "finished", "failed", "diverged")
+
+class RunStatus(str, Enum):
+    """The `status` of a run's metrics.json. A str, so it compares equal to (and is written to JSON as) its value."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    DIVERGED = "diverged"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    @property
+    def is_final(self) -> bool:
+        """A deterministic outcome: training the same configuration and seed again would repeat it."""
+        return self in (RunStatus.FINISHED, RunStatus.DIVERGED)
+
+
+UNFINISHED = (RunStatus.FAILED, RunStatus.RUNNING, RunStatus.DIVERGED)
 
 
 def read_metrics(run_dir: str | Path) -> dict[str, Any]:
@@ -19,4 +41,12 @@ def read_metrics(run_dir: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError):
-        return {"status": "failed", "error": f"{path} is unreadable"}
+        return {"status": RunStatus.FAILED, "error": f"{path} is unreadable"}
+
+
+def status_of(metrics: dict[str, Any]) -> RunStatus:
+    """The recorded status; a missing or unknown one counts as failed (a run that never recorded one is not usable)."""
+    try:
+        return RunStatus(metrics.get("status"))
+    except ValueError:
+        return RunStatus.FAILED

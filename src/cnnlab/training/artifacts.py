@@ -19,7 +19,7 @@ HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "val_accuracy", "epoch_time
 
 
 def epoch_entry(
-    epoch: int, train_loss: float, val_loss: float, val_accuracy: float, epoch_s: float, train_s: float, images: int
+    *, epoch: int, train_loss: float, val_loss: float, val_accuracy: float, epoch_s: float, train_s: float, images: int
 ) -> dict[str, Any]:
     """One row of a run's history (metrics.json and history.csv); `train_s` times the training pass alone."""
     return {

@@ -24,6 +24,7 @@ def train_epoch(
     model: nn.Module,
     batches: Batches,
     optimizer: torch.optim.Optimizer,
+    *,
     precision: str = "fp32",
     memory_format: torch.memory_format = torch.contiguous_format,
     progress: bool = False,

@@ -1,0 +1,106 @@
+"""What a run writes about itself: the run directory, config.yaml, and metrics.json's fixed and changing parts.
+
+Every kind of run (`cnnlab-train`, the notebook replay) records through here, so metrics.json has one shape.
+"""
+
+from __future__ import annotations
+
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torchvision
+from omegaconf import OmegaConf
+
+import cnnlab
+from cnnlab.atomic import write_json, write_text
+from cnnlab.errors import CheckpointError
+from cnnlab.models import count_neurons, count_parameters
+from cnnlab.runs.layout import METRICS, config_name, run_dir_for
+from cnnlab.runs.status import RunStatus
+
+
+def versions() -> dict[str, str]:
+    return {
+        "cnnlab": cnnlab.__version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run_description(
+    plain: dict[str, Any], model: torch.nn.Module, image_shape: tuple[int, ...], device: torch.device
+) -> dict[str, Any]:
+    """The part of metrics.json fixed when a run starts: what it is, where it lives, counts, device and versions."""
+    data, opt, trainer = plain["data"], plain["optimizer"], plain["trainer"]
+    return {
+        "name": config_name(plain),
+        "run_dir": str(run_dir_for(plain)),
+        "seed": plain["seed"],
+        "summary": {
+            "data": data["name"],
+            "optimizer": opt["name"],
+            "lr": opt["lr"],
+            "batch_norm": bool(plain["model"]["batch_norm"]),
+            "epochs": trainer["epochs"],
+            "batch_size": data["batch_size"],
+            "subset": data["subset"],
+            "precision": trainer["precision"],
+            "protocol": plain.get("protocol") or "standard",
+        },
+        "params": count_parameters(model),
+        "neurons": count_neurons(model, image_shape),
+        "device": str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
+        "threads": torch.get_num_threads(),
+        "versions": versions(),
+        "started_at": now(),
+        "config": plain,
+    }
+
+
+def write_metrics(
+    run_dir: Path,
+    status: RunStatus,
+    base: dict[str, Any],
+    history: list[dict[str, Any]],
+    train_time: float,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Publish metrics.json atomically: readers see the previous state or the new one, never a mix."""
+    metrics = {"status": status, **base, "history": history, "train_time_s": round(train_time, 3), **extra}
+    write_json(run_dir / METRICS, metrics)
+    return metrics
+
+
+def make_run_dir(run_dir: Path) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CheckpointError(f"run directory {run_dir} exists and is a file")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CheckpointError(
+            f"cannot create run directory {run_dir} ({err.strerror}); "
+            "point paths.output_dir (or paths.runs_dir) at a writable folder"
+        ) from None
+
+
+def write_config(run_dir: Path, plain: dict[str, Any]) -> str:
+    """The run's human-readable config.yaml; returns that YAML."""
+    config_yaml = OmegaConf.to_yaml(plain)
+    write_text(run_dir / "config.yaml", config_yaml)
+    return config_yaml
+
+
+def remove_stale_temp_files(folder: Path) -> None:
+    """Temporary files a killed process left behind (never renamed, so never part of anything's state)."""
+    for tmp in folder.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,210 @@
+"""The one training engine every kind of run goes through: the epoch loop, the snapshot, status recording and the
+failure path.
+
+A run is a `Run` (its directory, config, model, optimizer, data-order generator and history) and an `EpochSteps`
+(how one epoch trains, how validation and the test pass evaluate). `cnnlab-train` gives the standard steps; the
+notebook replay gives the notebook's (its data order from the one random stream, training-mode evaluation), and
+nothing else differs. `execute` is called with the run directory's lock held (`locked_run_dir`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from cnnlab.data import Split
+from cnnlab.runs.checkpoint import rng_state, save_checkpoint
+from cnnlab.runs.layout import CHECKPOINT, LAST
+from cnnlab.runs.lock import run_lock
+from cnnlab.runs.record import make_run_dir, now, remove_stale_temp_files, write_config, write_metrics
+from cnnlab.runs.status import RunStatus
+from cnnlab.training.artifacts import epoch_entry, history_summary, write_curves, write_history, write_test_results
+from cnnlab.training.loggers import NullLogger, open_logger
+
+log = logging.getLogger(__name__)
+
+DIVERGENCE_FACTOR = 100
+
+
+class Scores(Protocol):
+    loss: float
+    accuracy: float
+
+
+@dataclass(frozen=True)
+class TestOutcome:
+    """The test pass: the split and predictions behind the classification report, the `test` entry of metrics.json
+    (accuracy and loss at least) and any further entries the protocol records."""
+
+    split: Split
+    predictions: np.ndarray
+    test: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class EpochSteps(Protocol):
+    """What differs between kinds of run: one training pass, the validation pass and the final test pass."""
+
+    train_images: int  # images per training pass, for images/s
+
+    def train(self, epoch: int) -> float:
+        """Train for one epoch; the mean training loss."""
+
+    def validate(self) -> Scores:
+        """Validation loss and accuracy (percent) after an epoch."""
+
+    def test(self, history: Sequence[Mapping[str, Any]]) -> TestOutcome:
+        """The test pass after the last epoch; runs after the final weights are saved."""
+
+
+@dataclass
+class Run:
+    """One run directory's state while its single writer trains it."""
+
+    run_dir: Path
+    config: dict[str, Any]  # the resolved config, stored in every checkpoint
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    data_order: torch.Generator  # the generator the training data's order is drawn from
+    description: dict[str, Any]  # metrics.json's fixed part (`runs.record.run_description`)
+    label: str  # names the run in log lines
+    title: str  # names the run in figures
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_time: float = 0.0
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything needed to continue after the last epoch (or to analyse the run): weights, optimizer, RNG."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": len(self.history),
+            "history": self.history,
+            "train_time_s": self.train_time,
+            "config": self.config,
+            "rng": rng_state(self.data_order),
+        }
+
+    def record(self, status: RunStatus, **extra: Any) -> dict[str, Any]:
+        return write_metrics(self.run_dir, status, self.description, self.history, self.train_time, **extra)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    status: RunStatus  # finished | diverged
+    metrics: dict[str, Any]
+    reused: bool = False
+
+
+@contextlib.contextmanager
+def locked_run_dir(run_dir: Path) -> Iterator[Path]:
+    """Create the run directory and hold its lock; temp files a killed writer left are removed first."""
+    make_run_dir(run_dir)
+    with run_lock(run_dir):
+        remove_stale_temp_files(run_dir)
+        yield run_dir
+
+
+def divergence(train_loss: float, val_loss: float, num_classes: int) -> str | None:
+    """Why an epoch's losses mean the run has diverged, or None.
+
+    Non-finite losses, and also losses 100 times those of guessing uniformly (ln C): weights that large do not come
+    back (Adam with lr=10 reaches ~1e10 without overflowing), and no healthy run comes near the bound.
+    """
+    bound = DIVERGENCE_FACTOR * math.log(num_classes)
+    for name, value in (("train loss", train_loss), ("validation loss", val_loss)):
+        if not math.isfinite(value):
+            return f"{name} is {value}"
+        if value > bound:
+            return f"{name} {value:.4g} exceeds {bound:.0f} ({DIVERGENCE_FACTOR}x the loss of uniform guessing)"
+    return None
+
+
+def execute(
+    run: Run, steps: EpochSteps, *, epochs: int, classes: Sequence[str], logger_cfg: Mapping[str, Any] | None = None
+) -> RunResult:
+    """Train `run` from its last recorded epoch to `epochs`, test it and record the outcome.
+
+    From the first write on, any exception (Ctrl-C included) is recorded as `failed` before it propagates; a failure
+    to record it (a full disk) never hides the original error.
+    """
+    logger = NullLogger()
+    try:
+        config_yaml = write_config(run.run_dir, run.config)
+        run.record(RunStatus.RUNNING)
+        logger = open_logger(logger_cfg, run.run_dir, first_epoch=len(run.history) + 1, config_yaml=config_yaml)
+        if diverged := fit(run, steps, epochs=epochs, num_classes=len(classes), logger=logger):
+            return diverged
+        return finish(run, steps, classes=classes, logger=logger)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            run.record(RunStatus.FAILED, error=f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        logger.close()
+
+
+def fit(run: Run, steps: EpochSteps, *, epochs: int, num_classes: int, logger: NullLogger) -> RunResult | None:
+    """The epoch loop: train, validate, record, snapshot to last.pt; a RunResult only when the run diverged."""
+    for epoch in range(len(run.history) + 1, epochs + 1):
+        start = time.perf_counter()
+        train_loss = steps.train(epoch)
+        train_seconds = time.perf_counter() - start
+        val = steps.validate()
+        epoch_seconds = time.perf_counter() - start
+        run.train_time += epoch_seconds
+        entry = epoch_entry(
+            epoch=epoch,
+            train_loss=train_loss,
+            val_loss=val.loss,
+            val_accuracy=val.accuracy,
+            epoch_s=epoch_seconds,
+            train_s=train_seconds,
+            images=steps.train_images,
+        )
+        run.history.append(entry)
+        log.info(
+            "%s epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.2f%%  %.1fs  %.0f img/s",
+            *(run.label, epoch, epochs, train_loss, val.loss, val.accuracy, epoch_seconds, entry["images_per_s"]),
+        )
+        write_history(run.run_dir, run.history)
+        logger.log_epoch(entry)
+        if reason := divergence(train_loss, val.loss, num_classes):
+            log.error("%s diverged at epoch %d: %s; try a smaller optimizer.lr", run.label, epoch, reason)
+            extra = {"finished_at": now(), "diverged_at_epoch": epoch, "diverged_because": reason}
+            return RunResult(run.run_dir, RunStatus.DIVERGED, run.record(RunStatus.DIVERGED, **extra))
+        save_checkpoint(run.run_dir / LAST, run.snapshot())
+        run.record(RunStatus.RUNNING)
+    return None
+
+
+def finish(run: Run, steps: EpochSteps, *, classes: Sequence[str], logger: NullLogger) -> RunResult:
+    """Save the final weights, run the test pass, write the run's reports and figures, and record it finished."""
+    save_checkpoint(run.run_dir / CHECKPOINT, run.snapshot())
+    outcome = steps.test(run.history)
+    seed = run.config["seed"]
+    report = write_test_results(run.run_dir, outcome.split, outcome.predictions, classes, run.title, seed)
+    write_curves(run.run_dir, run.history, run.title)
+    figures = [run.run_dir / "curves.png", run.run_dir / "confusion_matrix.png"]
+    logger.log_test(len(run.history), outcome.test["accuracy"], outcome.test["loss"], figures)
+    metrics = run.record(
+        RunStatus.FINISHED,
+        finished_at=now(),
+        test=outcome.test,
+        **history_summary(run.history),
+        classification_report=report,
+        **outcome.extra,
+    )
+    (run.run_dir / LAST).unlink(missing_ok=True)
+    log.info("%s test accuracy %.2f%% in %.1fs -> %s", run.label, outcome.test["accuracy"], run.train_time, run.run_dir)
+    return RunResult(run.run_dir, RunStatus.FINISHED, metrics)
