@@ -27,6 +27,29 @@ def non_negative_float(name: str, value: Any) -> float:
     return float(value)
 
 
+SEED_LIMIT = 2**32  # numpy's seeds are 32-bit; every stream a run seeds accepts this range
+
+
+def seed(name: str, value: Any) -> int:
+    """A seed every random stream accepts: an integer in [0, 2**32)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
+        raise ConfigError(f"{name}={value!r} must be an integer seed in [0, 2**32)")
+    return value
+
+
+def finite_numbers(name: str, value: Any) -> Any:
+    """Every number in a setting (and in its lists and mappings) is finite: nan or inf never reach the code."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{name}={value!r} must be a finite number")
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            finite_numbers(f"{name}[{i}]", item)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            finite_numbers(f"{name}.{key}", item)
+    return value
+
+
 def one_of(name: str, value: Any, allowed: Iterable[Any]) -> Any:
     allowed = list(allowed)
     if value not in allowed:

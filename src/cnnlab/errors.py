@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
@@ -35,6 +37,11 @@ def fail(prog: str, message: str) -> NoReturn:
     raise SystemExit(EXIT_USER_ERROR)
 
 
+def show_traceback() -> bool:
+    """Whether the user asked for the traceback behind a one-line error (HYDRA_FULL_ERROR=1 or CNNLAB_TRACEBACK=1)."""
+    return any(os.environ.get(name, "") not in ("", "0") for name in ("HYDRA_FULL_ERROR", "CNNLAB_TRACEBACK"))
+
+
 def run_cli(prog: str, fn: Callable[[], T]) -> T:
     """Run an entry point's body, turning a CnnlabError, or an OSError such as a full disk, into one line and exit 2.
 
@@ -44,7 +51,14 @@ def run_cli(prog: str, fn: Callable[[], T]) -> T:
     try:
         return fn()
     except CnnlabError as err:
+        _traceback_if_asked()
         fail(prog, str(err))
     except OSError as err:
+        _traceback_if_asked()
         where = f"{err.filename}: " if err.filename else ""
         fail(prog, f"{where}{err.strerror or err}")
+
+
+def _traceback_if_asked() -> None:
+    if show_traceback():
+        traceback.print_exc()

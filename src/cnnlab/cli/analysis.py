@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
 from cnnlab.analysis import ANALYSES, AnalysisResult
 from cnnlab.analysis.adversarial import format_table
 from cnnlab.analysis.loading import run_or_checkpoint
 from cnnlab.analysis.results import NOT_OPTIONS
-from cnnlab.config import CONF_DIR, to_plain
+from cnnlab.cli.entry import command
+from cnnlab.config import to_plain
 from cnnlab.errors import run_cli
 
 
@@ -42,7 +42,7 @@ def describe(result: AnalysisResult) -> str:
 def analysis_command(name: str) -> Callable[[], None]:
     """The `cnnlab-<name>` entry point: compose `conf/<name>.yaml`, run the analysis, print where its files are."""
 
-    @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=name)
+    @command(f"cnnlab-{name}", name)
     def main(cfg: DictConfig) -> None:
         print(describe(run_cli(f"cnnlab-{name}", lambda: run_analysis(name, cfg))))
 

@@ -6,16 +6,15 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
 from cnnlab.bench.runner import output_path, run_bench
 from cnnlab.bench.suite import table
-from cnnlab.config import CONF_DIR
+from cnnlab.cli.entry import command
 from cnnlab.errors import run_cli
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="bench")
+@command("cnnlab-bench", "bench")
 def main(cfg: DictConfig) -> None:
     with tempfile.TemporaryDirectory(prefix="cnnlab-bench-") as scratch:
         results = run_cli("cnnlab-bench", lambda: run_bench(cfg, Path(scratch)))

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from cnnlab.config import CONF_DIR
+from cnnlab.cli.entry import command
 from cnnlab.data import ensure_files, get_spec
 from cnnlab.errors import run_cli
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="fetch")
+@command("cnnlab-data", "fetch")
 def main(cfg: DictConfig) -> None:
     spec = run_cli("cnnlab-data", lambda: get_spec(cfg.data.name))
     raw = run_cli("cnnlab-data", lambda: ensure_files(spec, cfg.data.root, download=cfg.data.download))

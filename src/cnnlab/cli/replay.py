@@ -3,16 +3,15 @@
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from cnnlab.config import CONF_DIR
+from cnnlab.cli.entry import command
 from cnnlab.errors import run_cli
 from cnnlab.replay.results import format_comparison
-from cnnlab.replay.runner import replay
+from cnnlab.replay.runner import check_settings, replay
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="replay")
+@command("cnnlab-replay", "replay", check=check_settings)
 def main(cfg: DictConfig) -> None:
     result = run_cli("cnnlab-replay", lambda: replay(cfg))
     print(format_comparison(result.summary), flush=True)

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import sys
 
-import hydra
 from omegaconf import DictConfig
 
-from cnnlab.config import CONF_DIR
+from cnnlab.cli.entry import command
 from cnnlab.errors import run_cli
 from cnnlab.reporting import build_report
 
@@ -16,7 +15,7 @@ from cnnlab.reporting import build_report
 EXIT_ANALYSIS_FAILED = 1
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="report")
+@command("cnnlab-report", "report")
 def main(cfg: DictConfig) -> None:
     result = run_cli("cnnlab-report", lambda: build_report(cfg))
     print("\n".join(result.lines()))

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from cnnlab.config import CONF_DIR
+from cnnlab.cli.entry import command
 from cnnlab.data import get_spec
 from cnnlab.errors import run_cli
 from cnnlab.models.summary import summarize
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="summary")
+@command("cnnlab-summary", "summary")
 def main(cfg: DictConfig) -> None:
     print(run_cli("cnnlab-summary", lambda: summarize(cfg.model, get_spec(cfg.data.name).image_shape)))
 

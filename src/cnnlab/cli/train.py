@@ -3,15 +3,14 @@
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from cnnlab.config import CONF_DIR
+from cnnlab.cli.entry import command
 from cnnlab.errors import run_cli
-from cnnlab.training.runner import train
+from cnnlab.training.runner import check_settings, train
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+@command("cnnlab-train", "train", check=check_settings)
 def main(cfg: DictConfig) -> float | None:
     result = run_cli("cnnlab-train", lambda: train(cfg))
     # the value a Hydra sweeper would optimise: best validation accuracy (never test accuracy)

@@ -58,11 +58,14 @@ class SimpleCNN(nn.Module):
             raise ConfigError(f"layer={name!r} does not exist; allowed: {', '.join(self.layers)}") from None
 
 
+MODELS = ("simple_cnn",)  # the architectures `model.name` may select
+
+
 def build_model(model_cfg: Mapping[str, Any]) -> SimpleCNN:
     """Build from the `model` config group (its `name` selects the architecture)."""
     kwargs = dict(model_cfg)
     name = kwargs.pop("name", "simple_cnn")
-    if name != "simple_cnn":
-        raise ConfigError(f"model.name={name!r} is unknown; allowed: simple_cnn")
+    if name not in MODELS:
+        raise ConfigError(f"model.name={name!r} is unknown; allowed: {', '.join(MODELS)}")
     boolean("model.batch_norm", kwargs.get("batch_norm", False))
     return SimpleCNN(**kwargs)

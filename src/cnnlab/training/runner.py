@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from cnnlab.checks import boolean, one_of, positive_float, positive_int
+from cnnlab.checks import boolean, one_of, positive_int, seed
 from cnnlab.config import to_plain
 from cnnlab.data import Batches, Split, Splits, get_spec, load_splits
 from cnnlab.device import fast_bf16, resolve_device
 from cnnlab.errors import CheckpointError
-from cnnlab.models import build_model
+from cnnlab.models import MODELS, build_model
 from cnnlab.runs.checkpoint import load_checkpoint, load_weights, restore_rng_state
 from cnnlab.runs.layout import LAST, identity, run_dir_for
 from cnnlab.runs.record import run_description
@@ -32,7 +32,7 @@ from cnnlab.runs.status import RunStatus, read_metrics, status_of
 from cnnlab.training.engine import Run, RunResult, TestOutcome, execute, locked_run_dir
 from cnnlab.training.loggers import check_logger
 from cnnlab.training.loop import Evaluation, evaluate, train_epoch
-from cnnlab.training.optimizers import build_optimizer
+from cnnlab.training.optimizers import build_optimizer, check_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +40,33 @@ PRECISIONS = ("fp32", "bf16")
 
 
 def check_settings(cfg: DictConfig) -> None:
-    """Reject bad settings before anything is written."""
-    positive_int("trainer.epochs", cfg.trainer.epochs)
+    """Reject bad settings before anything is written: every number in range, every name that selects code known."""
+    seed("seed", cfg.seed)
+    boolean("overwrite", cfg.overwrite)
+    check_data(cfg.data)
+    one_of("model.name", cfg.model.name, MODELS)
     boolean("model.batch_norm", cfg.model.batch_norm)
-    positive_float("optimizer.lr", cfg.optimizer.lr)
-    positive_int("data.batch_size", cfg.data.batch_size)
-    positive_int("data.eval_batch_size", cfg.data.eval_batch_size)
-    if cfg.data.subset is not None:
-        positive_int("data.subset", cfg.data.subset)
+    check_optimizer(cfg.optimizer)
+    positive_int("trainer.epochs", cfg.trainer.epochs)
     one_of("trainer.precision", cfg.trainer.precision, PRECISIONS)
+    boolean("trainer.channels_last", cfg.trainer.channels_last)
+    boolean("trainer.progress", cfg.trainer.progress)
     if cfg.trainer.num_threads is not None:
         positive_int("trainer.num_threads", cfg.trainer.num_threads)
-    get_spec(cfg.data.name)
     resolve_device(cfg.trainer.device)
     check_logger(cfg.get("logger"))
+
+
+def check_data(data: DictConfig) -> None:
+    get_spec(data.name)
+    positive_int("data.batch_size", data.batch_size)
+    positive_int("data.eval_batch_size", data.eval_batch_size)
+    if data.subset is not None:
+        positive_int("data.subset", data.subset)
+    if data.split_seed is not None:
+        seed("data.split_seed", data.split_seed)
+    boolean("data.normalize", data.normalize)
+    boolean("data.download", data.download)
 
 
 def seed_everything(seed: int) -> None:
