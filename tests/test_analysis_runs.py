@@ -2,22 +2,19 @@
 
 import json
 import shutil
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from cnnlab.analysis import ANALYSES, AnalysisResult
 from cnnlab.cli.analysis import run_analysis
-from cnnlab.config import CONF_DIR
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.models import SimpleCNN
 from cnnlab.runs.checkpoint import load_checkpoint
 from cnnlab.training.runner import train
+from tests.helpers import compose_config, run_command
 
 FAST_UNTARGETED = {"mode": "untargeted", "adversarial_preset": {"name": "input_domain", "iterations": 15}}
 FAST_TARGETED = {"mode": "targeted", "adversarial_preset": {"name": "input_domain", "targeted_iterations": 3}}
@@ -27,20 +24,15 @@ FAST_TARGETED = {"mode": "targeted", "adversarial_preset": {"name": "input_domai
 def run_dir(tmp_path_factory):
     """A batch-norm model trained for 250 steps on 2,000 real MNIST images (validated on 1,000)."""
     out = tmp_path_factory.mktemp("analysis")
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        overrides = [
-            "debug=smoke",
-            "trainer.epochs=2",
-            "data.batch_size=16",
-            "data.val_size=1000",
-            "model.batch_norm=true",
-        ]
-        cfg = compose("train", [f"paths.output_dir={out}", *overrides])
-    return train(cfg).run_dir
-
-
-def cnnlab(module, *args):
-    return subprocess.run([sys.executable, "-m", f"cnnlab.cli.{module}", *args], capture_output=True, text=True)
+    # not TINY: the analyses are checked on a batch-norm model trained for more than a few steps
+    overrides = [
+        "debug=smoke",
+        "trainer.epochs=2",
+        "data.batch_size=16",
+        "data.val_size=1000",
+        "model.batch_norm=true",
+    ]
+    return train(compose_config("train", *overrides, output_dir=out)).run_dir
 
 
 def files_of(result: AnalysisResult) -> set[str]:
@@ -146,7 +138,7 @@ def test_a_changed_checkpoint_is_recomputed(run_dir, tmp_path):
 
 
 def test_command_line_with_run_prints_the_table(run_dir):
-    proc = cnnlab("adversarial", f"run={run_dir}", "adversarial_preset.iterations=5", "seed=3", "device=cpu")
+    proc = run_command("adversarial", f"run={run_dir}", "adversarial_preset.iterations=5", "seed=3", "device=cpu")
     assert proc.returncode == 0, proc.stderr
     assert "target  predicted  confidence" in proc.stdout and "mean MSE to source" in proc.stdout
     summary = json.loads((run_dir / "analysis/adversarial/untargeted-input_domain/summary.json").read_text())
@@ -154,7 +146,7 @@ def test_command_line_with_run_prints_the_table(run_dir):
 
 
 def test_command_line_error_is_one_line_and_exit_2(tmp_path):
-    proc = cnnlab("occlusion", f"run={tmp_path / 'nowhere'}")
+    proc = run_command("occlusion", f"run={tmp_path / 'nowhere'}")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert proc.stderr.startswith("cnnlab-occlusion: error: run ") and "does not exist" in proc.stderr

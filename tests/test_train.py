@@ -11,6 +11,7 @@ from cnnlab.models import SimpleCNN
 from cnnlab.runs.checkpoint import load_checkpoint
 from cnnlab.runs.layout import run_dir_for
 from cnnlab.training.runner import train
+from tests.helpers import TINY
 
 RUN_FILES = {
     "checkpoint.pt",
@@ -23,7 +24,6 @@ RUN_FILES = {
     "predictions.png",
     "config.yaml",
 }
-TINY = ("debug=smoke", "data.subset=512")
 
 
 def test_smoke_run_writes_a_complete_run_directory(make_cfg, tmp_path):
