@@ -72,6 +72,7 @@ def test_quick_bench_writes_json_and_both_sides_agree(tmp_path):
     assert by_name["targeted, 90 pairs x 2 steps"]["details"]["images"] == 90
 
 
+@pytest.mark.slow
 def test_unknown_comparison_is_one_line_and_exit_2(tmp_path):
     proc = run_command("bench", "quick=true", "only=[training,speed]", f"paths.output_dir={tmp_path}", timeout=120)
     assert proc.returncode == 2

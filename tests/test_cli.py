@@ -11,6 +11,7 @@ from cnnlab.config import CONF_DIR
 from tests.helpers import TINY, run_command
 
 
+@pytest.mark.slow
 def test_sweep_over_two_optimizers_writes_two_runs(tmp_path):
     proc = run_command("train", "-m", "optimizer=sgd,adam", *TINY, f"paths.output_dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
@@ -47,6 +48,7 @@ def test_report_experiment_composes_six_distinct_jobs(make_cfg):
     assert len({run_dir_for(c) for c in jobs}) == 6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "needle"),
     [(["trainer.epochs=0"], "trainer.epochs=0"), (["data.subset=999999"], "data.subset=999999")],
@@ -59,6 +61,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, needle):
     assert not list(tmp_path.glob("runs/**/metrics.json"))
 
 
+@pytest.mark.slow
 def test_summary_prints_the_report_counts():
     proc = run_command("summary")
     assert proc.returncode == 0, proc.stderr
@@ -67,11 +70,13 @@ def test_summary_prints_the_report_counts():
     assert "800,206" in run_command("summary", "model.batch_norm=true").stdout
 
 
+@pytest.mark.slow
 def test_fetch_verifies_existing_files():
     proc = run_command("data")
     assert proc.returncode == 0 and "4 files verified" in proc.stdout
 
 
+@pytest.mark.slow
 def test_console_scripts_find_their_configs(tmp_path):
     """The installed `cnnlab-*` commands (not `python -m`) resolve conf/ from any working directory."""
     bin_dir = __import__("pathlib").Path(sys.executable).parent

@@ -43,6 +43,7 @@ def test_submitit_local_sweep_writes_the_same_layout(tmp_path, make_cfg):
     assert list(tmp_path.glob("outputs/logs/train/multiruns/*/.submitit/*"))  # submitit's own per-job folders
 
 
+@pytest.mark.slow
 def test_bad_setting_in_a_joblib_worker_is_one_line_and_exit_2(tmp_path):
     proc = sweep(tmp_path, "joblib", "hydra.launcher.n_jobs=2", "trainer.epochs=0")
     assert proc.returncode == 2

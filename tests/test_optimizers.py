@@ -42,6 +42,7 @@ def test_unknown_optimizer_is_hydras_error_listing_choices(make_cfg):
     assert all(name in str(err.value) for name in EXPECTED)
 
 
+@pytest.mark.slow
 def test_unknown_config_key_is_rejected_in_the_cli(tmp_path):
     proc = run_command("train", f"paths.output_dir={tmp_path}", "trainer.epoch=3")
     assert proc.returncode != 0

@@ -109,6 +109,7 @@ def test_bad_settings_are_rejected_before_anything_is_written(make_cfg, tmp_path
     assert not (tmp_path / "outputs" / "replay").exists()
 
 
+@pytest.mark.slow
 def test_bad_setting_on_the_command_line_is_one_line_and_exit_2(tmp_path):
     proc = run_command("replay", "runs=9", f"paths.output_dir={tmp_path}")
     assert proc.returncode == 2

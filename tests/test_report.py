@@ -77,6 +77,7 @@ def fabricate(source, dest, **changes):
     return dest
 
 
+@pytest.mark.slow
 def test_tables_hold_exactly_the_runs_with_their_statistics(outputs):
     out, dirs = outputs
     result = build_report(report_cfg(out))
@@ -117,6 +118,7 @@ def test_tables_hold_exactly_the_runs_with_their_statistics(outputs):
     assert by_config["sgd"]["seeds"] == "0 1" and by_config["sgd"]["params"] == "799078"
 
 
+@pytest.mark.slow
 def test_missing_runs_are_listed_with_commands_that_train_them(outputs):
     out, dirs = outputs
     text = build_report(report_cfg(out)).markdown.read_text()
@@ -130,6 +132,7 @@ def test_missing_runs_are_listed_with_commands_that_train_them(outputs):
     assert "**Incomplete:** 5 expected runs are missing" in text
 
 
+@pytest.mark.slow
 def test_html_is_self_contained_and_embeds_every_figure(outputs):
     out, _ = outputs
     result = build_report(report_cfg(out))
@@ -153,6 +156,7 @@ def test_html_is_self_contained_and_embeds_every_figure(outputs):
     ).read_bytes()
 
 
+@pytest.mark.slow
 def test_best_model_is_chosen_by_validation_accuracy_not_test_accuracy(outputs):
     out, dirs = outputs
     # SGD gets the best validation accuracy but the worst test accuracy, seed 1 being its best seed
@@ -167,6 +171,7 @@ def test_best_model_is_chosen_by_validation_accuracy_not_test_accuracy(outputs):
     assert "**SGD** (`" in result.markdown.read_text().split("## Best configuration")[1]
 
 
+@pytest.mark.slow
 def test_diverged_and_failed_runs_are_listed_not_averaged(outputs):
     out, dirs = outputs
     fabricate(
@@ -191,6 +196,7 @@ def test_diverged_and_failed_runs_are_listed_not_averaged(outputs):
     )
 
 
+@pytest.mark.slow
 def test_lr_sensitivity_appears_when_other_learning_rates_exist(outputs):
     out, dirs = outputs
     assert "Learning-rate sensitivity" not in build_report(report_cfg(out)).markdown.read_text()
@@ -204,6 +210,7 @@ def test_lr_sensitivity_appears_when_other_learning_rates_exist(outputs):
     assert (result.report_dir / "figures" / "lr_sensitivity.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_rerunning_without_new_runs_rebuilds_no_figure(outputs):
     out, _ = outputs
     first = build_report(report_cfg(out))
@@ -222,6 +229,7 @@ def test_lr_sweep_is_five_log_spaced_rates_per_optimizer():
     assert params["+experiment/report"].split(",") == ["sgd", "momentum", "rmsprop", "adam"]
 
 
+@pytest.mark.slow
 def test_cli_writes_the_report_and_rejects_bad_seeds(outputs):
     out, _ = outputs
     proc = run_command("report", f"paths.output_dir={out}", "tables.optimizers=[sgd,adam]", TRAIN_OVERRIDES)
@@ -271,6 +279,7 @@ def summaries(run_dir):
     return {p: p.stat().st_mtime_ns for p in (run_dir / "analysis").rglob("summary.json")}
 
 
+@pytest.mark.slow
 def test_analyses_section_shows_every_figure_with_its_numbers_and_the_html_embeds_them(outputs):
     out, dirs = outputs
     result = build_report(analyses_cfg(out))
@@ -315,6 +324,7 @@ def test_analyses_section_shows_every_figure_with_its_numbers_and_the_html_embed
     )
 
 
+@pytest.mark.slow
 def test_rebuilding_the_report_recomputes_no_analysis(outputs):
     out, dirs = outputs
     entries = [
@@ -331,6 +341,7 @@ def test_rebuilding_the_report_recomputes_no_analysis(outputs):
     assert strip(second.markdown.read_text()) == strip(first.markdown.read_text())
 
 
+@pytest.mark.slow
 def test_a_failing_analysis_is_listed_the_rest_is_written_and_the_command_exits_1(outputs):
     out, dirs = outputs
     entries = "analyses=[{analysis:activations,run:adam,options:{image:99999}},{analysis:filters,run:sgd}]"
@@ -345,6 +356,7 @@ def test_a_failing_analysis_is_listed_the_rest_is_written_and_the_command_exits_
     assert "## Table 1" in text and (out / "report" / "report.html").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "entry, message",
     [
@@ -363,6 +375,7 @@ def test_bad_analysis_entries_are_config_errors_before_anything_is_written(outpu
     assert not (out / "report").exists() and not list((out / "runs").rglob("analysis"))
 
 
+@pytest.mark.slow
 def test_turned_off_analyses_compute_nothing_and_leave_no_section(outputs):
     out, _ = outputs
     text = build_report(report_cfg(out)).markdown.read_text()

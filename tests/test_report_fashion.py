@@ -37,6 +37,7 @@ def missing_commands(text):
     }
 
 
+@pytest.mark.slow
 def test_a_fashion_report_over_no_runs_lists_the_six_fashion_runs_in_its_own_folder(tmp_path):
     out = tmp_path / "outputs"
     proc = run_command("report", "data=fashion_mnist", f"paths.output_dir={out}")
@@ -189,6 +190,7 @@ ANALYSES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     DEBIAN is None or not DEBIAN.is_dir(),
     reason="needs Debian's dataset-fashion-mnist (CNNLAB_DATASETS=fashion_mnist scripts/setup.sh installs it)",

@@ -86,6 +86,7 @@ def test_the_stored_config_builds_the_right_architecture_and_a_mismatch_names_th
         load_model(wrong)
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_last_checkpoint_of_another_configuration(make_cfg):
     bn_dir = train(make_cfg(*TINY, "model.batch_norm=true")).run_dir
     plain = make_cfg(*TINY)
@@ -153,12 +154,14 @@ def mnist_copy(root: Path, broken: str, content: bytes | None) -> Path:
     return raw
 
 
+@pytest.mark.slow
 def test_data_empty_idx_file_names_it(tmp_path):
     raw = mnist_copy(tmp_path, "train-labels-idx1-ubyte", b"")
     proc = run_command("data", f"data.root={tmp_path}", "data.download=false")
     assert_one_line(proc, "cnnlab-data", f"{raw / 'train-labels-idx1-ubyte'} has SHA-256")
 
 
+@pytest.mark.slow
 def test_data_missing_file_with_no_source_says_where_to_put_it(tmp_path):
     raw = mnist_copy(tmp_path, "t10k-images-idx3-ubyte", None)
     no_npm = {**os.environ, "PATH": os.path.dirname(sys.executable)}
@@ -166,6 +169,7 @@ def test_data_missing_file_with_no_source_says_where_to_put_it(tmp_path):
     assert_one_line(proc, "cnnlab-data", f"files missing from {raw}: t10k-images-idx3-ubyte", "Copy the four")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sweep", [[], ["-m"]], ids=["run", "sweep"])
 def test_train_read_only_output_dir(sweep):
     proc = run_command("train", *sweep, "debug=smoke", "paths.output_dir=/sys/cnnlab-out")
@@ -188,12 +192,14 @@ def test_train_bad_paths_and_settings_write_nothing(make_cfg, tmp_path, override
     assert not list((tmp_path / "outputs").glob("runs/**/*.*"))
 
 
+@pytest.mark.slow
 def test_unknown_config_keys_are_refused_by_hydra_strict_mode(tmp_path):
     proc = run_command("train", "trainer.epoch=3", f"paths.output_dir={tmp_path}")
     assert proc.returncode != 0 and proc.stderr.startswith("Could not override 'trainer.epoch'.")
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_summary_bad_setting():
     assert_one_line(
         run_command("summary", "model.batch_norm=maybe"),
