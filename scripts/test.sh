@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Run the test suite on a fresh or set-up checkout: set-up (venv, install, MNIST), then pytest.
-# Extra arguments go to pytest, e.g. scripts/test.sh -k smoke -x
+# Extra arguments go to pytest, e.g. scripts/test.sh -k smoke -x, or scripts/test.sh -m "not slow" for the fast loop
+# (it leaves out the tests marked slow: those that train real runs or start Python in a subprocess).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
-# The suite is mostly process start-up and small training runs: one pytest worker per core (at most 4), each with one
-# torch thread (its subprocesses inherit it), gets through it faster: 8 min 41 s on 2 cores against 13 min in one process.
+# The suite is mostly process start-up and small training runs, which gain little from more torch threads: one pytest
+# worker per core (at most 4), each with one torch thread (its subprocesses inherit it), keeps every core busy and gets
+# through the suite faster than one process using every core.
 workers=$(nproc); [ "$workers" -gt 4 ] && workers=4
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 exec .venv/bin/python -m pytest -n "$workers" --dist loadgroup "$@"

@@ -2,22 +2,19 @@
 
 import json
 import shutil
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from cnnlab.analysis import ANALYSES, AnalysisResult
 from cnnlab.cli.analysis import run_analysis
-from cnnlab.config import CONF_DIR
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.models import SimpleCNN
 from cnnlab.runs.checkpoint import load_checkpoint
 from cnnlab.training.runner import train
+from tests.helpers import compose_config, run_command
 
 FAST_UNTARGETED = {"mode": "untargeted", "adversarial_preset": {"name": "input_domain", "iterations": 15}}
 FAST_TARGETED = {"mode": "targeted", "adversarial_preset": {"name": "input_domain", "targeted_iterations": 3}}
@@ -27,26 +24,22 @@ FAST_TARGETED = {"mode": "targeted", "adversarial_preset": {"name": "input_domai
 def run_dir(tmp_path_factory):
     """A batch-norm model trained for 250 steps on 2,000 real MNIST images (validated on 1,000)."""
     out = tmp_path_factory.mktemp("analysis")
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        overrides = [
-            "debug=smoke",
-            "trainer.epochs=2",
-            "data.batch_size=16",
-            "data.val_size=1000",
-            "model.batch_norm=true",
-        ]
-        cfg = compose("train", [f"paths.output_dir={out}", *overrides])
-    return train(cfg).run_dir
-
-
-def cnnlab(module, *args):
-    return subprocess.run([sys.executable, "-m", f"cnnlab.cli.{module}", *args], capture_output=True, text=True)
+    # not TINY: the analyses are checked on a batch-norm model trained for more than a few steps
+    overrides = [
+        "debug=smoke",
+        "trainer.epochs=2",
+        "data.batch_size=16",
+        "data.val_size=1000",
+        "model.batch_norm=true",
+    ]
+    return train(compose_config("train", *overrides, output_dir=out)).run_dir
 
 
 def files_of(result: AnalysisResult) -> set[str]:
     return {p.name for p in result.out_dir.iterdir()}
 
 
+@pytest.mark.slow
 def test_filters_write_both_layers_with_the_checkpoint_weights(run_dir):
     result = ANALYSES["filters"](run_dir, {"layer": "both", "in_channel": 3})
     assert result.out_dir == run_dir / "analysis" / "filters" / "both-in3"
@@ -60,6 +53,7 @@ def test_filters_write_both_layers_with_the_checkpoint_weights(run_dir):
     assert mosaic.out_dir.name == "conv2-inall" and files_of(mosaic) >= {"conv2.png", "kernels.npz"}
 
 
+@pytest.mark.slow
 def test_activations_write_the_maps_of_the_chosen_test_image(run_dir):
     result = ANALYSES["activations"](run_dir, {"layer": "conv2", "image": 7})
     assert files_of(result) == {"activations.png", "activations.npz", "summary.json"}
@@ -68,6 +62,7 @@ def test_activations_write_the_maps_of_the_chosen_test_image(run_dir):
     assert result.summary["image"] == 7 and result.summary["label"] in [str(d) for d in range(10)]
 
 
+@pytest.mark.slow
 def test_occlusion_writes_one_figure_per_size_and_maps_of_the_promised_size(run_dir):
     result = ANALYSES["occlusion"](run_dir, {"sizes": [3, 14], "stride": 2, "images": 2, "batch_size": 50})
     assert files_of(result) == {"occlusion_k3.png", "occlusion_k14.png", "maps.npz", "summary.json"}
@@ -77,6 +72,7 @@ def test_occlusion_writes_one_figure_per_size_and_maps_of_the_promised_size(run_
         assert arrays["unoccluded"].min() > 0 and arrays["unoccluded"].max() <= 1
 
 
+@pytest.mark.slow
 def test_untargeted_images_stay_in_range_logits_rise_and_the_seed_repeats(run_dir):
     first = ANALYSES["adversarial"](run_dir, FAST_UNTARGETED)
     assert first.out_dir.name == "untargeted-input_domain"
@@ -94,6 +90,7 @@ def test_untargeted_images_stay_in_range_logits_rise_and_the_seed_repeats(run_di
         assert not np.array_equal(arrays["images"], images)
 
 
+@pytest.mark.slow
 def test_targeted_writes_the_90_pairs(run_dir):
     result = ANALYSES["adversarial"](run_dir, FAST_TARGETED)
     assert result.out_dir.name == "targeted-input_domain"
@@ -108,6 +105,7 @@ def test_targeted_writes_the_90_pairs(run_dir):
         assert arrays["images"].shape == (90, 1, 28, 28) and arrays["images"].min() >= 0 and arrays["images"].max() <= 1
 
 
+@pytest.mark.slow
 def test_report_preset_uses_the_0_255_range(run_dir):
     options = {"mode": "untargeted", "adversarial_preset": {"name": "report", "iterations": 3}}
     result = ANALYSES["adversarial"](run_dir, options)
@@ -116,6 +114,7 @@ def test_report_preset_uses_the_0_255_range(run_dir):
         assert arrays["images"].max() <= 255 and arrays["init"].mean() > 100
 
 
+@pytest.mark.slow
 def test_a_second_call_is_served_from_summary_json_until_forced_or_changed(run_dir):
     options = {"layer": "conv1", "image": 2}
     first = ANALYSES["activations"](run_dir, options)
@@ -132,6 +131,7 @@ def test_a_second_call_is_served_from_summary_json_until_forced_or_changed(run_d
     assert json.loads((first.out_dir / "summary.json").read_text())["settings"] == {"layer": "conv1", "image": 2}
 
 
+@pytest.mark.slow
 def test_a_changed_checkpoint_is_recomputed(run_dir, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("analysis"))
@@ -145,21 +145,24 @@ def test_a_changed_checkpoint_is_recomputed(run_dir, tmp_path):
         np.testing.assert_allclose(kernels["conv1_weight"], state["model"]["conv_block.0.weight"].numpy())
 
 
+@pytest.mark.slow
 def test_command_line_with_run_prints_the_table(run_dir):
-    proc = cnnlab("adversarial", f"run={run_dir}", "adversarial_preset.iterations=5", "seed=3", "device=cpu")
+    proc = run_command("adversarial", f"run={run_dir}", "adversarial_preset.iterations=5", "seed=3", "device=cpu")
     assert proc.returncode == 0, proc.stderr
     assert "target  predicted  confidence" in proc.stdout and "mean MSE to source" in proc.stdout
     summary = json.loads((run_dir / "analysis/adversarial/untargeted-input_domain/summary.json").read_text())
     assert summary["settings"]["seed"] == 3 and summary["settings"]["adversarial_preset"]["iterations"] == 5
 
 
+@pytest.mark.slow
 def test_command_line_error_is_one_line_and_exit_2(tmp_path):
-    proc = cnnlab("occlusion", f"run={tmp_path / 'nowhere'}")
+    proc = run_command("occlusion", f"run={tmp_path / 'nowhere'}")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert proc.stderr.startswith("cnnlab-occlusion: error: run ") and "does not exist" in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_composed_config_takes_a_checkpoint_file_and_needs_exactly_one_source(run_dir, make_cfg):
     cfg = make_cfg(f"checkpoint={run_dir / 'checkpoint.pt'}", "layer=conv2", config_name="filters")
     result = run_analysis("filters", cfg)
@@ -176,6 +179,7 @@ def test_a_composed_config_takes_a_checkpoint_file_and_needs_exactly_one_source(
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "options", "error", "needle"),
     [

@@ -1,14 +1,13 @@
 """The benchmark in quick mode: every comparison runs, writes bench.json and finds both sides computing the same."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from cnnlab.bench.analyses import IMAGE_ATOL, agreement
 from cnnlab.bench.timing import Comparison, interleaved
+from tests.helpers import run_command
 
 
 def test_interleaved_times_rounds_after_warmup_and_keeps_every_output():
@@ -40,12 +39,7 @@ def test_analysis_check_fails_when_any_call_differs_beyond_the_tolerance():
 
 @pytest.mark.slow
 def test_quick_bench_writes_json_and_both_sides_agree(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "cnnlab.cli.bench", "quick=true", f"paths.output_dir={tmp_path}"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_command("bench", "quick=true", f"paths.output_dir={tmp_path}", timeout=300)
     assert proc.returncode == 0, proc.stderr
     results = json.loads((tmp_path / "bench" / "bench-quick.json").read_text())
     assert results["hardware"]["torch"] == torch.__version__ and results["hardware"]["threads"] >= 1
@@ -78,20 +72,9 @@ def test_quick_bench_writes_json_and_both_sides_agree(tmp_path):
     assert by_name["targeted, 90 pairs x 2 steps"]["details"]["images"] == 90
 
 
+@pytest.mark.slow
 def test_unknown_comparison_is_one_line_and_exit_2(tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cnnlab.cli.bench",
-            "quick=true",
-            "only=[training,speed]",
-            f"paths.output_dir={tmp_path}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_command("bench", "quick=true", "only=[training,speed]", f"paths.output_dir={tmp_path}", timeout=120)
     assert proc.returncode == 2
     assert (
         proc.stderr.strip() == "cnnlab-bench: error: only='speed' is not a comparison; "

@@ -8,16 +8,12 @@ import pytest
 from omegaconf import OmegaConf
 
 from cnnlab.config import CONF_DIR
+from tests.helpers import TINY, run_command
 
 
-def cnnlab(module, *args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", f"cnnlab.cli.{module}", *args], capture_output=True, text=True, cwd=cwd
-    )
-
-
+@pytest.mark.slow
 def test_sweep_over_two_optimizers_writes_two_runs(tmp_path):
-    proc = cnnlab("train", "-m", "optimizer=sgd,adam", "debug=smoke", "data.subset=256", f"paths.output_dir={tmp_path}")
+    proc = run_command("train", "-m", "optimizer=sgd,adam", *TINY, f"paths.output_dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
     metrics = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("runs/mnist/*/*/seed42/metrics.json"))]
     assert [m["summary"]["optimizer"] for m in metrics] == ["adam", "sgd"]
@@ -52,31 +48,35 @@ def test_report_experiment_composes_six_distinct_jobs(make_cfg):
     assert len({run_dir_for(c) for c in jobs}) == 6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "needle"),
     [(["trainer.epochs=0"], "trainer.epochs=0"), (["data.subset=999999"], "data.subset=999999")],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, needle):
-    proc = cnnlab("train", "debug=smoke", f"paths.output_dir={tmp_path}", *args)
+    proc = run_command("train", "debug=smoke", f"paths.output_dir={tmp_path}", *args)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert proc.stderr.startswith("cnnlab-train: error: ") and needle in proc.stderr
     assert not list(tmp_path.glob("runs/**/metrics.json"))
 
 
+@pytest.mark.slow
 def test_summary_prints_the_report_counts():
-    proc = cnnlab("summary")
+    proc = run_command("summary")
     assert proc.returncode == 0, proc.stderr
     assert "parameters: 799,078 (conv 9,568, fc 789,510)" in proc.stdout
     assert "neurons:    31,870 (conv 31,360, fc 510)" in proc.stdout
-    assert "800,206" in cnnlab("summary", "model.batch_norm=true").stdout
+    assert "800,206" in run_command("summary", "model.batch_norm=true").stdout
 
 
+@pytest.mark.slow
 def test_fetch_verifies_existing_files():
-    proc = cnnlab("data")
+    proc = run_command("data")
     assert proc.returncode == 0 and "4 files verified" in proc.stdout
 
 
+@pytest.mark.slow
 def test_console_scripts_find_their_configs(tmp_path):
     """The installed `cnnlab-*` commands (not `python -m`) resolve conf/ from any working directory."""
     bin_dir = __import__("pathlib").Path(sys.executable).parent

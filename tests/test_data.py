@@ -9,7 +9,7 @@ import torch
 from cnnlab.data import MNIST_SPEC as MNIST
 from cnnlab.data import Batches, Split, ensure_files, load_splits
 from cnnlab.errors import ConfigError, DataError
-from tests.conftest import write_fake_dataset
+from tests.helpers import write_fake_dataset
 
 
 def spec_for(digests):

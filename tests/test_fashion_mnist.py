@@ -10,7 +10,7 @@ from cnnlab.data import FASHION_MNIST_SPEC, ensure_files, load_splits
 from cnnlab.errors import DataError
 from cnnlab.runs.layout import run_dir_for
 from cnnlab.training.runner import train
-from tests.conftest import write_fake_dataset
+from tests.helpers import write_fake_dataset
 
 DEBIAN = FASHION_MNIST_SPEC.debian_dir
 

@@ -1,30 +1,19 @@
 """Sweeps through the shipped launcher configs write the same run layout as the default launcher."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 from omegaconf import OmegaConf
 
 from cnnlab.runs.layout import run_dir_for
-
-TINY = ("debug=smoke", "data.subset=256", "data.val_size=1000")
+from tests.helpers import TINY, compose_config, run_command
 
 
 def sweep(tmp_path, launcher, *args):
-    cmd = [
-        sys.executable,
-        "-m",
-        "cnnlab.cli.train",
-        "-m",
-        "optimizer=sgd,adam",
-        f"launcher={launcher}",
-        *TINY,
-        f"paths.output_dir={tmp_path / 'outputs'}",
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    output_dir = f"paths.output_dir={tmp_path / 'outputs'}"
+    return run_command(
+        "train", "-m", "optimizer=sgd,adam", f"launcher={launcher}", *TINY, output_dir, *args, timeout=300
+    )
 
 
 def finished_runs(make_cfg):
@@ -54,6 +43,7 @@ def test_submitit_local_sweep_writes_the_same_layout(tmp_path, make_cfg):
     assert list(tmp_path.glob("outputs/logs/train/multiruns/*/.submitit/*"))  # submitit's own per-job folders
 
 
+@pytest.mark.slow
 def test_bad_setting_in_a_joblib_worker_is_one_line_and_exit_2(tmp_path):
     proc = sweep(tmp_path, "joblib", "hydra.launcher.n_jobs=2", "trainer.epochs=0")
     assert proc.returncode == 2
@@ -64,10 +54,6 @@ def test_bad_setting_in_a_joblib_worker_is_one_line_and_exit_2(tmp_path):
 
 
 def test_slurm_launcher_composes_with_overridable_resources():
-    from hydra import compose, initialize_config_dir
-
-    from cnnlab.config import CONF_DIR
-
     overrides = [
         "launcher=submitit_slurm",
         "hydra.launcher.partition=gpu",
@@ -76,8 +62,7 @@ def test_slurm_launcher_composes_with_overridable_resources():
         "hydra.launcher.mem_gb=8",
         "hydra.launcher.timeout_min=20",
     ]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    cfg = compose_config("train", *overrides, return_hydra_config=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert (

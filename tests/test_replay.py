@@ -1,8 +1,6 @@
 """cnnlab-replay: the notebook's random stream replayed on the real MNIST files, the comparison, and bad input."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -16,10 +14,7 @@ from cnnlab.replay.published import NOTEBOOK_RUNS
 from cnnlab.replay.results import compare_run
 from cnnlab.replay.runner import replay
 from cnnlab.runs.checkpoint import load_checkpoint
-
-
-def cnnlab_replay(*args):
-    return subprocess.run([sys.executable, "-m", "cnnlab.cli.replay", *args], capture_output=True, text=True)
+from tests.helpers import command_argv, run_command
 
 
 @pytest.mark.slow
@@ -50,7 +45,8 @@ def test_first_sgd_epoch_replays_the_published_numbers(first_sgd_replay):
     for name in ("history.csv", "classification_report.txt", "confusion_matrix.csv", "curves.png", "predictions.png"):
         assert (run_dir / name).is_file(), name
 
-    again = subprocess.run(proc.args, capture_output=True, text=True)  # the same command: printed again, not retrained
+    # the same command: printed again, not retrained
+    again = run_command("replay", *proc.args[len(command_argv("replay")) :])
     table = proc.stdout[proc.stdout.index("notebook replay, ") :]
     assert again.returncode == 0 and again.stdout.endswith(table) and "already holds these runs" in again.stdout
     assert json.loads((run_dir / "metrics.json").read_text())["finished_at"] == metrics["finished_at"]
@@ -113,8 +109,9 @@ def test_bad_settings_are_rejected_before_anything_is_written(make_cfg, tmp_path
     assert not (tmp_path / "outputs" / "replay").exists()
 
 
+@pytest.mark.slow
 def test_bad_setting_on_the_command_line_is_one_line_and_exit_2(tmp_path):
-    proc = cnnlab_replay("runs=9", f"paths.output_dir={tmp_path}")
+    proc = run_command("replay", "runs=9", f"paths.output_dir={tmp_path}")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "cnnlab-replay: error: runs=9 must be between 1 and 6 (the notebook's runs)"
     assert not (tmp_path / "replay").exists()

@@ -8,50 +8,39 @@ import re
 import shlex
 import shutil
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from cnnlab.config import CONF_DIR, to_plain
+from cnnlab.config import to_plain
 from cnnlab.errors import ConfigError
 from cnnlab.reporting import build_report
 from cnnlab.reporting.analyses import parse_entries
 from cnnlab.reporting.analysis_section import title
 from cnnlab.runs.layout import run_dir_for
 from cnnlab.training.runner import train
+from tests.helpers import TINY, TRAIN_OVERRIDES, compose_config, run_command, table
 
-TINY = ["debug=smoke", "data.subset=256", "data.val_size=1000"]
-TRAIN_OVERRIDES = "train_overrides=[" + ",".join(f"'{o}'" for o in TINY) + "]"
 T_975_DF1 = 12.7062047  # Student t, 97.5th percentile, 1 degree of freedom (from tables)
-
-
-def compose_cfg(name, overrides):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(name, overrides=overrides)
 
 
 def report_cfg(output_dir, *extra):
     """The report over the tiny runs; the Analyses section is off unless a test turns it on (see analyses_cfg)."""
-    return compose_cfg(
+    return compose_config(
         "report",
-        [
-            f"paths.output_dir={output_dir}",
-            "seeds=[0,1,2]",
-            TRAIN_OVERRIDES,
-            "tables.optimizers=[sgd,adam]",
-            "tables.batch_norm=[sgd,sgd_bn]",
-            "target_accuracy=40",
-            "analyses_enabled=false",
-            *extra,
-        ],
+        "seeds=[0,1,2]",
+        TRAIN_OVERRIDES,
+        "tables.optimizers=[sgd,adam]",
+        "tables.batch_norm=[sgd,sgd_bn]",
+        "target_accuracy=40",
+        "analyses_enabled=false",
+        *extra,
+        output_dir=output_dir,
     )
 
 
 def train_cfg(output_dir, *extra):
-    return compose_cfg("train", [f"paths.output_dir={output_dir}", *TINY, *extra])
+    return compose_config("train", *TINY, *extra, output_dir=output_dir)
 
 
 @pytest.fixture(scope="module")
@@ -80,15 +69,6 @@ def metrics(run_dir):
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-def table(text, title):
-    """Rows of the Markdown table under the heading that starts with `title` (with an empty title: in `text` up to its
-    next ### heading), as dicts by column."""
-    section = text.split(f"## {title}", 1)[1].split("\n## ", 1)[0] if title else text.split("\n### ", 1)[0]
-    lines = [line for line in section.splitlines() if line.startswith("|")]
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
-    return [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines[2:]]
-
-
 def fabricate(source, dest, **changes):
     """A run directory copied from `source` with some metrics.json entries changed (None deletes one)."""
     shutil.copytree(source, dest)
@@ -97,6 +77,7 @@ def fabricate(source, dest, **changes):
     return dest
 
 
+@pytest.mark.slow
 def test_tables_hold_exactly_the_runs_with_their_statistics(outputs):
     out, dirs = outputs
     result = build_report(report_cfg(out))
@@ -137,6 +118,7 @@ def test_tables_hold_exactly_the_runs_with_their_statistics(outputs):
     assert by_config["sgd"]["seeds"] == "0 1" and by_config["sgd"]["params"] == "799078"
 
 
+@pytest.mark.slow
 def test_missing_runs_are_listed_with_commands_that_train_them(outputs):
     out, dirs = outputs
     text = build_report(report_cfg(out)).markdown.read_text()
@@ -145,11 +127,12 @@ def test_missing_runs_are_listed_with_commands_that_train_them(outputs):
     # the listed command trains into the directory beside the seeds that exist
     args = list(shlex.split(listed["SGD, seed 2"])[1:])
     assert args[-1] == "seed=2"
-    assert run_dir_for(to_plain(compose_cfg("train", args))) == dirs["sgd", 0].parent / "seed2"
+    assert run_dir_for(to_plain(compose_config("train", *args))) == dirs["sgd", 0].parent / "seed2"
     assert shlex.split(listed["SGD + batch norm, seeds 0, 1, 2"])[1:3] == ["-m", "+experiment/report=sgd_bn"]
     assert "**Incomplete:** 5 expected runs are missing" in text
 
 
+@pytest.mark.slow
 def test_html_is_self_contained_and_embeds_every_figure(outputs):
     out, _ = outputs
     result = build_report(report_cfg(out))
@@ -173,6 +156,7 @@ def test_html_is_self_contained_and_embeds_every_figure(outputs):
     ).read_bytes()
 
 
+@pytest.mark.slow
 def test_best_model_is_chosen_by_validation_accuracy_not_test_accuracy(outputs):
     out, dirs = outputs
     # SGD gets the best validation accuracy but the worst test accuracy, seed 1 being its best seed
@@ -187,6 +171,7 @@ def test_best_model_is_chosen_by_validation_accuracy_not_test_accuracy(outputs):
     assert "**SGD** (`" in result.markdown.read_text().split("## Best configuration")[1]
 
 
+@pytest.mark.slow
 def test_diverged_and_failed_runs_are_listed_not_averaged(outputs):
     out, dirs = outputs
     fabricate(
@@ -211,6 +196,7 @@ def test_diverged_and_failed_runs_are_listed_not_averaged(outputs):
     )
 
 
+@pytest.mark.slow
 def test_lr_sensitivity_appears_when_other_learning_rates_exist(outputs):
     out, dirs = outputs
     assert "Learning-rate sensitivity" not in build_report(report_cfg(out)).markdown.read_text()
@@ -224,6 +210,7 @@ def test_lr_sensitivity_appears_when_other_learning_rates_exist(outputs):
     assert (result.report_dir / "figures" / "lr_sensitivity.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_rerunning_without_new_runs_rebuilds_no_figure(outputs):
     out, _ = outputs
     first = build_report(report_cfg(out))
@@ -235,28 +222,24 @@ def test_rerunning_without_new_runs_rebuilds_no_figure(outputs):
 
 
 def test_lr_sweep_is_five_log_spaced_rates_per_optimizer():
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        params = compose("train", overrides=["experiment=lr_sweep"], return_hydra_config=True).hydra.sweeper.params
+    params = compose_config("train", "experiment=lr_sweep", return_hydra_config=True).hydra.sweeper.params
     lrs = [float(v) for v in params["optimizer.lr"].split(",")]
     assert len(lrs) == 5 and lrs[0] == 1e-4 and lrs[-1] == 0.1
     assert [b / a for a, b in zip(lrs, lrs[1:])] == pytest.approx([10**0.75] * 4, rel=0.01)
     assert params["+experiment/report"].split(",") == ["sgd", "momentum", "rmsprop", "adam"]
 
 
-def cnnlab_report(*args):
-    return subprocess.run([sys.executable, "-m", "cnnlab.cli.report", *args], capture_output=True, text=True)
-
-
+@pytest.mark.slow
 def test_cli_writes_the_report_and_rejects_bad_seeds(outputs):
     out, _ = outputs
-    proc = cnnlab_report(f"paths.output_dir={out}", "tables.optimizers=[sgd,adam]", TRAIN_OVERRIDES)
+    proc = run_command("report", f"paths.output_dir={out}", "tables.optimizers=[sgd,adam]", TRAIN_OVERRIDES)
     assert proc.returncode == 0, proc.stderr
     assert f"report: {out / 'report' / 'REPORT.md'}" in proc.stdout
     assert (out / "report" / "report.html").is_file() and (out / "report" / "best_model.pt").is_file()
     assert (
         "analyses: 0 shown, 9 skipped (run missing), 0 failed" in proc.stdout
     )  # the report's runs with BN are missing
-    bad = cnnlab_report(f"paths.output_dir={out}", "seeds=[-1]")
+    bad = run_command("report", f"paths.output_dir={out}", "seeds=[-1]")
     assert bad.returncode == 2 and bad.stderr.strip() == (
         "cnnlab-report: error: seeds=[-1] must be a non-empty list of integers >= 0, e.g. seeds=[0,1,2]"
     )
@@ -296,6 +279,7 @@ def summaries(run_dir):
     return {p: p.stat().st_mtime_ns for p in (run_dir / "analysis").rglob("summary.json")}
 
 
+@pytest.mark.slow
 def test_analyses_section_shows_every_figure_with_its_numbers_and_the_html_embeds_them(outputs):
     out, dirs = outputs
     result = build_report(analyses_cfg(out))
@@ -335,11 +319,12 @@ def test_analyses_section_shows_every_figure_with_its_numbers_and_the_html_embed
     skipped = analyses.split("### Occlusion", 2)[2]
     command = re.search(r"Train it with `(cnnlab-train .+?)`", skipped).group(1)
     assert shlex.split(command)[1] == "+experiment/report=sgd_bn" and shlex.split(command)[-1] == "seed=0"
-    assert run_dir_for(to_plain(compose_cfg("train", shlex.split(command)[1:]))).parent.name.startswith(
+    assert run_dir_for(to_plain(compose_config("train", *shlex.split(command)[1:]))).parent.name.startswith(
         "e1-lr0.001-bs64-n256"
     )
 
 
+@pytest.mark.slow
 def test_rebuilding_the_report_recomputes_no_analysis(outputs):
     out, dirs = outputs
     entries = [
@@ -356,10 +341,11 @@ def test_rebuilding_the_report_recomputes_no_analysis(outputs):
     assert strip(second.markdown.read_text()) == strip(first.markdown.read_text())
 
 
+@pytest.mark.slow
 def test_a_failing_analysis_is_listed_the_rest_is_written_and_the_command_exits_1(outputs):
     out, dirs = outputs
     entries = "analyses=[{analysis:activations,run:adam,options:{image:99999}},{analysis:filters,run:sgd}]"
-    proc = cnnlab_report(f"paths.output_dir={out}", "tables.optimizers=[sgd,adam]", TRAIN_OVERRIDES, entries)
+    proc = run_command("report", f"paths.output_dir={out}", "tables.optimizers=[sgd,adam]", TRAIN_OVERRIDES, entries)
     assert proc.returncode == 1
     report = out / "report" / "REPORT.md"
     assert proc.stderr.strip().splitlines()[-1] == f"cnnlab-report: error: 1 of 2 analyses failed; see {report}"
@@ -370,6 +356,7 @@ def test_a_failing_analysis_is_listed_the_rest_is_written_and_the_command_exits_
     assert "## Table 1" in text and (out / "report" / "report.html").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "entry, message",
     [
@@ -388,6 +375,7 @@ def test_bad_analysis_entries_are_config_errors_before_anything_is_written(outpu
     assert not (out / "report").exists() and not list((out / "runs").rglob("analysis"))
 
 
+@pytest.mark.slow
 def test_turned_off_analyses_compute_nothing_and_leave_no_section(outputs):
     out, _ = outputs
     text = build_report(report_cfg(out)).markdown.read_text()
@@ -397,7 +385,7 @@ def test_turned_off_analyses_compute_nothing_and_leave_no_section(outputs):
 
 
 def test_the_default_entries_are_the_report_s_analyses_with_real_option_names():
-    cfg = compose_cfg("report", [])
+    cfg = compose_config("report")
     entries = parse_entries(to_plain(cfg.analyses), to_plain(cfg.runs))
     assert cfg.analyses_enabled is True
     assert [(e.run, title(e)) for e in entries] == [

@@ -7,7 +7,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 
 import pytest
 
@@ -17,9 +16,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.reporting import build_report
 from cnnlab.runs.layout import run_dir_for
 from cnnlab.training.runner import train
-from tests.conftest import REPO
-from tests.test_report import TINY, TRAIN_OVERRIDES, compose_cfg, table
-from tests.test_report_replay import five_epoch_replay
+from tests.helpers import REPO, TINY, TRAIN_OVERRIDES, compose_config, five_epoch_replay, run_command, table
 
 REPORT_RUNS = {
     "sgd": "SGD",
@@ -40,13 +37,10 @@ def missing_commands(text):
     }
 
 
+@pytest.mark.slow
 def test_a_fashion_report_over_no_runs_lists_the_six_fashion_runs_in_its_own_folder(tmp_path):
     out = tmp_path / "outputs"
-    proc = subprocess.run(
-        [sys.executable, "-m", "cnnlab.cli.report", "data=fashion_mnist", f"paths.output_dir={out}"],
-        capture_output=True,
-        text=True,
-    )
+    proc = run_command("report", "data=fashion_mnist", f"paths.output_dir={out}")
     assert proc.returncode == 0, proc.stderr
     report_dir = out / "report-fashion_mnist"
     assert (
@@ -83,11 +77,11 @@ def test_a_fashion_report_over_no_runs_lists_the_six_fashion_runs_in_its_own_fol
     for key, label in REPORT_RUNS.items():
         args = commands[label]
         assert args[:2] == [f"+experiment/report={key}", "data=fashion_mnist"] and args[-1] == "seed=42"
-        trained = compose_cfg(
-            "train", [f"+experiment/report={key}", "data=fashion_mnist", f"paths.output_dir={out}", "seed=42"]
+        trained = compose_config(
+            "train", f"+experiment/report={key}", "data=fashion_mnist", f"paths.output_dir={out}", "seed=42"
         )
         expected_dir = run_dir_for(to_plain(trained))
-        assert run_dir_for(to_plain(compose_cfg("train", args))) == expected_dir
+        assert run_dir_for(to_plain(compose_config("train", *args))) == expected_dir
         assert expected_dir.relative_to(out / "runs").parts[:2] == ("fashion_mnist", key.replace("_", "-"))
     assert (
         "Or all at once (finished runs are reused): "
@@ -96,21 +90,23 @@ def test_a_fashion_report_over_no_runs_lists_the_six_fashion_runs_in_its_own_fol
 
 
 def test_the_mnist_report_keeps_its_folder_published_values_and_commands(tmp_path):
-    cfg = compose_cfg("report", [f"paths.output_dir={tmp_path}", "analyses_enabled=false"])
+    cfg = compose_config("report", f"paths.output_dir={tmp_path}", "analyses_enabled=false")
     assert cfg.paths.report_dir == str(tmp_path / "report") and cfg.runs.sgd.published.test_accuracy == 81.11
     text = build_report(cfg).markdown.read_text()
     assert text.startswith("# CNN on MNIST: optimizers and batch norm, reproduced\n")
     assert table(text, "Table 1")[0]["published %"] == "81.11" and table(text, "Model")[0]["published"] == "799,078"
     assert "No notebook replay yet" in text and "the first epoch whose validation accuracy reached 98% and" in text
     assert missing_commands(text)["SGD"][:2] == ["+experiment/report=sgd", f"paths.runs_dir={tmp_path / 'runs'}"]
-    assert compose_cfg("report", ["data=fashion_mnist", "paths.report_dir=/elsewhere"]).paths.report_dir == "/elsewhere"
+    assert (
+        compose_config("report", "data=fashion_mnist", "paths.report_dir=/elsewhere").paths.report_dir == "/elsewhere"
+    )
 
 
 def test_a_replay_of_the_mnist_notebook_never_enters_a_fashion_report(tmp_path):
     five_epoch_replay(tmp_path / "outputs" / "replay", {"sgd": 81.11, "sgd_bn": 96.84}, {"sgd": 81.11, "sgd_bn": 97.00})
     base = [f"paths.output_dir={tmp_path / 'outputs'}", "analyses_enabled=false"]
-    assert "notebook replay %" in build_report(compose_cfg("report", base)).markdown.read_text()
-    result = build_report(compose_cfg("report", [*base, "data=fashion_mnist"]))
+    assert "notebook replay %" in build_report(compose_config("report", *base)).markdown.read_text()
+    result = build_report(compose_config("report", *base, "data=fashion_mnist"))
     text = result.markdown.read_text()
     assert result.replay_csv is None and "notebook replay" not in text and "cnnlab-replay" not in text
     assert (tmp_path / "outputs" / "report" / "replay.csv").is_file()  # the MNIST report's own is left alone
@@ -118,8 +114,8 @@ def test_a_replay_of_the_mnist_notebook_never_enters_a_fashion_report(tmp_path):
 
 def test_data_settings_of_the_report_change_the_expected_runs_as_they_change_training(tmp_path):
     base = [f"paths.output_dir={tmp_path}", "analyses_enabled=false", "data=fashion_mnist"]
-    as_report_setting = build_report(compose_cfg("report", [*base, "data.subset=256"]))
-    as_train_override = build_report(compose_cfg("report", [*base, "train_overrides=['data.subset=256']"]))
+    as_report_setting = build_report(compose_config("report", *base, "data.subset=256"))
+    as_train_override = build_report(compose_config("report", *base, "train_overrides=['data.subset=256']"))
     assert [e.name for e, _ in as_report_setting.missing] == [e.name for e, _ in as_train_override.missing]
     assert all(e.name.startswith("fashion_mnist/") and "-n256-" in e.name for e, _ in as_report_setting.missing)
     assert as_report_setting.missing[0][0].train_args[:3] == (
@@ -144,7 +140,7 @@ def test_a_report_whose_runs_would_be_on_another_dataset_is_an_error_before_anyt
     tmp_path, overrides, message
 ):
     with pytest.raises(ConfigError, match=re.escape(message)):
-        build_report(compose_cfg("report", [f"paths.output_dir={tmp_path}", *overrides]))
+        build_report(compose_config("report", f"paths.output_dir={tmp_path}", *overrides))
     assert not any(tmp_path.iterdir())
 
 
@@ -177,7 +173,7 @@ def test_reproduce_gives_the_report_the_dataset_and_the_other_arguments_as_train
     report_args = (root / "cnnlab-report.args").read_text().splitlines()
     assert report_args == ["seeds=[0,1]", "train_overrides=['debug=smoke']", "data=fashion_mnist"]
     # ... which is a report on the smoke runs of Fashion-MNIST
-    cfg = compose_cfg("report", [*report_args, f"paths.output_dir={tmp_path}", "analyses_enabled=false"])
+    cfg = compose_config("report", *report_args, f"paths.output_dir={tmp_path}", "analyses_enabled=false")
     missing = build_report(cfg).missing
     assert len(missing) == 6 and all(e.name.startswith("fashion_mnist/") and "-n2000-" in e.name for e, _ in missing)
 
@@ -194,6 +190,7 @@ ANALYSES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     DEBIAN is None or not DEBIAN.is_dir(),
     reason="needs Debian's dataset-fashion-mnist (CNNLAB_DATASETS=fashion_mnist scripts/setup.sh installs it)",
@@ -202,22 +199,20 @@ def test_a_report_over_tiny_real_fashion_runs_names_the_classes(tmp_path):
     out, data_dir = tmp_path / "outputs", tmp_path / "data"
     common = [f"paths.output_dir={out}", f"paths.data_dir={data_dir}", "data=fashion_mnist"]
     dirs = {
-        key: train(compose_cfg("train", [*common, *TINY, f"+experiment/report={key}", "seed=0"])).run_dir
+        key: train(compose_config("train", *common, *TINY, f"+experiment/report={key}", "seed=0")).run_dir
         for key in ("sgd", "adam_bn")
     }
     # an MNIST configuration beside them belongs to MNIST's report, not to this one
     shutil.copytree(dirs["sgd"], out / "runs" / "mnist" / "sgd" / "e1-lr0.001-bs64-n256-00000000" / "seed0")
-    cfg = compose_cfg(
+    cfg = compose_config(
         "report",
-        [
-            *common,
-            "seeds=[0]",
-            TRAIN_OVERRIDES,
-            "tables.optimizers=[sgd]",
-            "tables.batch_norm=[sgd,adam_bn]",
-            "target_accuracy=10",
-            "analysis_device=cpu",
-        ],
+        *common,
+        "seeds=[0]",
+        TRAIN_OVERRIDES,
+        "tables.optimizers=[sgd]",
+        "tables.batch_norm=[sgd,adam_bn]",
+        "target_accuracy=10",
+        "analysis_device=cpu",
     )
     cfg.analyses = ANALYSES
     result = build_report(cfg)

@@ -6,18 +6,15 @@ import shutil
 
 import pytest
 
-from cnnlab.atomic import write_json
 from cnnlab.errors import ConfigError
 from cnnlab.replay import load_replay
-from cnnlab.replay.published import NOTEBOOK_RUNS
-from cnnlab.replay.results import compare_run, summary_path
+from cnnlab.replay.results import summary_path
 from cnnlab.reporting import build_report
 from cnnlab.reporting.replay_section import replay_command
-from tests.test_report import table
+from tests.helpers import five_epoch_replay, table
 
 TABLES = ["tables.optimizers=[sgd,adam]", "tables.batch_norm=[sgd,sgd_bn,adam,adam_bn]", "analyses_enabled=false"]
 BN_SECTION = "## Batch norm in the notebook's evaluation"
-PUBLISHED = {run.key: run for run in NOTEBOOK_RUNS}
 
 
 @pytest.fixture(scope="module")
@@ -64,21 +61,6 @@ def test_the_replay_column_shows_the_replayed_test_accuracy_beside_the_published
         float(rows[0]["test_accuracy"]) == round(sgd["test_accuracy"], 4) and rows[0]["published_test_accuracy"] == ""
     )
     assert float(rows[0]["test_accuracy_eval_mode"]) == round(sgd["test_accuracy_eval_mode"], 4)
-
-
-def five_epoch_replay(replay_dir, test_accuracy, eval_accuracy):
-    """replay-e5.json for the given runs, each compared with the published numbers by the replay package itself; the
-    per-epoch values are the published ones."""
-    runs = {}
-    for key, accuracy in test_accuracy.items():
-        run = PUBLISHED[key]
-        history = [
-            {"epoch": i + 1, "train_loss": t, "val_loss": v, "val_accuracy": a}
-            for i, (t, v, a) in enumerate(run.epochs)
-        ]
-        runs[key] = {"run_dir": str(replay_dir / key), **compare_run(run, history, accuracy, eval_accuracy[key])}
-    summary = {"protocol": "notebook", "epochs": 5, "device": "cpu", "threads": 2, "torch": "2.14.1", "runs": runs}
-    write_json(summary_path(replay_dir, 5), summary)
 
 
 def test_batch_norm_runs_get_the_evaluation_section_and_replays_outside_tolerance_are_marked(make_cfg, tmp_path):

@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,8 +20,10 @@ from cnnlab.runs.checkpoint import load_checkpoint
 from cnnlab.runs.layout import run_dir_for
 from cnnlab.runs.lock import run_lock
 from cnnlab.training.runner import train
+from tests.helpers import TINY, command_argv, run_command
 
-# 2 short epochs; a small validation split keeps each epoch well under a second on one thread
+# not TINY: 2 epochs, so that a run can be killed during its second; a small validation split keeps each epoch well
+# under a second on one thread
 RUN = [
     "data.subset=1500",
     "data.val_size=500",
@@ -42,7 +43,7 @@ def start(out: Path, *args: str, log: Path) -> subprocess.Popen:
         # Ctrl-C must reach the run even where the test process ignores SIGINT (pytest-xdist's workers do, and children
         # inherit an ignored signal, which would turn Python's KeyboardInterrupt off)
         return subprocess.Popen(
-            [sys.executable, "-m", "cnnlab.cli.train", *RUN, f"paths.output_dir={out}", *args],
+            command_argv("train", *RUN, f"paths.output_dir={out}", *args),
             stdout=fh,
             stderr=subprocess.STDOUT,
             env=env,
@@ -123,9 +124,7 @@ def test_kill_9_then_ctrl_c_leave_complete_files_and_resume_to_identical_results
     assert failed["status"] == "failed" and "KeyboardInterrupt" in failed["error"]
     assert load_checkpoint(run_dir / "last.pt")["epoch"] == 1
 
-    again = subprocess.run(
-        [sys.executable, "-m", "cnnlab.cli.train", *RUN, f"paths.output_dir={out}"], capture_output=True, text=True
-    )
+    again = run_command("train", *RUN, f"paths.output_dir={out}")
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resuming" in again.stdout + again.stderr and "after epoch 1" in again.stdout + again.stderr
     assert_same_result(run_dir, the_run_dir(ref))
@@ -139,11 +138,7 @@ def test_rerun_sweep_skips_finished_runs_and_resumes_unfinished_ones(crashed, tm
     shutil.copytree(crash, out)
     finished = the_run_dir(out, epochs=1) / "metrics.json"
     before = finished.read_text()
-    proc = subprocess.run(
-        [sys.executable, "-m", "cnnlab.cli.train", "-m", *RUN, "trainer.epochs=1,2", f"paths.output_dir={out}"],
-        capture_output=True,
-        text=True,
-    )
+    proc = run_command("train", "-m", *RUN, "trainer.epochs=1,2", f"paths.output_dir={out}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     log = proc.stdout + proc.stderr
     assert "is already finished" in log and "resuming" in log
@@ -152,7 +147,7 @@ def test_rerun_sweep_skips_finished_runs_and_resumes_unfinished_ones(crashed, tm
 
 
 def test_a_second_process_on_the_same_run_is_refused(make_cfg):
-    cfg = make_cfg("debug=smoke", "data.subset=200", "data.val_size=200")
+    cfg = make_cfg(*TINY)
     run_dir = run_dir_for(cfg)
     run_dir.mkdir(parents=True)
     with run_lock(run_dir):

@@ -30,6 +30,7 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 50)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not keep_freed_memory(), reason="glibc's mallopt is not available here")
 def test_kept_memory_spares_training_steps_their_page_faults():
     out = subprocess.run([sys.executable, "-c", STEPS_SCRIPT], capture_output=True, text=True, check=True)

@@ -4,7 +4,6 @@ recorded."""
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,9 +16,9 @@ from cnnlab.models import SimpleCNN
 from cnnlab.runs.checkpoint import load_checkpoint, load_model, save_checkpoint
 from cnnlab.runs.layout import LAST, run_dir_for
 from cnnlab.training.runner import train
+from tests.helpers import TINY, run_command
 
 MNIST_RAW = Path("data/MNIST/raw").resolve()
-TINY = ("debug=smoke", "data.subset=300", "data.val_size=300")
 
 
 class CreatesFile:
@@ -87,6 +86,7 @@ def test_the_stored_config_builds_the_right_architecture_and_a_mismatch_names_th
         load_model(wrong)
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_last_checkpoint_of_another_configuration(make_cfg):
     bn_dir = train(make_cfg(*TINY, "model.batch_norm=true")).run_dir
     plain = make_cfg(*TINY)
@@ -135,12 +135,6 @@ def test_atomic_write_keeps_the_previous_file_when_writing_fails(tmp_path):
 # ---- the command line: every entry point answers bad input with one line and a non-zero exit ----
 
 
-def cli(module, *args, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", f"cnnlab.cli.{module}", *args], capture_output=True, text=True, env=env
-    )
-
-
 def assert_one_line(proc, prog: str, *needles: str) -> None:
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.startswith(f"{prog}: error: ") and proc.stderr.count("\n") == 1, proc.stderr
@@ -160,22 +154,25 @@ def mnist_copy(root: Path, broken: str, content: bytes | None) -> Path:
     return raw
 
 
+@pytest.mark.slow
 def test_data_empty_idx_file_names_it(tmp_path):
     raw = mnist_copy(tmp_path, "train-labels-idx1-ubyte", b"")
-    proc = cli("data", f"data.root={tmp_path}", "data.download=false")
+    proc = run_command("data", f"data.root={tmp_path}", "data.download=false")
     assert_one_line(proc, "cnnlab-data", f"{raw / 'train-labels-idx1-ubyte'} has SHA-256")
 
 
+@pytest.mark.slow
 def test_data_missing_file_with_no_source_says_where_to_put_it(tmp_path):
     raw = mnist_copy(tmp_path, "t10k-images-idx3-ubyte", None)
     no_npm = {**os.environ, "PATH": os.path.dirname(sys.executable)}
-    proc = cli("data", f"data.root={tmp_path}", "data.download=false", env=no_npm)
+    proc = run_command("data", f"data.root={tmp_path}", "data.download=false", env=no_npm)
     assert_one_line(proc, "cnnlab-data", f"files missing from {raw}: t10k-images-idx3-ubyte", "Copy the four")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sweep", [[], ["-m"]], ids=["run", "sweep"])
 def test_train_read_only_output_dir(sweep):
-    proc = cli("train", *sweep, "debug=smoke", "paths.output_dir=/sys/cnnlab-out")
+    proc = run_command("train", *sweep, "debug=smoke", "paths.output_dir=/sys/cnnlab-out")
     folder = "multiruns" if sweep else "runs"
     assert_one_line(proc, "cnnlab-train", f"cannot create the log folder /sys/cnnlab-out/logs/train/{folder} (")
 
@@ -195,13 +192,18 @@ def test_train_bad_paths_and_settings_write_nothing(make_cfg, tmp_path, override
     assert not list((tmp_path / "outputs").glob("runs/**/*.*"))
 
 
+@pytest.mark.slow
 def test_unknown_config_keys_are_one_line_with_the_closest_name(tmp_path):
-    proc = cli("train", "trainer.epoch=3", f"paths.output_dir={tmp_path}")
-    assert_one_line(proc, "cnnlab-train", "trainer.epoch is not a setting of cnnlab-train; did you mean trainer.epochs?")
+    proc = run_command("train", "trainer.epoch=3", f"paths.output_dir={tmp_path}")
+    expected = "trainer.epoch is not a setting of cnnlab-train; did you mean trainer.epochs?"
+    assert_one_line(proc, "cnnlab-train", expected)
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_summary_bad_setting():
     assert_one_line(
-        cli("summary", "model.batch_norm=maybe"), "cnnlab-summary", "model.batch_norm='maybe' must be true or false"
+        run_command("summary", "model.batch_norm=maybe"),
+        "cnnlab-summary",
+        "model.batch_norm='maybe' must be true or false",
     )

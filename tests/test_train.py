@@ -11,6 +11,7 @@ from cnnlab.models import SimpleCNN
 from cnnlab.runs.checkpoint import load_checkpoint
 from cnnlab.runs.layout import run_dir_for
 from cnnlab.training.runner import train
+from tests.helpers import TINY
 
 RUN_FILES = {
     "checkpoint.pt",
@@ -23,9 +24,9 @@ RUN_FILES = {
     "predictions.png",
     "config.yaml",
 }
-TINY = ("debug=smoke", "data.subset=512")
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_a_complete_run_directory(make_cfg, tmp_path):
     cfg = make_cfg("debug=smoke", "optimizer=momentum", "model.batch_norm=true")
     result = train(cfg)
@@ -58,6 +59,7 @@ def test_smoke_run_writes_a_complete_run_directory(make_cfg, tmp_path):
     torch.load(run_dir / "checkpoint.pt", weights_only=True)  # plain data only
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics_and_other_seed_differs(make_cfg, tmp_path):
     torch.manual_seed(123)  # what ran before must not matter
     a = train(make_cfg(*TINY)).metrics
@@ -68,6 +70,7 @@ def test_same_seed_same_metrics_and_other_seed_differs(make_cfg, tmp_path):
     assert strip(a) != strip(c)
 
 
+@pytest.mark.slow
 def test_finished_run_is_reused_unless_overwrite(make_cfg):
     first = train(make_cfg(*TINY))
     again = train(make_cfg(*TINY))

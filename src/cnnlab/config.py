@@ -19,10 +19,10 @@ def project_root() -> Path:
 CONF_DIR = project_root() / "conf"
 
 
-def _published(key: str) -> dict[str, float]:
+def _published(key: str) -> DictConfig:
     from cnnlab.replay.published import published_values  # imported on use: most commands never resolve it
 
-    return published_values(key)
+    return OmegaConf.create(published_values(key))
 
 
 def register_resolvers() -> None:

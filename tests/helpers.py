@@ -1,0 +1,107 @@
+"""Plain helpers shared by the test modules (fixtures live in conftest.py): running a command as a user does, the
+tiny training configuration, configs composed with Hydra's compose API, report tables, and idx-file writers."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import struct
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from cnnlab.atomic import write_json
+from cnnlab.config import CONF_DIR, project_root
+from cnnlab.replay.published import NOTEBOOK_RUNS
+from cnnlab.replay.results import compare_run, summary_path
+
+REPO = project_root()
+
+# Real MNIST, seconds per run: one epoch (debug=smoke) on 256 training images, validated on 1,000. Run-directory
+# names some tests assert on follow from these values (e.g. "e1-lr0.001-bs64-n256").
+TINY = ("debug=smoke", "data.subset=256", "data.val_size=1000")
+# The report's setting that makes its expected runs the TINY ones.
+TRAIN_OVERRIDES = "train_overrides=[" + ",".join(f"'{o}'" for o in TINY) + "]"
+
+
+def command_argv(command: str, *args: str) -> list[str]:
+    """The argv of `cnnlab-<command> args...`, run as a module of this interpreter so that it imports the code under
+    test whichever console scripts are installed."""
+    return [sys.executable, "-m", f"cnnlab.cli.{command}", *args]
+
+
+def run_command(
+    command: str,
+    *args: str,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`cnnlab-<command> args...` (command: train, data, summary, report, replay, bench, filters, activations,
+    occlusion or adversarial) in a subprocess, with its stdout and stderr captured as text."""
+    argv = command_argv(command, *args)
+    return subprocess.run(argv, capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
+
+
+def compose_config(
+    name: str, *overrides: str, output_dir: Path | None = None, return_hydra_config: bool = False
+) -> DictConfig:
+    """conf/<name>.yaml composed with `overrides` as the command would see it; with `output_dir`, every output goes
+    there (data stays in the repository's data/)."""
+    if output_dir is not None:
+        overrides = (f"paths.output_dir={output_dir}", *overrides)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(name, overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
+def table(text: str, title: str) -> list[dict[str, str]]:
+    """Rows of the Markdown table under the heading that starts with `title` (with an empty title: in `text` up to its
+    next ### heading), as dicts by column."""
+    section = text.split(f"## {title}", 1)[1].split("\n## ", 1)[0] if title else text.split("\n### ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    return [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines[2:]]
+
+
+def five_epoch_replay(replay_dir: Path, test_accuracy: dict[str, float], eval_accuracy: dict[str, float]) -> None:
+    """replay-e5.json for the given runs, each compared with the published numbers by the replay package itself; the
+    per-epoch values are the published ones."""
+    published = {run.key: run for run in NOTEBOOK_RUNS}
+    runs = {}
+    for key, accuracy in test_accuracy.items():
+        run = published[key]
+        history = [
+            {"epoch": i + 1, "train_loss": t, "val_loss": v, "val_accuracy": a}
+            for i, (t, v, a) in enumerate(run.epochs)
+        ]
+        runs[key] = {"run_dir": str(replay_dir / key), **compare_run(run, history, accuracy, eval_accuracy[key])}
+    summary = {"protocol": "notebook", "epochs": 5, "device": "cpu", "threads": 2, "torch": "2.14.1", "runs": runs}
+    write_json(summary_path(replay_dir, 5), summary)
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> str:
+    """Write a uint8 array in idx format (magic 0x0000080N, big-endian dims); returns the SHA-256 of the bytes."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    blob = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (gzip.open if compress else open)(path, "wb").write(blob)
+    return hashlib.sha256(blob).hexdigest()
+
+
+def write_fake_dataset(
+    raw: Path, n_train: int = 60, n_test: int = 20, seed: int = 0, names: Sequence[str] = ()
+) -> dict[str, str]:
+    """Small random images and labels under MNIST's file names; returns name -> digest."""
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28)),
+        "train-labels-idx1-ubyte": np.arange(n_train) % 10,
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28)),
+        "t10k-labels-idx1-ubyte": np.arange(n_test) % 10,
+    }
+    return {name: write_idx(raw / name, arr) for name, arr in arrays.items() if not names or name in names}
