@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import sys
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from cnnlab.runtime import keep_freed_memory
@@ -48,6 +51,8 @@ def run_cli(prog: str, fn: Callable[[], T]) -> T:
     Every command comes through here, so this is also where the process gets its CPU memory settings.
     """
     keep_freed_memory()
+    # a log file on a full disk must not print a traceback per log line; the error itself is still reported
+    logging.raiseExceptions = show_traceback()
     try:
         return fn()
     except CnnlabError as err:
@@ -55,8 +60,20 @@ def run_cli(prog: str, fn: Callable[[], T]) -> T:
         fail(prog, str(err))
     except OSError as err:
         _traceback_if_asked()
-        where = f"{err.filename}: " if err.filename else ""
-        fail(prog, f"{where}{err.strerror or err}")
+        fail(prog, describe_os_error(err))
+
+
+def describe_os_error(err: OSError) -> str:
+    """One line for an OSError; a full disk names the folder (not a temp file's name) and says what to do."""
+    if err.errno == errno.ENOSPC:
+        where = Path(err.filename) if err.filename else None
+        folder = where if where is None or where.is_dir() else where.parent
+        return (
+            f"the disk is full (No space left on device) writing to {folder or 'the output folder'}; free some space "
+            "and run the command again: a run resumes from its last finished epoch"
+        )
+    where = f"{err.filename}: " if err.filename else ""
+    return f"{where}{err.strerror or err}"
 
 
 def _traceback_if_asked() -> None:

@@ -23,6 +23,7 @@ from cnnlab.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
+
 class SourceUnavailable(Exception):
     """One source could not provide the files; the next one is tried."""
 

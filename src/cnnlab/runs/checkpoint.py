@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import pickle
 import random
 import re
@@ -19,8 +21,19 @@ from cnnlab.models import build_model
 REQUIRED_KEYS = ("model", "config")
 
 
+# torch.save's zip writer reports a short write (a full disk) as a RuntimeError without an errno
+SHORT_WRITE = ("unexpected pos", "file write failed", "PytorchStreamWriter failed")
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    return write_with(path, lambda tmp: torch.save(state, tmp))
+    """Write atomically; a full disk is an OSError(ENOSPC) naming the folder, whichever layer noticed it."""
+    path = Path(path)
+    try:
+        return write_with(path, lambda tmp: torch.save(state, tmp))
+    except RuntimeError as err:
+        if any(marker in str(err) for marker in SHORT_WRITE):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path.parent)) from err
+        raise
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -55,12 +68,31 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 def load_weights(module: torch.nn.Module | torch.optim.Optimizer, weights: dict[str, Any], path: str | Path) -> None:
     """`load_state_dict` whose mismatch (another architecture, e.g. BN weights into a plain model) names the file."""
+    kind = type(module).__name__
+    if isinstance(module, torch.nn.Module) and (mismatch := describe_mismatch(module.state_dict(), weights)):
+        raise CheckpointError(f"checkpoint {path} does not fit this {kind}: {mismatch}")
     try:
         module.load_state_dict(weights)
     except (RuntimeError, ValueError, KeyError) as err:
         first = str(err).strip().splitlines()[0]
-        kind = type(module).__name__
         raise CheckpointError(f"checkpoint {path} does not fit this {kind}: {first}") from None
+
+
+def describe_mismatch(expected: dict[str, Any], found: dict[str, Any], most: int = 3) -> str:
+    """The first keys a checkpoint lacks or adds, and the first shapes that differ, as one phrase ('' if none)."""
+    parts = []
+    if missing := [k for k in expected if k not in found]:
+        parts.append(f"missing {', '.join(missing[:most])}{' ...' if len(missing) > most else ''}")
+    if unexpected := [k for k in found if k not in expected]:
+        parts.append(f"unexpected {', '.join(unexpected[:most])}{' ...' if len(unexpected) > most else ''}")
+    shapes = [
+        f"{k} {tuple(found[k].shape)} vs {tuple(v.shape)} here"
+        for k, v in expected.items()
+        if k in found and hasattr(found[k], "shape") and tuple(found[k].shape) != tuple(v.shape)
+    ]
+    if shapes:
+        parts.append(f"shape of {'; '.join(shapes[:most])}{' ...' if len(shapes) > most else ''}")
+    return "; ".join(parts)
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:

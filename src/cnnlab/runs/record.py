@@ -6,6 +6,7 @@ Every kind of run (`cnnlab-train`, the notebook replay) records through here, so
 from __future__ import annotations
 
 import platform
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from cnnlab.atomic import write_json, write_text
 from cnnlab.errors import CheckpointError
 from cnnlab.models import count_neurons, count_parameters
 from cnnlab.runs.layout import METRICS, config_name, run_dir_for
+from cnnlab.runs.lock import LOCK
 from cnnlab.runs.status import RunStatus
 
 
@@ -104,3 +106,15 @@ def remove_stale_temp_files(folder: Path) -> None:
     """Temporary files a killed process left behind (never renamed, so never part of anything's state)."""
     for tmp in folder.glob(".*.tmp"):
         tmp.unlink(missing_ok=True)
+
+
+def clear_results(run_dir: Path, keep: tuple[str, ...] = (LOCK,)) -> None:
+    """Delete everything an earlier attempt left in `run_dir` (checkpoints, metrics, figures, analyses), so that a
+    retrain interrupted midway can never leave an old result looking current."""
+    for entry in run_dir.iterdir():
+        if entry.name in keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()

@@ -27,7 +27,7 @@ from cnnlab.errors import CheckpointError
 from cnnlab.models import MODELS, build_model
 from cnnlab.runs.checkpoint import load_checkpoint, load_weights, restore_rng_state
 from cnnlab.runs.layout import LAST, identity, run_dir_for
-from cnnlab.runs.record import run_description
+from cnnlab.runs.record import clear_results, run_description
 from cnnlab.runs.status import RunStatus, read_metrics, status_of
 from cnnlab.training.engine import Run, RunResult, TestOutcome, execute, locked_run_dir
 from cnnlab.training.loggers import check_logger
@@ -152,6 +152,8 @@ def train(cfg: DictConfig) -> RunResult:
         # another process may have finished this run while we loaded the data
         if reused := _reuse(run_dir, cfg.overwrite):
             return reused
+        if cfg.overwrite:
+            clear_results(run_dir)
         run, steps = prepare(cfg, plain, run_dir, splits)
         return execute(run, steps, epochs=cfg.trainer.epochs, classes=splits.classes, logger_cfg=cfg.get("logger"))
 
