@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from cnnlab.atomic import write_json
-from cnnlab.checks import positive_int
+from cnnlab.checks import boolean, positive_int
 from cnnlab.config import to_plain
 from cnnlab.data import MNIST_SPEC, Split, ensure_files
 from cnnlab.data.splits import read_split
@@ -31,7 +31,7 @@ from cnnlab.runs.layout import run_dir_for
 from cnnlab.runs.record import now, run_description
 from cnnlab.training.engine import Run, TestOutcome, execute, locked_run_dir
 from cnnlab.training.loop import evaluate
-from cnnlab.training.optimizers import build_optimizer
+from cnnlab.training.optimizers import build_optimizer, check_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +54,12 @@ def check_settings(cfg: DictConfig) -> None:
     if cfg.num_threads is not None:
         positive_int("num_threads", cfg.num_threads)
     resolve_device(cfg.device, setting="device")
+    for flag in ("progress", "download", "overwrite"):
+        boolean(flag, cfg[flag])
     for run in NOTEBOOK_RUNS[:runs]:
         if run.optimizer not in cfg.optimizers:
             raise ConfigError(f"optimizers.{run.optimizer} is missing; the {run.label} run needs it")
+        check_optimizer(cfg.optimizers[run.optimizer], setting=f"optimizers.{run.optimizer}")
 
 
 def run_config(cfg: DictConfig, run: PublishedRun) -> dict[str, Any]:
