@@ -142,3 +142,37 @@ def test_run_directory_that_is_a_file(make_cfg):
     target.write_text("not a directory")
     with pytest.raises(CheckpointError, match="is a file"):
         train(cfg)
+
+
+@pytest.mark.slow
+def test_a_run_trained_without_its_test_pass_is_finished_later_by_resuming(make_cfg):
+    """What a tuning trial leaves: every epoch trained, the test set never read, last.pt kept; a later plain run of
+    the same configuration adds only the test pass, and agrees with a run trained straight through."""
+    cfg = make_cfg(*TINY, "trainer.epochs=2")
+    trained = train(cfg, test=False)
+    assert trained.status == "trained" and trained.metrics["status"] == "trained"
+    assert "test" not in trained.metrics and not (trained.run_dir / "checkpoint.pt").exists()
+    assert not (trained.run_dir / "classification_report.txt").exists()
+    assert load_checkpoint(trained.run_dir / "last.pt")["epoch"] == 2
+
+    finished = train(cfg)
+    assert finished.status == "finished" and not finished.reused
+    assert [h["val_accuracy"] for h in finished.metrics["history"]] == [
+        h["val_accuracy"] for h in trained.metrics["history"]
+    ]
+    straight = train(make_cfg(*TINY, "trainer.epochs=2", "overwrite=true"))
+    assert straight.metrics["test"]["accuracy"] == finished.metrics["test"]["accuracy"]
+
+
+@pytest.mark.slow
+def test_an_epoch_hook_can_stop_a_run_as_pruned(make_cfg):
+    seen = []
+
+    def prune_after_first(entry):
+        seen.append(entry["epoch"])
+        return True
+
+    result = train(make_cfg(*TINY, "trainer.epochs=3"), on_epoch=prune_after_first)
+    assert seen == [1] and result.status == "pruned"
+    assert result.metrics["status"] == "pruned" and len(result.metrics["history"]) == 1
+    assert load_checkpoint(result.run_dir / "last.pt")["epoch"] == 1 and "test" not in result.metrics

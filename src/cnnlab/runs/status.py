@@ -17,6 +17,8 @@ class RunStatus(str, Enum):
     FINISHED = "finished"
     FAILED = "failed"
     DIVERGED = "diverged"
+    PRUNED = "pruned"  # stopped early by a tuner after an epoch; last.pt kept, so it can still be trained on
+    TRAINED = "trained"  # every epoch trained, the test set not yet read (a tuning trial); training it again tests it
 
     def __str__(self) -> str:
         return self.value

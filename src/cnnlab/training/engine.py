@@ -13,7 +13,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -130,21 +130,37 @@ def divergence(train_loss: float, val_loss: float, num_classes: int) -> str | No
     return None
 
 
+EpochHook = Callable[[Mapping[str, Any]], bool]
+
+
 def execute(
-    run: Run, steps: EpochSteps, *, epochs: int, classes: Sequence[str], logger_cfg: Mapping[str, Any] | None = None
+    run: Run,
+    steps: EpochSteps,
+    *,
+    epochs: int,
+    classes: Sequence[str],
+    logger_cfg: Mapping[str, Any] | None = None,
+    on_epoch: EpochHook | None = None,
+    test: bool = True,
 ) -> RunResult:
     """Train `run` from its last recorded epoch to `epochs`, test it and record the outcome.
 
-    From the first write on, any exception (Ctrl-C included) is recorded as `failed` before it propagates; a failure
-    to record it (a full disk) never hides the original error.
+    `on_epoch` sees each epoch's history entry once its snapshot is saved and may stop the run there (`pruned`, e.g.
+    by a tuner). `test=False` ends a complete run as `trained` without reading the test set; last.pt stays, so
+    training the same run later only adds the test pass. From the first write on, any exception (Ctrl-C included) is
+    recorded as `failed` before it propagates; a failure to record it (a full disk) never hides the original error.
     """
     logger = NullLogger()
     try:
         config_yaml = write_config(run.run_dir, run.config)
         run.record(RunStatus.RUNNING)
         logger = open_logger(logger_cfg, run.run_dir, first_epoch=len(run.history) + 1, config_yaml=config_yaml)
-        if diverged := fit(run, steps, epochs=epochs, num_classes=len(classes), logger=logger):
-            return diverged
+        if stopped := fit(run, steps, epochs=epochs, num_classes=len(classes), logger=logger, on_epoch=on_epoch):
+            return stopped
+        if not test:
+            return RunResult(
+                run.run_dir, RunStatus.TRAINED, run.record(RunStatus.TRAINED, **history_summary(run.history))
+            )
         return finish(run, steps, classes=classes, logger=logger)
     except BaseException as err:
         with contextlib.suppress(OSError):
@@ -154,38 +170,51 @@ def execute(
         logger.close()
 
 
-def fit(run: Run, steps: EpochSteps, *, epochs: int, num_classes: int, logger: NullLogger) -> RunResult | None:
-    """The epoch loop: train, validate, record, snapshot to last.pt; a RunResult only when the run diverged."""
+def fit(
+    run: Run, steps: EpochSteps, *, epochs: int, num_classes: int, logger: NullLogger, on_epoch: EpochHook | None = None
+) -> RunResult | None:
+    """The epoch loop: train, validate, record, snapshot to last.pt; a RunResult only when the run diverged or
+    `on_epoch` stopped it."""
     for epoch in range(len(run.history) + 1, epochs + 1):
-        start = time.perf_counter()
-        train_loss = steps.train(epoch)
-        train_seconds = time.perf_counter() - start
-        val = steps.validate()
-        epoch_seconds = time.perf_counter() - start
-        run.train_time += epoch_seconds
-        entry = epoch_entry(
-            epoch=epoch,
-            train_loss=train_loss,
-            val_loss=val.loss,
-            val_accuracy=val.accuracy,
-            epoch_s=epoch_seconds,
-            train_s=train_seconds,
-            images=steps.train_images,
-        )
-        run.history.append(entry)
-        log.info(
-            "%s epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.2f%%  %.1fs  %.0f img/s",
-            *(run.label, epoch, epochs, train_loss, val.loss, val.accuracy, epoch_seconds, entry["images_per_s"]),
-        )
+        entry = train_one_epoch(run, steps, epoch=epoch, epochs=epochs)
         write_history(run.run_dir, run.history)
         logger.log_epoch(entry)
-        if reason := divergence(train_loss, val.loss, num_classes):
+        if reason := divergence(entry["train_loss"], entry["val_loss"], num_classes):
             log.error("%s diverged at epoch %d: %s; try a smaller optimizer.lr", run.label, epoch, reason)
             extra = {"finished_at": now(), "diverged_at_epoch": epoch, "diverged_because": reason}
             return RunResult(run.run_dir, RunStatus.DIVERGED, run.record(RunStatus.DIVERGED, **extra))
         save_checkpoint(run.run_dir / LAST, run.snapshot())
+        if on_epoch is not None and on_epoch(entry):
+            log.info("%s stopped after epoch %d (pruned)", run.label, epoch)
+            summary = history_summary(run.history)
+            return RunResult(run.run_dir, RunStatus.PRUNED, run.record(RunStatus.PRUNED, **summary))
         run.record(RunStatus.RUNNING)
     return None
+
+
+def train_one_epoch(run: Run, steps: EpochSteps, *, epoch: int, epochs: int) -> dict[str, Any]:
+    """Train and validate once, timed; the epoch's history entry, appended to the run's history and logged."""
+    start = time.perf_counter()
+    train_loss = steps.train(epoch)
+    train_seconds = time.perf_counter() - start
+    val = steps.validate()
+    epoch_seconds = time.perf_counter() - start
+    run.train_time += epoch_seconds
+    entry = epoch_entry(
+        epoch=epoch,
+        train_loss=train_loss,
+        val_loss=val.loss,
+        val_accuracy=val.accuracy,
+        epoch_s=epoch_seconds,
+        train_s=train_seconds,
+        images=steps.train_images,
+    )
+    run.history.append(entry)
+    log.info(
+        "%s epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.2f%%  %.1fs  %.0f img/s",
+        *(run.label, epoch, epochs, train_loss, val.loss, val.accuracy, epoch_seconds, entry["images_per_s"]),
+    )
+    return entry
 
 
 def finish(run: Run, steps: EpochSteps, *, classes: Sequence[str], logger: NullLogger) -> RunResult:

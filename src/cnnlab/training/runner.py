@@ -29,7 +29,7 @@ from cnnlab.runs.checkpoint import load_checkpoint, load_weights, restore_rng_st
 from cnnlab.runs.layout import LAST, identity, run_dir_for
 from cnnlab.runs.record import clear_results, run_description
 from cnnlab.runs.status import RunStatus, read_metrics, status_of
-from cnnlab.training.engine import Run, RunResult, TestOutcome, execute, locked_run_dir
+from cnnlab.training.engine import EpochHook, Run, RunResult, TestOutcome, execute, locked_run_dir
 from cnnlab.training.loggers import check_logger
 from cnnlab.training.loop import Evaluation, evaluate, train_epoch
 from cnnlab.training.optimizers import build_optimizer, check_optimizer
@@ -130,8 +130,11 @@ def _reuse(run_dir: Path, overwrite: bool) -> RunResult | None:
     return RunResult(run_dir, status, previous, reused=True)
 
 
-def train(cfg: DictConfig) -> RunResult:
-    """Train `cfg` into its run directory, holding the directory's lock so no second process writes there at once."""
+def train(cfg: DictConfig, *, on_epoch: EpochHook | None = None, test: bool = True) -> RunResult:
+    """Train `cfg` into its run directory, holding the directory's lock so no second process writes there at once.
+
+    `on_epoch` and `test` are the engine's (`training.engine.execute`): a tuner's pruning hook, and whether the run
+    ends with the test pass or as `trained`."""
     check_settings(cfg)
     plain = to_plain(cfg)
     run_dir = run_dir_for(plain)
@@ -155,7 +158,11 @@ def train(cfg: DictConfig) -> RunResult:
         if cfg.overwrite:
             clear_results(run_dir)
         run, steps = prepare(cfg, plain, run_dir, splits)
-        return execute(run, steps, epochs=cfg.trainer.epochs, classes=splits.classes, logger_cfg=cfg.get("logger"))
+        logger_cfg = cfg.get("logger")
+        epochs = cfg.trainer.epochs
+        return execute(
+            run, steps, epochs=epochs, classes=splits.classes, logger_cfg=logger_cfg, on_epoch=on_epoch, test=test
+        )
 
 
 def prepare(cfg: DictConfig, plain: dict[str, Any], run_dir: Path, splits: Splits) -> tuple[Run, StandardSteps]:
