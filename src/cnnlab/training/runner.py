@@ -23,7 +23,7 @@ from cnnlab.checks import boolean, one_of, positive_int, seed
 from cnnlab.config import to_plain
 from cnnlab.data import Batches, Split, Splits, get_spec, load_splits
 from cnnlab.device import fast_bf16, resolve_device
-from cnnlab.errors import CheckpointError
+from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.models import MODELS, build_model
 from cnnlab.runs.checkpoint import load_checkpoint, load_weights, restore_rng_state
 from cnnlab.runs.layout import LAST, identity, run_dir_for
@@ -58,7 +58,11 @@ def check_settings(cfg: DictConfig) -> None:
 
 
 def check_data(data: DictConfig) -> None:
-    get_spec(data.name)
+    spec = get_spec(data.name)
+    val_size = data.val_size
+    if isinstance(val_size, bool) or not isinstance(val_size, int) or not 0 < val_size < spec.train_size:
+        # the same words as load_splits, which checks against the files' real size
+        raise ConfigError(f"data.val_size={val_size!r} must be between 1 and {spec.train_size - 1}")
     positive_int("data.batch_size", data.batch_size)
     positive_int("data.eval_batch_size", data.eval_batch_size)
     if data.subset is not None:
