@@ -157,3 +157,31 @@ def test_a_second_process_on_the_same_run_is_refused(make_cfg):
         ):
             train(cfg)
     assert not (run_dir / "metrics.json").exists() and not (run_dir / ".lock").exists()
+
+
+def test_an_interrupted_overwrite_leaves_nothing_stale_that_looks_current(crashed, tmp_path):
+    ref, _ = crashed
+    out = tmp_path / "out"
+    shutil.copytree(ref, out)
+    run_dir = the_run_dir(out)
+    old = metrics_of(run_dir)
+    assert old["status"] == "finished" and (run_dir / "checkpoint.pt").exists()
+    (run_dir / "analysis" / "filters").mkdir(parents=True)  # an analysis of the old weights
+
+    proc = start(out, "overwrite=true", log=tmp_path / "overwrite.log")
+    retrained_one_epoch = lambda: (m := metrics_of(run_dir)).get("started_at") != old["started_at"] and m["history"]  # noqa: E731
+    wait_for(retrained_one_epoch, proc, "epoch 1 of the retrain")
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+
+    metrics = metrics_of(run_dir)
+    assert metrics["status"] == "running" and len(metrics["history"]) == 1 and "test" not in metrics
+    left = sorted(p.name for p in run_dir.iterdir())
+    stale = {"checkpoint.pt", "classification_report.txt", "confusion_matrix.csv", "confusion_matrix.png"}
+    assert not stale & set(left) and not {"curves.png", "predictions.png", "analysis"} & set(left), left
+    assert load_checkpoint(run_dir / "last.pt")["epoch"] == 1
+
+    # an analysis refuses what is not a finished run, in one line
+    proc = run_command("filters", f"run={run_dir}")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(f"cnnlab-filters: error: run {run_dir} is not finished (status running)")

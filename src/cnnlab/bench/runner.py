@@ -13,9 +13,11 @@ from omegaconf import DictConfig
 from cnnlab.atomic import write_json
 from cnnlab.bench.registry import BenchContext, BenchJob
 from cnnlab.bench.suite import run_suite
-from cnnlab.checks import positive_int
+from cnnlab.checks import boolean, one_of, positive_int, seed
 from cnnlab.config import CONF_DIR, to_plain
 from cnnlab.data import ensure_files, get_spec
+from cnnlab.models import MODELS
+from cnnlab.training.optimizers import check_optimizer
 
 # the context's repeat and size settings, from conf/bench.yaml
 SETTINGS = (
@@ -57,6 +59,11 @@ def output_path(cfg: DictConfig) -> Path:
 def run_bench(cfg: DictConfig, scratch: Path) -> dict:
     """Check the settings, build the context, run the chosen comparisons and write the results."""
     plain = to_plain(cfg)
+    seed("seed", cfg.seed)
+    boolean("quick", cfg.quick)
+    boolean("model.batch_norm", cfg.model.batch_norm)
+    one_of("model.name", cfg.model.name, MODELS)
+    check_optimizer(cfg.optimizer)
     settings = {key: plain[key] for key in SETTINGS}
     if cfg.quick:
         settings.update(QUICK)
