@@ -3,8 +3,11 @@ tiny training configuration, configs composed with Hydra's compose API, report t
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import importlib
+import io
 import struct
 import subprocess
 import sys
@@ -105,3 +108,20 @@ def write_fake_dataset(
         "t10k-labels-idx1-ubyte": np.arange(n_test) % 10,
     }
     return {name: write_idx(raw / name, arr) for name, arr in arrays.items() if not names or name in names}
+
+
+def invoke(command: str, *args: str) -> tuple[int | None, str]:
+    """`cnnlab-<command> args...` run in this process through its real entry point, as a console script runs it:
+    its exit status (None when it returned normally) and what it printed on stderr."""
+    module = importlib.import_module(f"cnnlab.cli.{command}")
+    err = io.StringIO()
+    argv = sys.argv
+    sys.argv = [f"cnnlab-{command}", *args]
+    try:
+        with contextlib.redirect_stderr(err):
+            module.main()
+    except SystemExit as exit_:
+        return exit_.code, err.getvalue()
+    finally:
+        sys.argv = argv
+    return None, err.getvalue()

@@ -53,10 +53,7 @@ def command(prog: str, config_name: str, check: Check | None = None) -> Callable
 
 def check_command_line(prog: str, config_name: str, overrides: Sequence[str], check: Check | None = None) -> None:
     """Compose `config_name` with `overrides` (each value of a sweep in turn) and run `check` on every result."""
-    try:
-        parsed = OverridesParser.create().parse_overrides(list(overrides))
-    except HydraException as err:
-        raise ConfigError(_first_line(err)) from None
+    parsed = _parse(overrides)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         defaults = _compose(prog, config_name, [])
         _reject_added_keys(prog, parsed, defaults)
@@ -64,6 +61,17 @@ def check_command_line(prog: str, config_name: str, overrides: Sequence[str], ch
             if check is not None:
                 HydraConfig.instance().set_config(cfg)  # `${hydra:...}` settings resolve as they will in the job
                 check(cfg)
+
+
+def _parse(overrides: Sequence[str]) -> list[Override]:
+    parser = OverridesParser.create()
+    parsed = []
+    for text in overrides:  # one at a time, so the message names the override at fault
+        try:
+            parsed += parser.parse_overrides([text])
+        except HydraException as err:
+            raise ConfigError(f"cannot read the override {text!r}: {_first_line(err)}") from None
+    return parsed
 
 
 def _sweep_variants(prog: str, config_name: str, parsed: list[Override]) -> Iterator[DictConfig]:
