@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
+from cnnlab.analysis.results import NOT_OPTIONS
 from cnnlab.config import CONF_DIR, to_plain
 from cnnlab.errors import ConfigError
 from cnnlab.reporting import build_report
@@ -411,3 +412,13 @@ def test_the_default_entries_are_the_report_s_analyses_with_real_option_names():
         ("adam_bn", "Untargeted adversarial images (input_domain preset)"),
         ("adam_bn", "Targeted adversarial images (input_domain preset)"),
     ]
+
+
+def test_an_entry_s_command_composes_to_the_settings_the_report_computes_with():
+    runs = to_plain(compose_cfg("report", []).runs)
+    odd = {"analysis": "adversarial", "run": "adam", "options": {"adversarial_preset": "report", "seed": 3}}
+    for entry in parse_entries([*TINY_ANALYSES, odd], runs):
+        args = shlex.split(entry.command(Path("/runs/adam/seed0")))
+        assert args[:2] == [f"cnnlab-{entry.analysis}", "run=/runs/adam/seed0"]
+        composed = to_plain(compose_cfg(entry.analysis, args[1:]))
+        assert {k: v for k, v in composed.items() if k not in NOT_OPTIONS} == entry.settings

@@ -19,7 +19,7 @@ from cnnlab.analysis.adversarial import check_preset, first_of_each_class
 from cnnlab.analysis.ascent import grow_targeted, grow_untargeted, noise
 from cnnlab.analysis.occlusion import occlusion_maps
 from cnnlab.analysis.reference import grow_targeted_reference, grow_untargeted_reference, occlusion_maps_reference
-from cnnlab.analysis.results import default_options
+from cnnlab.analysis.results import merge_options
 from cnnlab.bench.registry import BenchContext, register
 from cnnlab.bench.timing import Comparison, interleaved
 from cnnlab.bench.training import first_images, seeded_model
@@ -58,7 +58,7 @@ def pixel_test_split(ctx: BenchContext) -> Split:
 def preset(mode: str) -> dict[str, Any]:
     """The analysis's default pixel range, step and penalty (`conf/adversarial.yaml`'s preset); its iteration count is
     not used, the benchmark sets the steps."""
-    return check_preset(default_options("adversarial")["adversarial_preset"], mode)
+    return check_preset(merge_options("adversarial", {})["adversarial_preset"], mode)
 
 
 def max_abs_deviation(reference: Tensor, other: Tensor) -> float:
@@ -91,7 +91,7 @@ def compare(
 @register("occlusion")
 def occlusion_speed(ctx: BenchContext) -> list[Comparison]:
     """One test image, 5x5 patch at stride 1: a forward pass per position against cnnlab's batched maps."""
-    settings = default_options("occlusion")
+    settings = merge_options("occlusion", {})
     stride, fill, batch_size = settings["stride"], float(settings["fill"]), settings["batch_size"]
     (model, folded), test = analysis_models(ctx), pixel_test_split(ctx)
     image, label = test.x[:1], test.y[:1]

@@ -4,7 +4,6 @@ re-build without new runs recomputes nothing; one entry's error is recorded, nev
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.analysis import ANALYSES, AnalysisResult
-from cnnlab.analysis.results import merge_options
+from cnnlab.analysis.results import merge_options, option_overrides
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.reporting.collect import Run
 from cnnlab.reporting.expected import Expected
@@ -20,15 +19,6 @@ from cnnlab.reporting.figures import copy_if_changed
 
 ENTRY_KEYS = ("analysis", "run", "options")
 FIGURE_DIR = Path("figures") / "analyses"
-
-
-def _argument(key: str, value: Any) -> list[str]:
-    """One option as the `cnnlab-<analysis>` command line spells it (a preset by name, its changes as key.sub=value)."""
-    if isinstance(value, Mapping):
-        name = [f"{key}={value['name']}"] if "name" in value else []
-        return name + [arg for sub, v in value.items() if sub != "name" for arg in _argument(f"{key}.{sub}", v)]
-    text = json.dumps(value, separators=(",", ":")) if isinstance(value, list | bool) or value is None else str(value)
-    return [f"{key}={text}"]
 
 
 @dataclass(frozen=True)
@@ -43,8 +33,7 @@ class AnalysisEntry:
 
     def command(self, run_dir: Path) -> str:
         """The stand-alone command that computes (or shows the cached) same result."""
-        args = [arg for key, value in self.options.items() for arg in _argument(key, value)]
-        return shlex.join([f"cnnlab-{self.analysis}", f"run={run_dir}", *args])
+        return shlex.join([f"cnnlab-{self.analysis}", f"run={run_dir}", *option_overrides(self.analysis, self.options)])
 
 
 @dataclass(frozen=True)
