@@ -30,7 +30,7 @@ def map_side(image_side: int, size: int, stride: int) -> int:
 
 @torch.no_grad()
 def occlusion_maps(
-    model: nn.Module, images: Tensor, labels: Tensor, size: int, stride: int, fill: float, batch_size: int = 1024
+    model: nn.Module, images: Tensor, labels: Tensor, *, size: int, stride: int, fill: float, batch_size: int = 1024
 ) -> Tensor:
     """[N, rows, cols] true-class probabilities for images [N, C, H, W] in eval mode, `batch_size` copies per pass."""
     n, _, height, width = images.shape
@@ -81,7 +81,9 @@ def occlusion(
         classes = loaded.classes
         figures, maps = {}, {}
         for size in sizes:
-            heat = occlusion_maps(loaded.folded, images, labels, size, stride, float(fill), batch_size).cpu()
+            heat = occlusion_maps(
+                loaded.folded, images, labels, size=size, stride=stride, fill=float(fill), batch_size=batch_size
+            ).cpu()
             maps[f"k{size}"] = heat.numpy()
             panels, titles = [], []
             for i in range(n_images):

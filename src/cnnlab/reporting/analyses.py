@@ -85,6 +85,7 @@ def one_line(err: Exception) -> str:
 def run_analyses(
     entries: Sequence[AnalysisEntry],
     shown: Mapping[str, Run],
+    *,
     expected: Mapping[str, Expected],
     seeds: Sequence[int],
     report_dir: Path,

@@ -200,6 +200,7 @@ def _models(expected: Mapping[str, Expected]) -> list[ModelInfo]:
 
 def _figures(
     report_dir: Path,
+    *,
     expected: Mapping[str, Expected],
     tables: Mapping[str, list[str]],
     shown: Mapping[str, Run],
@@ -320,7 +321,13 @@ def build_report(cfg: DictConfig) -> ReportResult:
     if settings.analyses is not None:
         data_dir = Path(cfg.paths.data_dir)
         outcomes = run_analyses(
-            settings.analyses, shown, expected, seeds, report_dir, settings.analysis_device, data_dir
+            settings.analyses,
+            shown,
+            expected=expected,
+            seeds=seeds,
+            report_dir=report_dir,
+            device=settings.analysis_device,
+            data_dir=data_dir,
         )
 
     candidates = [(key, r) for key, r in results.items() if r.val_accuracy is not None]
@@ -358,7 +365,15 @@ def build_report(cfg: DictConfig) -> ReportResult:
         published_runs={key: dict(value.get("published") or {}) for key, value in runs_cfg.items()},
         published_counts=dict(to_plain(cfg.published).get("counts") or {}),
         published_note=str(cfg.published.get("note") or ""),
-        figures=_figures(report_dir, expected, tables, shown, series, report_lr, settings.spec.title),
+        figures=_figures(
+            report_dir,
+            expected=expected,
+            tables=tables,
+            shown=shown,
+            series=series,
+            report_lr=report_lr,
+            data_title=settings.spec.title,
+        ),
         shown=shown,
         best=best,
         missing=missing,
