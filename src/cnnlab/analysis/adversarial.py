@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from cnnlab.analysis.ascent import Ascent, AscentSettings, grow_targeted, grow_untargeted, mean_squared_error, noise
-from cnnlab.analysis.loading import LoadedRun, checkpoint_path, load_run, predict
-from cnnlab.analysis.results import AnalysisResult, Outputs, analysis_dir, merge_options, run_cached
+from cnnlab.analysis.loading import LoadedRun, predict
+from cnnlab.analysis.results import AnalysisResult, Outputs, analyse
 from cnnlab.checks import non_negative_float, one_of, positive_float, positive_int
 from cnnlab.errors import ConfigError
 from cnnlab.plotting import image_grid, value_curves
@@ -44,8 +44,8 @@ class Preset:
         return noise(count, shape, mean=self.init_mean, std=self.init_std, lo=lo, hi=hi, seed=seed)
 
     def sources(self, images: Tensor) -> Tensor:
-        """Images in [0, 1] as the targeted penalty compares X with them: in X's range ("input"), or left in [0, 1]
-        ("unit", as the report compared X in [0, 255] with them)."""
+        """`images` (in [0, 1]) as the targeted penalty compares X with them: put in X's range ("input"), or left in
+        [0, 1] ("unit": the report compared X in [0, 255] with sources in [0, 1])."""
         lo, hi = self.ascent.lo, self.ascent.hi
         return images if self.source_range == "unit" else lo + images * (hi - lo)
 
@@ -185,26 +185,35 @@ def arrays(
     }
 
 
-def adversarial(
-    run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None
-) -> AnalysisResult:
-    settings = merge_options("adversarial", options)
-    force = settings.pop("force")
+@dataclass(frozen=True)
+class Chosen:
+    """The checked settings of one call: which images to grow, from which preset and seed."""
+
+    mode: str
+    preset: Preset
+    seed: int
+
+
+def check_settings(settings: Mapping[str, Any]) -> tuple[Chosen, str]:
+    """Mode, seed and preset, checked, and their folder name (mode and preset name)."""
     mode = one_of("mode", settings["mode"], MODES)
     seed = settings["seed"]
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed={seed!r} must be an integer >= 0")
     preset = check_preset(settings["adversarial_preset"], mode)
-    checkpoint = checkpoint_path(run_dir)
-    out_dir = analysis_dir(checkpoint, "adversarial", f"{mode}-{settings['adversarial_preset']['name']}")
-    grow = untargeted if mode == "untargeted" else targeted
-    return run_cached(
-        "adversarial",
-        checkpoint,
-        out_dir,
-        settings,
-        force,
-        lambda: grow(load_run(checkpoint, device, data_dir), preset, seed),
+    return Chosen(mode, preset, seed), f"{mode}-{settings['adversarial_preset']['name']}"
+
+
+def outputs(loaded: LoadedRun, chosen: Chosen) -> Outputs:
+    grow = untargeted if chosen.mode == "untargeted" else targeted
+    return grow(loaded, chosen.preset, chosen.seed)
+
+
+def adversarial(
+    run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None
+) -> AnalysisResult:
+    return analyse(
+        "adversarial", run_dir, options, check=check_settings, compute=outputs, device=device, data_dir=data_dir
     )
 
 

@@ -24,6 +24,10 @@ class AscentSettings:
     lo: float
     hi: float
 
+    def moved(self, x: Tensor, grad: Tensor) -> Tensor:
+        """One step up `grad` from `x` (both left unchanged)."""
+        return (x + (self.step * grad).clamp_(-self.eps, self.eps)).clamp_(self.lo, self.hi)
+
 
 @dataclass(frozen=True)
 class Ascent:
@@ -60,18 +64,17 @@ def ascend(
     penalty: Callable[[Tensor], Tensor] | None = None,
 ) -> Ascent:
     """Each image climbs objective = logit_target(X) - penalty(X) (see AscentSettings for the step)."""
-    steps, step, eps, lo, hi = settings.steps, settings.step, settings.eps, settings.lo, settings.hi
     x = init.clone()
-    curve = torch.empty(steps, len(x), device=x.device)
+    curve = torch.empty(settings.steps, len(x), device=x.device)
     rows = torch.arange(len(x), device=x.device)
     with frozen(model):
-        for i in range(steps):
+        for i in range(settings.steps):
             x.requires_grad_(True)
             logit = model(x)[rows, targets]
             objective = logit if penalty is None else logit - penalty(x)
             (grad,) = torch.autograd.grad(objective.sum(), x)
             curve[i] = logit.detach()
-            x = (x.detach() + (step * grad).clamp_(-eps, eps)).clamp_(lo, hi)
+            x = settings.moved(x.detach(), grad)
     return Ascent(x, curve)
 
 

@@ -18,9 +18,9 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from cnnlab.analysis.loading import LoadedRun, checkpoint_path, load_run
+from cnnlab.analysis.loading import LoadedRun
 from cnnlab.analysis.occluders import occluder
-from cnnlab.analysis.results import AnalysisResult, Outputs, analysis_dir, merge_options, run_cached
+from cnnlab.analysis.results import AnalysisResult, Outputs, analyse
 from cnnlab.checks import positive_int
 from cnnlab.errors import ConfigError
 from cnnlab.plotting import image_grid
@@ -67,21 +67,17 @@ class Occlusion:
     fill: int | float
     sizes: Any
 
-    @property
-    def setting(self) -> str:
-        """The name of these settings' folder under the run's analysis/occlusion/."""
-        return f"s{self.stride}-fill{self.fill:g}-n{self.images}"
 
-
-def check_settings(settings: Mapping[str, Any]) -> Occlusion:
-    """The settings checked before anything is loaded, so a bad one costs nothing."""
+def check_settings(settings: Mapping[str, Any]) -> tuple[Occlusion, str]:
+    """The settings checked before anything is loaded, so a bad one costs nothing, and their folder name."""
     stride = positive_int("stride", settings["stride"])
     n_images = positive_int("images", settings["images"])
     batch_size = positive_int("batch_size", settings["batch_size"])
     fill = settings["fill"]
     if isinstance(fill, bool) or not isinstance(fill, int | float):
         raise ConfigError(f"fill={fill!r} must be a number (a pixel value; images are in [0, 1])")
-    return Occlusion(stride=stride, images=n_images, batch_size=batch_size, fill=fill, sizes=settings["sizes"])
+    checked = Occlusion(stride=stride, images=n_images, batch_size=batch_size, fill=fill, sizes=settings["sizes"])
+    return checked, f"s{stride}-fill{fill:g}-n{n_images}"
 
 
 @dataclass(frozen=True)
@@ -171,16 +167,6 @@ def outputs(loaded: LoadedRun, s: Occlusion) -> Outputs:
 def occlusion(
     run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None
 ) -> AnalysisResult:
-    settings = merge_options("occlusion", options)
-    force = settings.pop("force")
-    checked = check_settings(settings)
-    checkpoint = checkpoint_path(run_dir)
-    out_dir = analysis_dir(checkpoint, "occlusion", checked.setting)
-    return run_cached(
-        "occlusion",
-        checkpoint,
-        out_dir,
-        settings,
-        force,
-        lambda: outputs(load_run(checkpoint, device, data_dir), checked),
+    return analyse(
+        "occlusion", run_dir, options, check=check_settings, compute=outputs, device=device, data_dir=data_dir
     )

@@ -41,19 +41,17 @@ def grow_targeted_reference(
 ) -> tuple[Tensor, Tensor]:
     """One image [C, H, W] grown towards `target` while kept near `source` (no penalty when None); returns the image
     and its logit curve [steps]."""
-    steps, step, eps, lo, hi = settings.steps, settings.step, settings.eps, settings.lo, settings.hi
     model.eval()
     x = init.clone()[None].requires_grad_(True)
-    curve = torch.empty(steps)
-    for i in range(steps):
+    curve = torch.empty(settings.steps)
+    for i in range(settings.steps):
         model.zero_grad()
         logit = model(x)[0, target]
         objective = logit if source is None else logit - beta * mean_squared_error(x, source[None])[0]
         objective.backward()
         curve[i] = logit.item()
         with torch.no_grad():
-            x += (step * x.grad).clamp(-eps, eps)
-            x.clamp_(lo, hi)
+            x.copy_(settings.moved(x, x.grad))
         x.grad.zero_()
     model.zero_grad()
     return x.detach()[0], curve

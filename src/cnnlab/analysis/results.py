@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from matplotlib.figure import Figure
 from omegaconf import DictConfig
 
+from cnnlab.analysis.loading import LoadedRun, checkpoint_path, load_run
 from cnnlab.atomic import write_figure, write_json, write_with
 from cnnlab.config import compose_config, config_group_options, override_value, to_plain
 from cnnlab.data.files import sha256_of
@@ -27,6 +28,7 @@ from cnnlab.errors import ConfigError
 SUMMARY = "summary.json"
 # keys of an analysis's primary config that say where and how to run it, not what to compute
 NOT_OPTIONS = {"run", "checkpoint", "device", "paths", "hydra", "defaults"}
+Checked = TypeVar("Checked")  # an analysis's settings after its own checks
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,33 @@ def _changes(prefix: str, changes: Mapping[str, Any]) -> list[str]:
         else:
             overrides.append(f"{prefix}.{key}={override_value(value)}")
     return overrides
+
+
+def analyse(
+    name: str,
+    run_dir: Path,
+    options: Mapping[str, Any],
+    *,
+    check: Callable[[dict[str, Any]], tuple[Checked, str]],
+    compute: Callable[[LoadedRun, Checked], Outputs],
+    device: str,
+    data_dir: Path | None,
+) -> AnalysisResult:
+    """What every analysis does around its own work: compose its options (`force` is how to run, not a setting),
+    `check` them before anything is read (giving the checked values and the name of their folder under
+    `<run>/analysis/<name>/`), then serve the cached result or `compute` it from the loaded run."""
+    settings = merge_options(name, options)
+    force = settings.pop("force")
+    checked, setting = check(settings)
+    checkpoint = checkpoint_path(run_dir)
+    return run_cached(
+        name,
+        checkpoint,
+        analysis_dir(checkpoint, name, setting),
+        settings,
+        force,
+        lambda: compute(load_run(checkpoint, device, data_dir), checked),
+    )
 
 
 def cached(name: str, out_dir: Path, digest: str, settings: Mapping[str, Any]) -> AnalysisResult | None:
