@@ -19,7 +19,7 @@ from cnnlab.analysis.results import NOT_OPTIONS
 from cnnlab.config import CONF_DIR, to_plain
 from cnnlab.errors import ConfigError
 from cnnlab.reporting import build_report
-from cnnlab.reporting.analyses import parse_entries
+from cnnlab.reporting.analyses import AnalysisStatus, parse_entries
 from cnnlab.reporting.analysis_section import title
 from cnnlab.runs.layout import run_dir_for
 from cnnlab.training.runner import train
@@ -422,3 +422,9 @@ def test_an_entry_s_command_composes_to_the_settings_the_report_computes_with():
         assert args[:2] == [f"cnnlab-{entry.analysis}", "run=/runs/adam/seed0"]
         composed = to_plain(compose_cfg(entry.analysis, args[1:]))
         assert {k: v for k, v in composed.items() if k not in NOT_OPTIONS} == entry.settings
+
+
+def test_analysis_statuses_are_their_plain_words_in_text_and_json():
+    assert [str(s) for s in AnalysisStatus] == ["done", "skipped", "failed"]
+    assert AnalysisStatus.FAILED == "failed" and f"{AnalysisStatus.SKIPPED}" == "skipped"
+    assert json.loads(json.dumps({"status": AnalysisStatus.DONE})) == {"status": "done"}

@@ -5,8 +5,10 @@ re-build without new runs recomputes nothing; one entry's error is recorded, nev
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +38,35 @@ class AnalysisEntry:
         return shlex.join([f"cnnlab-{self.analysis}", f"run={run_dir}", *option_overrides(self.analysis, self.options)])
 
 
+class AnalysisStatus(str, Enum):
+    """What became of an entry: done (result and its figures, relative to the report directory), skipped (no
+    finished run; the message is the command that trains it) or failed (the message is the one-line error).
+    Members equal their strings, so JSON and text show the plain word."""
+
+    DONE = "done"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class AnalysisOutcome:
-    """What became of an entry: `done` (result and its figures, relative to the report directory), `skipped` (no
-    finished run; `message` is the command that trains it) or `failed` (`message` is the one-line error)."""
+    """What became of an entry (see AnalysisStatus)."""
 
     entry: AnalysisEntry
-    status: str
+    status: AnalysisStatus
     run: Run | None = None
     result: AnalysisResult | None = None
     figures: tuple[Path, ...] = ()
     message: str = ""
+
+
+def tally(outcomes: Iterable[AnalysisOutcome]) -> tuple[int, int, int]:
+    """How many entries are done, skipped and failed."""
+    counts = Counter(o.status for o in outcomes)
+    return counts[AnalysisStatus.DONE], counts[AnalysisStatus.SKIPPED], counts[AnalysisStatus.FAILED]
 
 
 def parse_entries(entries: Sequence[Any], runs: Mapping[str, Any]) -> list[AnalysisEntry]:
@@ -97,7 +117,9 @@ def run_analyses(
     for entry in entries:
         run = shown.get(entry.run)
         if run is None:
-            outcomes.append(AnalysisOutcome(entry, "skipped", message=expected[entry.run].command(seeds[:1])))
+            outcomes.append(
+                AnalysisOutcome(entry, AnalysisStatus.SKIPPED, message=expected[entry.run].command(seeds[:1]))
+            )
             continue
         try:
             result = ANALYSES[entry.analysis](run.run_dir, entry.options, device, data_dir)
@@ -109,7 +131,7 @@ def run_analyses(
             )
             figures = tuple(copy_if_changed(f, dest / f.name).relative_to(report_dir) for f in result.figures)
         except Exception as err:  # noqa: BLE001 (one entry's failure is reported, the rest of the report still written)
-            outcomes.append(AnalysisOutcome(entry, "failed", run, message=one_line(err)))
+            outcomes.append(AnalysisOutcome(entry, AnalysisStatus.FAILED, run, message=one_line(err)))
             continue
-        outcomes.append(AnalysisOutcome(entry, "done", run, result, figures))
+        outcomes.append(AnalysisOutcome(entry, AnalysisStatus.DONE, run, result, figures))
     return outcomes

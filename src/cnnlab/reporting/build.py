@@ -21,7 +21,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.models import build_model, count_neurons, count_parameters
 from cnnlab.models.summary import summarize
 from cnnlab.plotting import lr_sensitivity, training_curves
-from cnnlab.reporting.analyses import AnalysisEntry, AnalysisOutcome, parse_entries, run_analyses
+from cnnlab.reporting.analyses import AnalysisEntry, AnalysisOutcome, AnalysisStatus, parse_entries, run_analyses, tally
 from cnnlab.reporting.collect import Run, collect_runs
 from cnnlab.reporting.document import ModelInfo, ReportData, render_markdown, report_title
 from cnnlab.reporting.expected import Expected, default_paths, expected_runs
@@ -84,7 +84,7 @@ class ReportResult:
 
     @property
     def failed_analyses(self) -> list[AnalysisOutcome]:
-        return [o for o in self.analyses if o.status == "failed"]
+        return [o for o in self.analyses if o.status == AnalysisStatus.FAILED]
 
     def lines(self) -> list[str]:
         n_missing = sum(len(seeds) for _, seeds in self.missing)
@@ -109,11 +109,8 @@ class ReportResult:
                 f"{n_missing} expected runs missing, {len(self.unfinished)} unfinished; commands are in the report"
             )
         if self.analyses:
-            counts = {s: sum(o.status == s for o in self.analyses) for s in ("done", "skipped", "failed")}
-            out.append(
-                f"analyses: {counts['done']} shown, {counts['skipped']} skipped (run missing), "
-                f"{counts['failed']} failed"
-            )
+            done, skipped, failed = tally(self.analyses)
+            out.append(f"analyses: {done} shown, {skipped} skipped (run missing), {failed} failed")
         out += [f"  failed: {o.entry.analysis} on {o.entry.run}: {o.message}" for o in self.failed_analyses]
         return out
 
