@@ -11,7 +11,7 @@ import io
 import struct
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +60,13 @@ def compose_config(
         overrides = (f"paths.output_dir={output_dir}", *overrides)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(name, overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
+@contextlib.contextmanager
+def inside_hydra_app() -> Iterator[None]:
+    """Hydra initialised on conf/ as it is while a command runs (code that composes must work there too)."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        yield
 
 
 def table(text: str, title: str) -> list[dict[str, str]]:

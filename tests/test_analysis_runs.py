@@ -7,14 +7,17 @@ import time
 import numpy as np
 import pytest
 import torch
+from hydra import compose
 
 from cnnlab.analysis import ANALYSES, AnalysisResult
+from cnnlab.analysis.results import NOT_OPTIONS, merge_options, option_overrides
 from cnnlab.cli.analysis import run_analysis
+from cnnlab.config import to_plain
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.models import SimpleCNN
 from cnnlab.runs.checkpoint import load_checkpoint
 from cnnlab.training.runner import train
-from tests.helpers import compose_config, run_command
+from tests.helpers import compose_config, inside_hydra_app, run_command
 
 FAST_UNTARGETED = {"mode": "untargeted", "adversarial_preset": {"name": "input_domain", "iterations": 15}}
 FAST_TARGETED = {"mode": "targeted", "adversarial_preset": {"name": "input_domain", "targeted_iterations": 3}}
@@ -201,6 +204,12 @@ def test_a_composed_config_takes_a_checkpoint_file_and_needs_exactly_one_source(
             "targeted_iterations=-5",
         ),
         ("adversarial", {"adversarial_preset": "strong"}, ConfigError, "adversarial_preset='strong' is unknown"),
+        (
+            "adversarial",
+            {"adversarial_preset": {"name": "report", "steps": 5}},
+            ConfigError,
+            "adversarial_preset.steps is not a setting of adversarial_preset=report; allowed: name, lo, hi,",
+        ),
         ("adversarial", {"mode": "both"}, ConfigError, "mode='both'"),
     ],
 )
@@ -225,3 +234,64 @@ def test_unreadable_checkpoint_and_unfinished_run_are_checkpoint_errors(tmp_path
     )
     with pytest.raises(CheckpointError, match=r"checkpoint .*bn.pt does not fit this SimpleCNN"):
         ANALYSES["filters"](tmp_path / "bn.pt", {})
+
+
+# values an override would misread unquoted: numbers, booleans, null, separators, quotes, escapes, interpolations
+AWKWARD = [
+    "5",
+    "true",
+    "null",
+    "1e3",
+    "a,b",
+    "a=b",
+    'say "hi"',
+    "back\\slash\\",
+    "${paths.root_dir}",
+    "x\\${y}",
+    "'",
+    "é",
+    " padded ",
+    "[1]",
+    "",
+]
+
+
+@pytest.mark.parametrize("text", AWKWARD)
+def test_an_option_reaches_the_composed_config_as_the_very_value_given(text):
+    for value in (text, [text, 1.5, None, True, 7]):
+        settings = merge_options("activations", {"layer": value})
+        assert settings["layer"] == value and type(settings["layer"]) is type(value)
+
+
+def test_options_compose_as_the_command_line_would_inside_and_outside_a_running_hydra_app():
+    options = {"mode": "targeted", "adversarial_preset": {"name": "report", "iterations": 3}, "device": "cpu"}
+    outside = merge_options("adversarial", options)
+    with inside_hydra_app():  # as when cnnlab-report runs analyses
+        inside = merge_options("adversarial", options)
+        command_line = compose(
+            "adversarial", ["mode=targeted", "adversarial_preset=report", "adversarial_preset.iterations=3"]
+        )
+    assert inside == outside == {k: v for k, v in to_plain(command_line).items() if k not in NOT_OPTIONS}
+    assert option_overrides("adversarial", options) == [
+        "mode=targeted",
+        "adversarial_preset=report",
+        "adversarial_preset.iterations=3",
+    ]
+    assert outside["adversarial_preset"] == {
+        "name": "report",
+        "lo": 0.0,
+        "hi": 255.0,
+        "init_mean": 128.0,
+        "init_std": 1.0,
+        "step": 0.05,
+        "eps": 0.3,
+        "iterations": 3,
+        "targeted_iterations": 5000,
+        "beta": 0.001,
+        "source_range": "unit",
+    }
+    # a preset by name alone, or changes to the default preset (which keeps its other settings)
+    assert merge_options("adversarial", {"adversarial_preset": "report"})["adversarial_preset"]["iterations"] == 10000
+    changed = merge_options("adversarial", {"adversarial_preset": {"beta": 5}})["adversarial_preset"]
+    assert changed == {**merge_options("adversarial", {})["adversarial_preset"], "beta": 5}
+    assert changed["name"] == "input_domain" and changed["iterations"] == 2000

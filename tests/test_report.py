@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from cnnlab.analysis.results import NOT_OPTIONS
 from cnnlab.config import to_plain
 from cnnlab.errors import ConfigError
 from cnnlab.reporting import build_report
-from cnnlab.reporting.analyses import parse_entries
+from cnnlab.reporting.analyses import AnalysisStatus, parse_entries
 from cnnlab.reporting.analysis_section import title
 from cnnlab.runs.layout import run_dir_for
 from cnnlab.training.runner import train
@@ -399,3 +400,19 @@ def test_the_default_entries_are_the_report_s_analyses_with_real_option_names():
         ("adam_bn", "Untargeted adversarial images (input_domain preset)"),
         ("adam_bn", "Targeted adversarial images (input_domain preset)"),
     ]
+
+
+def test_an_entry_s_command_composes_to_the_settings_the_report_computes_with():
+    runs = to_plain(compose_config("report").runs)
+    odd = {"analysis": "adversarial", "run": "adam", "options": {"adversarial_preset": "report", "seed": 3}}
+    for entry in parse_entries([*TINY_ANALYSES, odd], runs):
+        args = shlex.split(entry.command(Path("/runs/adam/seed0")))
+        assert args[:2] == [f"cnnlab-{entry.analysis}", "run=/runs/adam/seed0"]
+        composed = to_plain(compose_config(entry.analysis, *args[1:]))
+        assert {k: v for k, v in composed.items() if k not in NOT_OPTIONS} == entry.settings
+
+
+def test_analysis_statuses_are_their_plain_words_in_text_and_json():
+    assert [str(s) for s in AnalysisStatus] == ["done", "skipped", "failed"]
+    assert AnalysisStatus.FAILED == "failed" and f"{AnalysisStatus.SKIPPED}" == "skipped"
+    assert json.loads(json.dumps({"status": AnalysisStatus.DONE})) == {"status": "done"}

@@ -1,11 +1,23 @@
-"""Config helpers shared by every entry point: where the project lives and the resolvers its YAML uses."""
+"""Config helpers shared by every entry point: where the project lives, the resolvers its YAML uses, and composing a
+config (with overrides spelled as its command line spells them) from inside or outside a running Hydra app."""
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from cnnlab.errors import ConfigError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -37,3 +49,79 @@ def register_resolvers() -> None:
 def to_plain(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config as plain Python data (safe for JSON and `torch.load(weights_only=True)`)."""
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
+
+
+@contextmanager
+def _search_path() -> Iterator[None]:
+    """Inside a Hydra app its search path is already set up (and must be kept); elsewhere set one up on conf/."""
+    if GlobalHydra.instance().is_initialized():
+        yield
+    else:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            yield
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def compose_config(config_name: str, overrides: Sequence[str] = (), return_hydra_config: bool = False) -> DictConfig:
+    """`conf/<config_name>.yaml` composed with `overrides` exactly as its command would compose it, from inside a
+    running Hydra app (e.g. the report running analyses) or outside one (a test, a notebook).
+
+    A config that does not compose is a ConfigError with the first line of Hydra's or OmegaConf's message.
+    """
+    with _search_path():
+        try:
+            return compose(config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
+        except (HydraException, OmegaConfBaseException) as err:
+            raise ConfigError(_first_line(err)) from None
+
+
+def config_group_options(group: str) -> list[str]:
+    """The options of a config group (the files of `conf/<group>/`, or whatever Hydra's search path adds)."""
+    with _search_path():
+        return sorted(GlobalHydra.instance().config_loader().get_group_options(group))
+
+
+# characters that never need quoting, also inside a list or dict (no separators, escapes or interpolations)
+_BARE = re.compile(r"[\w./+@~-]+", re.ASCII)
+
+
+def _bare(text: str) -> bool:
+    """Whether Hydra reads `text` unquoted as this very string (not a number, bool, null, or a grammar symbol)."""
+    if not _BARE.fullmatch(text):
+        return False
+    try:
+        parsed = OverridesParser.create().parse_override(f"key={text}").value()
+    except HydraException:
+        return False
+    return isinstance(parsed, str) and parsed == text
+
+
+def _quoted(text: str) -> str:
+    """`text` as a double-quoted override value: quotes and the backslashes before them (or before the closing quote)
+    escaped, and `${` (with the backslashes before it) escaped so it stays text, not an interpolation."""
+    text = re.sub(r'(\\*)"', lambda m: m.group(1) * 2 + '\\"', text)
+    text = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, text)
+    return '"' + re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", text) + '"'
+
+
+def override_value(value: Any) -> str:
+    """A plain value as the right-hand side of a Hydra override (`key=<this>`) that Hydra reads back as `value`:
+    strings bare when that is unambiguous (`conv1`), quoted otherwise (`"5"`, `"true"`, `"a,b"`)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        return value if _bare(value) else _quoted(value)
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{key}:{override_value(v)}" for key, v in value.items()) + "}"
+    if isinstance(value, Sequence):
+        return "[" + ",".join(override_value(v) for v in value) + "]"
+    raise ConfigError(f"{value!r} ({type(value).__name__}) cannot be given as a config value")

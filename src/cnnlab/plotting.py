@@ -20,6 +20,7 @@ from matplotlib.ticker import (
 def image_grid(
     images: np.ndarray | Sequence[np.ndarray],
     titles: Sequence[str] | None = None,
+    *,
     ncols: int = 8,
     cmap: str | Sequence[str] = "gray",
     shared_scale: bool = False,

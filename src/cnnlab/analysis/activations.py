@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cnnlab.analysis.loading import checkpoint_path, load_run, predict
-from cnnlab.analysis.results import AnalysisResult, Outputs, analysis_dir, merge_options, run_cached
+from cnnlab.analysis.loading import LoadedRun, predict
+from cnnlab.analysis.results import AnalysisResult, Outputs, analyse
 from cnnlab.checks import one_of
 from cnnlab.errors import ConfigError
 from cnnlab.plotting import image_grid
@@ -42,44 +42,48 @@ def check_image_index(value: Any, n_images: int) -> int:
     return value
 
 
+def check_settings(settings: Mapping[str, Any]) -> tuple[tuple[str, int], str]:
+    """The layer and image index, and their folder name; the index is checked against the test set once loaded."""
+    layer = one_of("layer", settings["layer"], LAYERS)
+    image = settings["image"]
+    if isinstance(image, bool) or not isinstance(image, int) or image < 0:
+        raise ConfigError(f"image={image!r} must be a test-image index >= 0")
+    return (layer, image), f"{layer}-image{image}"
+
+
+def outputs(loaded: LoadedRun, chosen: tuple[str, int]) -> Outputs:
+    layer, index = chosen
+    index = check_image_index(index, len(loaded.test))
+    image, label = loaded.test.x[index], int(loaded.test.y[index])
+    maps = feature_maps(loaded.classifier, loaded.model.layer(layer), image)
+    predicted, confidence = (float(v) for v in predict(loaded.classifier, image[None]))
+    classes = loaded.classes
+    fig = image_grid(
+        maps.cpu().numpy(),
+        [f"map {c}" for c in range(len(maps))],
+        ncols=8,
+        cmap="viridis",
+        shared_scale=True,
+        colorbar=True,
+        lead=image[0].cpu().numpy(),
+        lead_title=f"test image {index}\nactual {classes[label]}",
+        suptitle=f"{layer} feature maps (before ReLU), predicted {classes[int(predicted)]} ({confidence:.1%})",
+    )
+    arrays = {"image": image.cpu().numpy(), "maps": maps.cpu().numpy(), "label": label}
+    results = {
+        "layer": layer,
+        "image": index,
+        "label": classes[label],
+        "predicted": classes[int(predicted)],
+        "confidence": confidence,
+        "map_shape": list(maps.shape),
+    }
+    return Outputs({"activations.png": fig}, {"activations.npz": arrays}, results)
+
+
 def activations(
     run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None
 ) -> AnalysisResult:
-    settings = merge_options("activations", options)
-    force = settings.pop("force")
-    layer = one_of("layer", settings["layer"], LAYERS)
-    if isinstance(settings["image"], bool) or not isinstance(settings["image"], int) or settings["image"] < 0:
-        raise ConfigError(f"image={settings['image']!r} must be a test-image index >= 0")
-    checkpoint = checkpoint_path(run_dir)
-    out_dir = analysis_dir(checkpoint, "activations", f"{layer}-image{settings['image']}")
-
-    def compute() -> Outputs:
-        loaded = load_run(checkpoint, device, data_dir)
-        index = check_image_index(settings["image"], len(loaded.test))
-        image, label = loaded.test.x[index], int(loaded.test.y[index])
-        maps = feature_maps(loaded.classifier, loaded.model.layer(layer), image)
-        predicted, confidence = (float(v) for v in predict(loaded.classifier, image[None]))
-        classes = loaded.classes
-        fig = image_grid(
-            maps.cpu().numpy(),
-            [f"map {c}" for c in range(len(maps))],
-            ncols=8,
-            cmap="viridis",
-            shared_scale=True,
-            colorbar=True,
-            lead=image[0].cpu().numpy(),
-            lead_title=f"test image {index}\nactual {classes[label]}",
-            suptitle=f"{layer} feature maps (before ReLU), predicted {classes[int(predicted)]} ({confidence:.1%})",
-        )
-        arrays = {"image": image.cpu().numpy(), "maps": maps.cpu().numpy(), "label": label}
-        results = {
-            "layer": layer,
-            "image": index,
-            "label": classes[label],
-            "predicted": classes[int(predicted)],
-            "confidence": confidence,
-            "map_shape": list(maps.shape),
-        }
-        return Outputs({"activations.png": fig}, {"activations.npz": arrays}, results)
-
-    return run_cached("activations", checkpoint, out_dir, settings, force, compute)
+    return analyse(
+        "activations", run_dir, options, check=check_settings, compute=outputs, device=device, data_dir=data_dir
+    )

@@ -8,6 +8,7 @@ Pixel ranges, step and iterations come from the preset (`adversarial_preset=inpu
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cnnlab.analysis.ascent import Ascent, grow_targeted, grow_untargeted, mean_squared_error, noise
-from cnnlab.analysis.loading import LoadedRun, checkpoint_path, load_run, predict
-from cnnlab.analysis.results import AnalysisResult, Outputs, analysis_dir, merge_options, run_cached
+from cnnlab.analysis.ascent import Ascent, AscentSettings, grow_targeted, grow_untargeted, mean_squared_error, noise
+from cnnlab.analysis.loading import LoadedRun, predict
+from cnnlab.analysis.results import AnalysisResult, Outputs, analyse
 from cnnlab.checks import non_negative_float, one_of, positive_float, positive_int
 from cnnlab.errors import ConfigError
 from cnnlab.plotting import image_grid, value_curves
@@ -26,24 +27,48 @@ MODES = ("untargeted", "targeted")
 SOURCE_RANGES = ("input", "unit")
 
 
-def check_preset(preset: Mapping[str, Any], mode: str) -> dict[str, Any]:
-    """The preset's numbers, validated; `iterations` is the one for `mode`."""
+@dataclass(frozen=True, kw_only=True)
+class Preset:
+    """A preset's numbers, checked: the ascent (its `steps` the iterations of one mode), the starting noise
+    N(init_mean, init_std), and the targeted penalty's weight and the range its source images are put in."""
+
+    ascent: AscentSettings
+    init_mean: float
+    init_std: float
+    beta: float
+    source_range: str
+
+    def start(self, count: int, shape: tuple[int, ...], seed: int) -> Tensor:
+        """Seeded starting images in the ascent's pixel range."""
+        lo, hi = self.ascent.lo, self.ascent.hi
+        return noise(count, shape, mean=self.init_mean, std=self.init_std, lo=lo, hi=hi, seed=seed)
+
+    def sources(self, images: Tensor) -> Tensor:
+        """`images` (in [0, 1]) as the targeted penalty compares X with them: put in X's range ("input"), or left in
+        [0, 1] ("unit": the report compared X in [0, 255] with sources in [0, 1])."""
+        lo, hi = self.ascent.lo, self.ascent.hi
+        return images if self.source_range == "unit" else lo + images * (hi - lo)
+
+
+def check_preset(preset: Mapping[str, Any], mode: str) -> Preset:
+    """The preset's numbers, validated; the ascent's `steps` are the iterations for `mode`."""
     name = "adversarial_preset"
     lo, hi = (float(preset[k]) for k in ("lo", "hi"))
     if not lo < hi:
         raise ConfigError(f"{name}.lo={lo:g} must be below {name}.hi={hi:g}")
     iterations_key = "iterations" if mode == "untargeted" else "targeted_iterations"
-    return {
-        "lo": lo,
-        "hi": hi,
-        "init_mean": float(preset["init_mean"]),
-        "init_std": non_negative_float(f"{name}.init_std", preset["init_std"]),
-        "step": positive_float(f"{name}.step", preset["step"]),
-        "eps": positive_float(f"{name}.eps", preset["eps"]),
-        "steps": positive_int(f"{name}.{iterations_key}", preset[iterations_key]),
-        "beta": non_negative_float(f"{name}.beta", preset["beta"]),
-        "source_range": one_of(f"{name}.source_range", preset["source_range"], SOURCE_RANGES),
-    }
+    init_mean = float(preset["init_mean"])
+    init_std = non_negative_float(f"{name}.init_std", preset["init_std"])
+    step = positive_float(f"{name}.step", preset["step"])
+    eps = positive_float(f"{name}.eps", preset["eps"])
+    steps = positive_int(f"{name}.{iterations_key}", preset[iterations_key])
+    return Preset(
+        ascent=AscentSettings(steps=steps, step=step, eps=eps, lo=lo, hi=hi),
+        init_mean=init_mean,
+        init_std=init_std,
+        beta=non_negative_float(f"{name}.beta", preset["beta"]),
+        source_range=one_of(f"{name}.source_range", preset["source_range"], SOURCE_RANGES),
+    )
 
 
 def first_of_each_class(labels: Tensor, n_classes: int) -> Tensor:
@@ -59,15 +84,16 @@ def to_unit(images: Tensor, lo: float, hi: float) -> Tensor:
     return (images - lo) / (hi - lo)
 
 
-def untargeted(loaded: LoadedRun, p: Mapping[str, Any], seed: int) -> Outputs:
+def untargeted(loaded: LoadedRun, p: Preset, seed: int) -> Outputs:
     classes, device = loaded.classes, loaded.device
+    lo, hi = p.ascent.lo, p.ascent.hi
     n = len(classes)
     sources = loaded.test.x[first_of_each_class(loaded.test.y, n)]
-    init = noise(n, tuple(sources.shape[1:]), p["init_mean"], p["init_std"], p["lo"], p["hi"], seed).to(device)
+    init = p.start(n, tuple(sources.shape[1:]), seed).to(device)
     targets = torch.arange(n, device=device)
-    ascent = grow_untargeted(loaded.folded, init, targets, p["steps"], p["step"], p["eps"], p["lo"], p["hi"])
+    ascent = grow_untargeted(loaded.folded, init, targets, settings=p.ascent)
     predicted, confidence = predict(loaded.classifier, ascent.images)
-    mse = mean_squared_error(to_unit(ascent.images, p["lo"], p["hi"]), sources)
+    mse = mean_squared_error(to_unit(ascent.images, lo, hi), sources)
     table = [
         {
             "target": classes[c],
@@ -83,10 +109,10 @@ def untargeted(loaded: LoadedRun, p: Mapping[str, Any], seed: int) -> Outputs:
         ascent.images[:, 0].cpu().numpy(),
         titles,
         ncols=5,
-        value_range=(p["lo"], p["hi"]),
+        value_range=(lo, hi),
         colorbar=True,
         cell=2.0,
-        suptitle=f"untargeted images, pixels in [{p['lo']:g}, {p['hi']:g}]",
+        suptitle=f"untargeted images, pixels in [{lo:g}, {hi:g}]",
     )
     curves = value_curves(
         {f"target {classes[c]}": ascent.logits[:, c].cpu().numpy() for c in range(n)},
@@ -107,20 +133,17 @@ def untargeted(loaded: LoadedRun, p: Mapping[str, Any], seed: int) -> Outputs:
     )
 
 
-def targeted(loaded: LoadedRun, p: Mapping[str, Any], seed: int) -> Outputs:
+def targeted(loaded: LoadedRun, p: Preset, seed: int) -> Outputs:
     classes, device = loaded.classes, loaded.device
     n = len(classes)
     first = loaded.test.x[first_of_each_class(loaded.test.y, n)]
     pairs = torch.tensor([(s, t) for s in range(n) for t in range(n) if t != s], device=device)
     src, targets = pairs[:, 0], pairs[:, 1]
-    # the report compared X in [0, 255] with a source in [0, 1] ("unit"); "input" puts the source in X's range
-    reference = first if p["source_range"] == "unit" else p["lo"] + first * (p["hi"] - p["lo"])
-    init = noise(len(pairs), tuple(first.shape[1:]), p["init_mean"], p["init_std"], p["lo"], p["hi"], seed).to(device)
-    ascent = grow_targeted(
-        loaded.folded, init, targets, reference[src], p["beta"], p["steps"], p["step"], p["eps"], p["lo"], p["hi"]
-    )
+    init = p.start(len(pairs), tuple(first.shape[1:]), seed).to(device)
+    sources = p.sources(first)[src]
+    ascent = grow_targeted(loaded.folded, init, targets, sources=sources, beta=p.beta, settings=p.ascent)
     predicted, confidence = predict(loaded.classifier, ascent.images)
-    mse = mean_squared_error(to_unit(ascent.images, p["lo"], p["hi"]), first[src])
+    mse = mean_squared_error(to_unit(ascent.images, p.ascent.lo, p.ascent.hi), first[src])
     table = [
         {
             "source": classes[int(s)],
@@ -136,7 +159,7 @@ def targeted(loaded: LoadedRun, p: Mapping[str, Any], seed: int) -> Outputs:
         ascent.images[:, 0].cpu().numpy(),
         titles,
         ncols=n - 1,
-        value_range=(p["lo"], p["hi"]),
+        value_range=(p.ascent.lo, p.ascent.hi),
         cell=1.5,
         suptitle="targeted images: row = source digit s, columns = targets t != s in order",
     )
@@ -162,26 +185,35 @@ def arrays(
     }
 
 
-def adversarial(
-    run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None
-) -> AnalysisResult:
-    settings = merge_options("adversarial", options)
-    force = settings.pop("force")
+@dataclass(frozen=True)
+class Chosen:
+    """The checked settings of one call: which images to grow, from which preset and seed."""
+
+    mode: str
+    preset: Preset
+    seed: int
+
+
+def check_settings(settings: Mapping[str, Any]) -> tuple[Chosen, str]:
+    """Mode, seed and preset, checked, and their folder name (mode and preset name)."""
     mode = one_of("mode", settings["mode"], MODES)
     seed = settings["seed"]
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed={seed!r} must be an integer >= 0")
     preset = check_preset(settings["adversarial_preset"], mode)
-    checkpoint = checkpoint_path(run_dir)
-    out_dir = analysis_dir(checkpoint, "adversarial", f"{mode}-{settings['adversarial_preset']['name']}")
-    grow = untargeted if mode == "untargeted" else targeted
-    return run_cached(
-        "adversarial",
-        checkpoint,
-        out_dir,
-        settings,
-        force,
-        lambda: grow(load_run(checkpoint, device, data_dir), preset, seed),
+    return Chosen(mode, preset, seed), f"{mode}-{settings['adversarial_preset']['name']}"
+
+
+def outputs(loaded: LoadedRun, chosen: Chosen) -> Outputs:
+    grow = untargeted if chosen.mode == "untargeted" else targeted
+    return grow(loaded, chosen.preset, chosen.seed)
+
+
+def adversarial(
+    run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None
+) -> AnalysisResult:
+    return analyse(
+        "adversarial", run_dir, options, check=check_settings, compute=outputs, device=device, data_dir=data_dir
     )
 
 

@@ -14,6 +14,21 @@ import torch
 from torch import Tensor, nn
 
 
+@dataclass(frozen=True, kw_only=True)
+class AscentSettings:
+    """How an input climbs: `steps` times X <- clamp(X + clamp(step * gradient, -eps, eps), lo, hi)."""
+
+    steps: int
+    step: float
+    eps: float
+    lo: float
+    hi: float
+
+    def moved(self, x: Tensor, grad: Tensor) -> Tensor:
+        """One step up `grad` from `x` (both left unchanged)."""
+        return (x + (self.step * grad).clamp_(-self.eps, self.eps)).clamp_(self.lo, self.hi)
+
+
 @dataclass(frozen=True)
 class Ascent:
     images: Tensor  # [N, C, H, W] after the last step, within [lo, hi]
@@ -34,7 +49,7 @@ def frozen(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
-def noise(count: int, shape: tuple[int, ...], mean: float, std: float, lo: float, hi: float, seed: int) -> Tensor:
+def noise(count: int, shape: tuple[int, ...], *, mean: float, std: float, lo: float, hi: float, seed: int) -> Tensor:
     """Seeded starting images N(mean, std) clipped to [lo, hi], drawn on the CPU so every device starts alike."""
     generator = torch.Generator().manual_seed(seed)
     return (torch.randn((count, *shape), generator=generator) * std + mean).clamp_(lo, hi)
@@ -44,25 +59,22 @@ def ascend(
     model: nn.Module,
     init: Tensor,
     targets: Tensor,
-    penalty: Callable[[Tensor], Tensor] | None,
-    steps: int,
-    step: float,
-    eps: float,
-    lo: float,
-    hi: float,
+    *,
+    settings: AscentSettings,
+    penalty: Callable[[Tensor], Tensor] | None = None,
 ) -> Ascent:
-    """X <- clamp(X + clamp(step * d objective / dX, -eps, eps), lo, hi), objective = logit_target(X) - penalty(X)."""
+    """Each image climbs objective = logit_target(X) - penalty(X) (see AscentSettings for the step)."""
     x = init.clone()
-    curve = torch.empty(steps, len(x), device=x.device)
+    curve = torch.empty(settings.steps, len(x), device=x.device)
     rows = torch.arange(len(x), device=x.device)
     with frozen(model):
-        for i in range(steps):
+        for i in range(settings.steps):
             x.requires_grad_(True)
             logit = model(x)[rows, targets]
             objective = logit if penalty is None else logit - penalty(x)
             (grad,) = torch.autograd.grad(objective.sum(), x)
             curve[i] = logit.detach()
-            x = (x.detach() + (step * grad).clamp_(-eps, eps)).clamp_(lo, hi)
+            x = settings.moved(x.detach(), grad)
     return Ascent(x, curve)
 
 
@@ -71,24 +83,13 @@ def mean_squared_error(images: Tensor, references: Tensor) -> Tensor:
     return (images - references).pow(2).flatten(1).mean(dim=1)
 
 
-def grow_untargeted(
-    model: nn.Module, init: Tensor, targets: Tensor, steps: int, step: float, eps: float, lo: float, hi: float
-) -> Ascent:
+def grow_untargeted(model: nn.Module, init: Tensor, targets: Tensor, *, settings: AscentSettings) -> Ascent:
     """Images the model takes for `targets`, grown from `init` by ascending each target's logit."""
-    return ascend(model, init, targets, None, steps, step, eps, lo, hi)
+    return ascend(model, init, targets, settings=settings)
 
 
 def grow_targeted(
-    model: nn.Module,
-    init: Tensor,
-    targets: Tensor,
-    sources: Tensor,
-    beta: float,
-    steps: int,
-    step: float,
-    eps: float,
-    lo: float,
-    hi: float,
+    model: nn.Module, init: Tensor, targets: Tensor, *, sources: Tensor, beta: float, settings: AscentSettings
 ) -> Ascent:
     """Images that stay close to `sources` but are taken for `targets`: ascend logit_t(X) - beta * MSE(X, source)."""
-    return ascend(model, init, targets, lambda x: beta * mean_squared_error(x, sources), steps, step, eps, lo, hi)
+    return ascend(model, init, targets, settings=settings, penalty=lambda x: beta * mean_squared_error(x, sources))

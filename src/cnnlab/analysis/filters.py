@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
 from torch import nn
 
-from cnnlab.analysis.loading import checkpoint_path, load_run
-from cnnlab.analysis.results import AnalysisResult, Outputs, analysis_dir, merge_options, run_cached
+from cnnlab.analysis.loading import LoadedRun
+from cnnlab.analysis.results import AnalysisResult, Outputs, analyse
 from cnnlab.checks import one_of
 from cnnlab.errors import ConfigError
 from cnnlab.plotting import image_grid
@@ -38,43 +39,45 @@ def check_in_channel(value: Any) -> int | str:
     raise ConfigError(f"in_channel={value!r} must be an input channel index >= 0 or 'all'")
 
 
+def check_settings(settings: Mapping[str, Any]) -> tuple[tuple[str, int | str], str]:
+    """The layer(s) and conv2 input channel, and their folder name (conv1 has one input channel: no suffix)."""
+    layer = one_of("layer", settings["layer"], LAYERS)
+    in_channel = check_in_channel(settings["in_channel"])
+    return (layer, in_channel), "conv1" if layer == "conv1" else f"{layer}-in{in_channel}"
+
+
+def kernel_figure(name: str, panels: np.ndarray, channel: int | str) -> Figure:
+    """The kernels on one colour scale centred on zero: a panel per output channel, or the one mosaic for "all"."""
+    bound = float(np.nanmax(np.abs(panels)))
+    if channel == "all":
+        title = f"{name} kernels: rows = output channel, columns = input channel"
+        return image_grid(
+            panels, ncols=1, cmap="RdBu_r", value_range=(-bound, bound), colorbar=True, cell=9, suptitle=title
+        )
+    title = f"{name} kernels, input channel {channel} (one panel per output channel)"
+    titles = [f"out {o}" for o in range(len(panels))]
+    return image_grid(
+        panels, titles, ncols=8, cmap="RdBu_r", value_range=(-bound, bound), colorbar=True, suptitle=title
+    )
+
+
+def outputs(loaded: LoadedRun, chosen: tuple[str, int | str]) -> Outputs:
+    layer, in_channel = chosen
+    names = ["conv1", "conv2"] if layer == "both" else [layer]
+    figures, arrays, shapes = {}, {}, {}
+    for name in names:
+        conv = loaded.model.layer(name)
+        channel = 0 if name == "conv1" else in_channel
+        if channel != "all" and channel >= conv.in_channels:
+            raise ConfigError(f"in_channel={channel} is out of range: {name} has {conv.in_channels} input channels")
+        figures[f"{name}.png"] = kernel_figure(name, kernels(conv, channel), channel)
+        arrays[f"{name}_weight"] = conv.weight.detach().cpu().numpy()
+        arrays[f"{name}_bias"] = conv.bias.detach().cpu().numpy()
+        shapes[name] = list(conv.weight.shape)
+    return Outputs(figures, {"kernels.npz": arrays}, {"weight_shapes": shapes})
+
+
 def filters(
     run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None
 ) -> AnalysisResult:
-    settings = merge_options("filters", options)
-    force = settings.pop("force")
-    layer = one_of("layer", settings["layer"], LAYERS)
-    in_channel = check_in_channel(settings["in_channel"])
-    checkpoint = checkpoint_path(run_dir)
-    setting = "conv1" if layer == "conv1" else f"{layer}-in{in_channel}"
-    out_dir = analysis_dir(checkpoint, "filters", setting)
-
-    def compute() -> Outputs:
-        loaded = load_run(checkpoint, device)
-        names = ["conv1", "conv2"] if layer == "both" else [layer]
-        figures, arrays, shapes = {}, {}, {}
-        for name in names:
-            conv = loaded.model.layer(name)
-            channel = 0 if name == "conv1" else in_channel
-            if channel != "all" and channel >= conv.in_channels:
-                raise ConfigError(f"in_channel={channel} is out of range: {name} has {conv.in_channels} input channels")
-            panels = kernels(conv, channel)
-            bound = float(np.nanmax(np.abs(panels)))
-            if channel == "all":
-                title = f"{name} kernels: rows = output channel, columns = input channel"
-                fig = image_grid(
-                    panels, ncols=1, cmap="RdBu_r", value_range=(-bound, bound), colorbar=True, cell=9, suptitle=title
-                )
-            else:
-                title = f"{name} kernels, input channel {channel} (one panel per output channel)"
-                titles = [f"out {o}" for o in range(len(panels))]
-                fig = image_grid(
-                    panels, titles, ncols=8, cmap="RdBu_r", value_range=(-bound, bound), colorbar=True, suptitle=title
-                )
-            figures[f"{name}.png"] = fig
-            arrays[f"{name}_weight"] = conv.weight.detach().cpu().numpy()
-            arrays[f"{name}_bias"] = conv.bias.detach().cpu().numpy()
-            shapes[name] = list(conv.weight.shape)
-        return Outputs(figures, {"kernels.npz": arrays}, {"weight_shapes": shapes})
-
-    return run_cached("filters", checkpoint, out_dir, settings, force, compute)
+    return analyse("filters", run_dir, options, check=check_settings, compute=outputs, device=device, data_dir=data_dir)

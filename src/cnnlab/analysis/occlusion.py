@@ -9,15 +9,18 @@ in batches, for a SimpleCNN recomputing only what the patch changes (`occluders`
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from cnnlab.analysis.loading import checkpoint_path, load_run
+from cnnlab.analysis.loading import LoadedRun
 from cnnlab.analysis.occluders import occluder
-from cnnlab.analysis.results import AnalysisResult, Outputs, analysis_dir, merge_options, run_cached
+from cnnlab.analysis.results import AnalysisResult, Outputs, analyse
 from cnnlab.checks import positive_int
 from cnnlab.errors import ConfigError
 from cnnlab.plotting import image_grid
@@ -30,7 +33,7 @@ def map_side(image_side: int, size: int, stride: int) -> int:
 
 @torch.no_grad()
 def occlusion_maps(
-    model: nn.Module, images: Tensor, labels: Tensor, size: int, stride: int, fill: float, batch_size: int = 1024
+    model: nn.Module, images: Tensor, labels: Tensor, *, size: int, stride: int, fill: float, batch_size: int = 1024
 ) -> Tensor:
     """[N, rows, cols] true-class probabilities for images [N, C, H, W] in eval mode, `batch_size` copies per pass."""
     n, _, height, width = images.shape
@@ -54,72 +57,116 @@ def check_sizes(sizes: Any, image_side: int) -> list[int]:
     return list(sizes)
 
 
-def occlusion(
-    run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None
-) -> AnalysisResult:
-    settings = merge_options("occlusion", options)
-    force = settings.pop("force")
+@dataclass(frozen=True, kw_only=True)
+class Occlusion:
+    """Checked settings; the patch sizes are checked once the test set (and so the image side) is known."""
+
+    stride: int
+    images: int
+    batch_size: int
+    fill: int | float
+    sizes: Any
+
+
+def check_settings(settings: Mapping[str, Any]) -> tuple[Occlusion, str]:
+    """The settings checked before anything is loaded, so a bad one costs nothing, and their folder name."""
     stride = positive_int("stride", settings["stride"])
     n_images = positive_int("images", settings["images"])
     batch_size = positive_int("batch_size", settings["batch_size"])
     fill = settings["fill"]
     if isinstance(fill, bool) or not isinstance(fill, int | float):
         raise ConfigError(f"fill={fill!r} must be a number (a pixel value; images are in [0, 1])")
-    checkpoint = checkpoint_path(run_dir)
-    out_dir = analysis_dir(checkpoint, "occlusion", f"s{stride}-fill{fill:g}-n{n_images}")
+    checked = Occlusion(stride=stride, images=n_images, batch_size=batch_size, fill=fill, sizes=settings["sizes"])
+    return checked, f"s{stride}-fill{fill:g}-n{n_images}"
 
-    def compute() -> Outputs:
-        loaded = load_run(checkpoint, device, data_dir)
-        test = loaded.test
-        if n_images > len(test):
-            raise ConfigError(f"images={n_images} is out of range: the test set has {len(test)} images")
-        sizes = check_sizes(settings["sizes"], min(test.x.shape[-2:]))
-        images, labels = test.x[:n_images], test.y[:n_images]
-        with torch.no_grad():
-            probs = loaded.classifier(images).softmax(dim=1)
-        predicted, unoccluded = probs.argmax(dim=1), probs.gather(1, labels[:, None])[:, 0]
-        classes = loaded.classes
-        figures, maps = {}, {}
-        for size in sizes:
-            heat = occlusion_maps(loaded.folded, images, labels, size, stride, float(fill), batch_size).cpu()
-            maps[f"k{size}"] = heat.numpy()
-            panels, titles = [], []
-            for i in range(n_images):
-                panels += [images[i, 0].cpu().numpy(), heat[i].numpy()]
-                titles += [
-                    f"predicted {classes[int(predicted[i])]} / actual {classes[int(labels[i])]}",
-                    f"p({classes[int(labels[i])]}) with the patch\nunoccluded {float(unoccluded[i]):.4f}",
-                ]
-            fig = image_grid(
-                panels,
-                titles,
-                ncols=2,
-                cmap=["gray", "viridis"] * n_images,
-                panel_colorbars=[False, True] * n_images,
-                cell=2.6,
-                suptitle=f"occlusion {size}x{size}, stride {stride}, fill {fill:g}",
-            )
-            figures[f"occlusion_k{size}.png"] = fig
-        arrays = {
-            **{f"maps_{k}": v for k, v in maps.items()},
-            "images": images.cpu().numpy(),
-            "labels": labels.cpu().numpy(),
-            "predicted": predicted.cpu().numpy(),
-            "unoccluded": unoccluded.cpu().numpy(),
-        }
-        results = {
-            "map_shapes": {k: list(v.shape[1:]) for k, v in maps.items()},
-            "images": [
-                {
-                    "index": i,
-                    "actual": classes[int(labels[i])],
-                    "predicted": classes[int(predicted[i])],
-                    "unoccluded_probability": float(unoccluded[i]),
-                    "min_probability": {k: float(v[i].min()) for k, v in maps.items()},
-                }
-                for i in range(n_images)
-            ],
-        }
-        return Outputs(figures, {"maps.npz": arrays}, results)
 
-    return run_cached("occlusion", checkpoint, out_dir, settings, force, compute)
+@dataclass(frozen=True)
+class Seen:
+    """The unoccluded test images and what the model made of them."""
+
+    images: Tensor
+    labels: Tensor
+    predicted: Tensor
+    unoccluded: Tensor  # probability of the true class
+
+
+def compute_maps(loaded: LoadedRun, s: Occlusion) -> tuple[Seen, dict[int, np.ndarray]]:
+    """The first `s.images` test images as the model sees them, and their maps [N, rows, cols] by patch size."""
+    test = loaded.test
+    if s.images > len(test):
+        raise ConfigError(f"images={s.images} is out of range: the test set has {len(test)} images")
+    sizes = check_sizes(s.sizes, min(test.x.shape[-2:]))
+    images, labels = test.x[: s.images], test.y[: s.images]
+    with torch.no_grad():
+        probs = loaded.classifier(images).softmax(dim=1)
+    seen = Seen(images, labels, probs.argmax(dim=1), probs.gather(1, labels[:, None])[:, 0])
+    maps = {}
+    for size in sizes:
+        heat = occlusion_maps(
+            loaded.folded, images, labels, size=size, stride=s.stride, fill=float(s.fill), batch_size=s.batch_size
+        )
+        maps[size] = heat.cpu().numpy()
+    return seen, maps
+
+
+def map_figure(seen: Seen, heat: np.ndarray, classes: Sequence[str], title: str) -> Figure:
+    """Each image beside its map, titled with what the model predicted and the unoccluded probability."""
+    n = len(seen.images)
+    panels, titles = [], []
+    for i in range(n):
+        actual = classes[int(seen.labels[i])]
+        panels += [seen.images[i, 0].cpu().numpy(), heat[i]]
+        titles += [
+            f"predicted {classes[int(seen.predicted[i])]} / actual {actual}",
+            f"p({actual}) with the patch\nunoccluded {float(seen.unoccluded[i]):.4f}",
+        ]
+    return image_grid(
+        panels,
+        titles,
+        ncols=2,
+        cmap=["gray", "viridis"] * n,
+        panel_colorbars=[False, True] * n,
+        cell=2.6,
+        suptitle=title,
+    )
+
+
+def outputs(loaded: LoadedRun, s: Occlusion) -> Outputs:
+    """The maps, a figure per patch size, the numbers behind them and each image's key numbers."""
+    seen, maps = compute_maps(loaded, s)
+    classes = loaded.classes
+    figures = {
+        f"occlusion_k{size}.png": map_figure(
+            seen, heat, classes, f"occlusion {size}x{size}, stride {s.stride}, fill {s.fill:g}"
+        )
+        for size, heat in maps.items()
+    }
+    arrays = {
+        **{f"maps_k{size}": heat for size, heat in maps.items()},
+        "images": seen.images.cpu().numpy(),
+        "labels": seen.labels.cpu().numpy(),
+        "predicted": seen.predicted.cpu().numpy(),
+        "unoccluded": seen.unoccluded.cpu().numpy(),
+    }
+    results = {
+        "map_shapes": {f"k{size}": list(heat.shape[1:]) for size, heat in maps.items()},
+        "images": [
+            {
+                "index": i,
+                "actual": classes[int(seen.labels[i])],
+                "predicted": classes[int(seen.predicted[i])],
+                "unoccluded_probability": float(seen.unoccluded[i]),
+                "min_probability": {f"k{size}": float(heat[i].min()) for size, heat in maps.items()},
+            }
+            for i in range(s.images)
+        ],
+    }
+    return Outputs(figures, {"maps.npz": arrays}, results)
+
+
+def occlusion(
+    run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None
+) -> AnalysisResult:
+    return analyse(
+        "occlusion", run_dir, options, check=check_settings, compute=outputs, device=device, data_dir=data_dir
+    )

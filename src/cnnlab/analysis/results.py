@@ -11,21 +11,24 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from matplotlib.figure import Figure
-from omegaconf import OmegaConf
+from omegaconf import DictConfig
 
+from cnnlab.analysis.loading import LoadedRun, checkpoint_path, load_run
 from cnnlab.atomic import write_figure, write_json, write_with
-from cnnlab.config import CONF_DIR
+from cnnlab.config import compose_config, config_group_options, override_value, to_plain
 from cnnlab.data.files import sha256_of
 from cnnlab.errors import ConfigError
 
 SUMMARY = "summary.json"
 # keys of an analysis's primary config that say where and how to run it, not what to compute
 NOT_OPTIONS = {"run", "checkpoint", "device", "paths", "hydra", "defaults"}
+Checked = TypeVar("Checked")  # an analysis's settings after its own checks
 
 
 @dataclass(frozen=True)
@@ -36,43 +39,104 @@ class AnalysisResult:
     summary: dict[str, Any]
 
 
-def default_options(name: str) -> dict[str, Any]:
-    """The options of `conf/<name>.yaml` with their defaults, config groups (other than paths/hydra) filled in."""
-    primary = OmegaConf.to_container(OmegaConf.load(CONF_DIR / f"{name}.yaml"))
-    options = {k: v for k, v in primary.items() if k not in NOT_OPTIONS}
-    for entry in primary.get("defaults", []):
-        if isinstance(entry, dict):
-            ((group, choice),) = entry.items()
-            if group not in NOT_OPTIONS and (CONF_DIR / group).is_dir():
-                options[group] = group_option(group, choice)
-    return options
-
-
-def group_option(group: str, choice: str) -> dict[str, Any]:
-    path = CONF_DIR / group / f"{choice}.yaml"
-    if not path.is_file():
-        allowed = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
-        raise ConfigError(f"{group}={choice!r} is unknown; allowed: {', '.join(allowed)}")
-    return OmegaConf.to_container(OmegaConf.load(path))  # type: ignore[return-value]
-
-
 def merge_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    """Defaults overridden by `options`; a config group may be given by name (`{"adversarial_preset": "report"}`)."""
-    merged = default_options(name)
+    """`conf/<name>.yaml` composed by Hydra with `options` as overrides, without the keys that say where to run it:
+    plain data, comparable with the settings a summary.json stored. A config group is given by name
+    (`{"adversarial_preset": "report"}`), by name and changes (`{"name": "report", "iterations": 3}`) or by changes
+    to its default option (`{"iterations": 3}`)."""
+    return _options_of(compose_config(name, option_overrides(name, options)))
+
+
+def _options_of(cfg: DictConfig) -> dict[str, Any]:
+    return {key: value for key, value in to_plain(cfg).items() if key not in NOT_OPTIONS}
+
+
+def option_overrides(name: str, options: Mapping[str, Any]) -> list[str]:
+    """`options` as the Hydra overrides of `conf/<name>.yaml` (what its command takes), each option checked first so
+    an unknown one is named with what is allowed."""
+    defaults, choices = _defaults(name)
+    overrides = []
     for key, value in options.items():
         if key in NOT_OPTIONS:
             continue
-        if key not in merged:
-            raise ConfigError(f"{key} is not an option of {name}; allowed: {', '.join(merged)}")
-        if isinstance(merged[key], dict):
-            if isinstance(value, str):
-                value = group_option(key, value)
-            elif isinstance(value, Mapping) and "name" in value:
-                value = {**group_option(key, value["name"]), **value}
-            else:
-                value = {**merged[key], **value}
-        merged[key] = value
-    return json.loads(json.dumps(merged))  # plain lists and dicts, comparable with a stored summary.json
+        if key not in defaults:
+            raise ConfigError(f"{key} is not an option of {name}; allowed: {', '.join(defaults)}")
+        if key in choices:
+            overrides += _group_overrides(name, key, value, choices[key])
+        elif isinstance(defaults[key], dict) and isinstance(value, Mapping):
+            overrides += _changes(key, value)
+        else:
+            overrides.append(f"{key}={override_value(value)}")
+    return overrides
+
+
+@cache
+def _defaults(name: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The default options of `conf/<name>.yaml` and the option it chooses in each of its config groups."""
+    options = _options_of(compose_config(name))
+    chosen = compose_config(name, return_hydra_config=True).hydra.runtime.choices
+    return options, {group: str(choice) for group, choice in chosen.items() if group in options}
+
+
+@cache
+def _group_keys(name: str, group: str, choice: str) -> tuple[str, ...]:
+    """The settings of option `choice` of config group `group`, as `conf/<name>.yaml` composes it."""
+    return tuple(compose_config(name, [f"{group}={choice}"])[group])
+
+
+def _group_overrides(name: str, group: str, value: Any, default: str) -> list[str]:
+    allowed = config_group_options(group)
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{group}={value!r} must name one of {', '.join(allowed)} or be a mapping of its settings")
+    choice = value.get("name", default)
+    if choice not in allowed:
+        raise ConfigError(f"{group}={choice!r} is unknown; allowed: {', '.join(allowed)}")
+    keys = _group_keys(name, group, choice)
+    for key in value:
+        if key not in keys:
+            raise ConfigError(f"{group}.{key} is not a setting of {group}={choice}; allowed: {', '.join(keys)}")
+    chosen = [f"{group}={choice}"] if "name" in value else []
+    return chosen + _changes(group, {key: v for key, v in value.items() if key != "name"})
+
+
+def _changes(prefix: str, changes: Mapping[str, Any]) -> list[str]:
+    """`prefix.key=value` for every (nested) change: the rest of the mapping keeps its values."""
+    overrides = []
+    for key, value in changes.items():
+        if isinstance(value, Mapping):
+            overrides += _changes(f"{prefix}.{key}", value)
+        else:
+            overrides.append(f"{prefix}.{key}={override_value(value)}")
+    return overrides
+
+
+def analyse(
+    name: str,
+    run_dir: Path,
+    options: Mapping[str, Any],
+    *,
+    check: Callable[[dict[str, Any]], tuple[Checked, str]],
+    compute: Callable[[LoadedRun, Checked], Outputs],
+    device: str,
+    data_dir: Path | None,
+) -> AnalysisResult:
+    """What every analysis does around its own work: compose its options (`force` is how to run, not a setting),
+    `check` them before anything is read (giving the checked values and the name of their folder under
+    `<run>/analysis/<name>/`), then serve the cached result or `compute` it from the loaded run."""
+    settings = merge_options(name, options)
+    force = settings.pop("force")
+    checked, setting = check(settings)
+    checkpoint = checkpoint_path(run_dir)
+    return run_cached(
+        name,
+        checkpoint,
+        analysis_dir(checkpoint, name, setting),
+        settings,
+        force,
+        lambda: compute(load_run(checkpoint, device, data_dir), checked),
+    )
 
 
 def cached(name: str, out_dir: Path, digest: str, settings: Mapping[str, Any]) -> AnalysisResult | None:

@@ -10,16 +10,17 @@ speed-up cannot come from doing less work.
 
 from __future__ import annotations
 
+from dataclasses import asdict, replace
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from cnnlab.analysis.adversarial import check_preset, first_of_each_class
-from cnnlab.analysis.ascent import grow_targeted, grow_untargeted, noise
+from cnnlab.analysis.adversarial import Preset, check_preset, first_of_each_class
+from cnnlab.analysis.ascent import grow_targeted, grow_untargeted
 from cnnlab.analysis.occlusion import occlusion_maps
 from cnnlab.analysis.reference import grow_targeted_reference, grow_untargeted_reference, occlusion_maps_reference
-from cnnlab.analysis.results import default_options
+from cnnlab.analysis.results import merge_options
 from cnnlab.bench.registry import BenchContext, register
 from cnnlab.bench.timing import Comparison, interleaved
 from cnnlab.bench.training import first_images, seeded_model
@@ -55,10 +56,11 @@ def pixel_test_split(ctx: BenchContext) -> Split:
     return to_float(read_raw(get_spec(ctx.data_name), ctx.data_root, train=False))
 
 
-def preset(mode: str) -> dict[str, Any]:
-    """The analysis's default pixel range, step and penalty (`conf/adversarial.yaml`'s preset); its iteration count is
-    not used, the benchmark sets the steps."""
-    return check_preset(default_options("adversarial")["adversarial_preset"], mode)
+def preset(mode: str, steps: int) -> Preset:
+    """The analysis's default pixel range, step and penalty (`conf/adversarial.yaml`'s preset) for `steps` steps: the
+    benchmark sets the steps, not the preset's iteration count."""
+    p = check_preset(merge_options("adversarial", {})["adversarial_preset"], mode)
+    return replace(p, ascent=replace(p.ascent, steps=steps))
 
 
 def max_abs_deviation(reference: Tensor, other: Tensor) -> float:
@@ -91,56 +93,60 @@ def compare(
 @register("occlusion")
 def occlusion_speed(ctx: BenchContext) -> list[Comparison]:
     """One test image, 5x5 patch at stride 1: a forward pass per position against cnnlab's batched maps."""
-    settings = default_options("occlusion")
+    settings = merge_options("occlusion", {})
     stride, fill, batch_size = settings["stride"], float(settings["fill"]), settings["batch_size"]
     (model, folded), test = analysis_models(ctx), pixel_test_split(ctx)
     image, label = test.x[:1], test.y[:1]
+    patch = {"size": OCCLUSION_SIZE, "stride": stride, "fill": fill}
     sides = {
-        "report": lambda: occlusion_maps_reference(model, image[0], int(label[0]), OCCLUSION_SIZE, stride, fill),
-        "cnnlab": lambda: occlusion_maps(folded, image, label, OCCLUSION_SIZE, stride, fill, batch_size)[0],
+        "report": lambda: occlusion_maps_reference(model, image[0], int(label[0]), **patch),
+        "cnnlab": lambda: occlusion_maps(folded, image, label, **patch, batch_size=batch_size)[0],
     }
     positions = ((image.shape[-1] - OCCLUSION_SIZE) // stride + 1) ** 2
-    details = {"size": OCCLUSION_SIZE, "stride": stride, "fill": fill, "positions": positions, "batch_size": batch_size}
+    details = {**patch, "positions": positions, "batch_size": batch_size}
     return [compare("occlusion, 1 image, 5x5", f"one map of {positions} positions", ctx, sides, HEATMAP_ATOL, details)]
 
 
 @register("untargeted")
 def untargeted_speed(ctx: BenchContext) -> list[Comparison]:
     """One image per class grown for `untargeted_steps`: class after class with parameter gradients against cnnlab."""
-    p, (model, folded), steps = preset("untargeted"), analysis_models(ctx), ctx.untargeted_steps
+    steps = ctx.untargeted_steps
+    p, (model, folded) = preset("untargeted", steps), analysis_models(ctx)
     n = len(get_spec(ctx.data_name).classes)
-    init, targets = noise(n, (1, 28, 28), p["init_mean"], p["init_std"], p["lo"], p["hi"], ctx.seed), torch.arange(n)
-    ascent = (steps, p["step"], p["eps"], p["lo"], p["hi"])
+    init, targets = p.start(n, (1, 28, 28), ctx.seed), torch.arange(n)
     sides = {
-        "report": lambda: torch.stack([grow_untargeted_reference(model, init[c], c, *ascent)[0] for c in range(n)]),
-        "cnnlab": lambda: grow_untargeted(folded, init, targets, *ascent).images,
+        "report": lambda: torch.stack(
+            [grow_untargeted_reference(model, init[c], c, settings=p.ascent)[0] for c in range(n)]
+        ),
+        "cnnlab": lambda: grow_untargeted(folded, init, targets, settings=p.ascent).images,
     }
-    details = {"images": n, "steps": steps, "preset": p}
+    details = {"images": n, "steps": steps, "preset": asdict(p)}
     return [compare(f"untargeted, {n} classes x {steps} steps", f"{n} images", ctx, sides, IMAGE_ATOL, details)]
 
 
 @register("targeted")
 def targeted_speed(ctx: BenchContext) -> list[Comparison]:
     """Every (source, target != source) pair grown for `targeted_steps` near the first test image of its source."""
-    p, (model, folded), steps = preset("targeted"), analysis_models(ctx), ctx.targeted_steps
+    steps = ctx.targeted_steps
+    p, (model, folded) = preset("targeted", steps), analysis_models(ctx)
     test = pixel_test_split(ctx)
     n = len(get_spec(ctx.data_name).classes)
     first = test.x[first_of_each_class(test.y, n)]
-    reference = first if p["source_range"] == "unit" else p["lo"] + first * (p["hi"] - p["lo"])
     pairs = torch.tensor([(s, t) for s in range(n) for t in range(n) if t != s])
-    sources, targets = reference[pairs[:, 0]], pairs[:, 1]
-    init = noise(len(pairs), (1, 28, 28), p["init_mean"], p["init_std"], p["lo"], p["hi"], ctx.seed)
-    ascent = (steps, p["step"], p["eps"], p["lo"], p["hi"])
+    sources, targets = p.sources(first)[pairs[:, 0]], pairs[:, 1]
+    init = p.start(len(pairs), (1, 28, 28), ctx.seed)
     sides = {
         "report": lambda: torch.stack(
             [
-                grow_targeted_reference(model, init[i], int(targets[i]), sources[i], p["beta"], *ascent)[0]
+                grow_targeted_reference(
+                    model, init[i], int(targets[i]), source=sources[i], beta=p.beta, settings=p.ascent
+                )[0]
                 for i in range(len(pairs))
             ]
         ),
-        "cnnlab": lambda: grow_targeted(folded, init, targets, sources, p["beta"], *ascent).images,
+        "cnnlab": lambda: grow_targeted(folded, init, targets, sources=sources, beta=p.beta, settings=p.ascent).images,
     }
-    details = {"images": len(pairs), "steps": steps, "preset": p}
+    details = {"images": len(pairs), "steps": steps, "preset": asdict(p)}
     return [
         compare(
             f"targeted, {len(pairs)} pairs x {steps} steps", f"{len(pairs)} images", ctx, sides, IMAGE_ATOL, details

@@ -4,15 +4,16 @@ re-build without new runs recomputes nothing; one entry's error is recorded, nev
 
 from __future__ import annotations
 
-import json
 import shlex
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from cnnlab.analysis import ANALYSES, AnalysisResult
-from cnnlab.analysis.results import merge_options
+from cnnlab.analysis.results import merge_options, option_overrides
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.reporting.collect import Run
 from cnnlab.reporting.expected import Expected
@@ -20,15 +21,6 @@ from cnnlab.reporting.figures import copy_if_changed
 
 ENTRY_KEYS = ("analysis", "run", "options")
 FIGURE_DIR = Path("figures") / "analyses"
-
-
-def _argument(key: str, value: Any) -> list[str]:
-    """One option as the `cnnlab-<analysis>` command line spells it (a preset by name, its changes as key.sub=value)."""
-    if isinstance(value, Mapping):
-        name = [f"{key}={value['name']}"] if "name" in value else []
-        return name + [arg for sub, v in value.items() if sub != "name" for arg in _argument(f"{key}.{sub}", v)]
-    text = json.dumps(value, separators=(",", ":")) if isinstance(value, list | bool) or value is None else str(value)
-    return [f"{key}={text}"]
 
 
 @dataclass(frozen=True)
@@ -43,21 +35,38 @@ class AnalysisEntry:
 
     def command(self, run_dir: Path) -> str:
         """The stand-alone command that computes (or shows the cached) same result."""
-        args = [arg for key, value in self.options.items() for arg in _argument(key, value)]
-        return shlex.join([f"cnnlab-{self.analysis}", f"run={run_dir}", *args])
+        return shlex.join([f"cnnlab-{self.analysis}", f"run={run_dir}", *option_overrides(self.analysis, self.options)])
+
+
+class AnalysisStatus(str, Enum):
+    """What became of an entry: done (result and its figures, relative to the report directory), skipped (no
+    finished run; the message is the command that trains it) or failed (the message is the one-line error).
+    Members equal their strings, so JSON and text show the plain word."""
+
+    DONE = "done"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)
 class AnalysisOutcome:
-    """What became of an entry: `done` (result and its figures, relative to the report directory), `skipped` (no
-    finished run; `message` is the command that trains it) or `failed` (`message` is the one-line error)."""
+    """What became of an entry (see AnalysisStatus)."""
 
     entry: AnalysisEntry
-    status: str
+    status: AnalysisStatus
     run: Run | None = None
     result: AnalysisResult | None = None
     figures: tuple[Path, ...] = ()
     message: str = ""
+
+
+def tally(outcomes: Iterable[AnalysisOutcome]) -> tuple[int, int, int]:
+    """How many entries are done, skipped and failed."""
+    counts = Counter(o.status for o in outcomes)
+    return counts[AnalysisStatus.DONE], counts[AnalysisStatus.SKIPPED], counts[AnalysisStatus.FAILED]
 
 
 def parse_entries(entries: Sequence[Any], runs: Mapping[str, Any]) -> list[AnalysisEntry]:
@@ -96,6 +105,7 @@ def one_line(err: Exception) -> str:
 def run_analyses(
     entries: Sequence[AnalysisEntry],
     shown: Mapping[str, Run],
+    *,
     expected: Mapping[str, Expected],
     seeds: Sequence[int],
     report_dir: Path,
@@ -107,7 +117,9 @@ def run_analyses(
     for entry in entries:
         run = shown.get(entry.run)
         if run is None:
-            outcomes.append(AnalysisOutcome(entry, "skipped", message=expected[entry.run].command(seeds[:1])))
+            outcomes.append(
+                AnalysisOutcome(entry, AnalysisStatus.SKIPPED, message=expected[entry.run].command(seeds[:1]))
+            )
             continue
         try:
             result = ANALYSES[entry.analysis](run.run_dir, entry.options, device, data_dir)
@@ -119,7 +131,7 @@ def run_analyses(
             )
             figures = tuple(copy_if_changed(f, dest / f.name).relative_to(report_dir) for f in result.figures)
         except Exception as err:  # noqa: BLE001 (one entry's failure is reported, the rest of the report still written)
-            outcomes.append(AnalysisOutcome(entry, "failed", run, message=one_line(err)))
+            outcomes.append(AnalysisOutcome(entry, AnalysisStatus.FAILED, run, message=one_line(err)))
             continue
-        outcomes.append(AnalysisOutcome(entry, "done", run, result, figures))
+        outcomes.append(AnalysisOutcome(entry, AnalysisStatus.DONE, run, result, figures))
     return outcomes

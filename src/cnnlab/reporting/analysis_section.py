@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from cnnlab.reporting.analyses import AnalysisEntry, AnalysisOutcome
+from cnnlab.reporting.analyses import AnalysisEntry, AnalysisOutcome, AnalysisStatus, tally
 from cnnlab.reporting.markdown import md_image, md_table
 
 
@@ -118,12 +118,12 @@ def analyses_section(outcomes: Sequence[AnalysisOutcome] | None, labels: Mapping
     """`outcomes` is None when the section is turned off (`analyses_enabled=false`)."""
     if not outcomes:
         return []
-    counts = {status: sum(o.status == status for o in outcomes) for status in ("done", "skipped", "failed")}
+    done, skipped, failed = tally(outcomes)
     lines = [
         "## Analyses",
         "",
-        f"{counts['done']} of {len(outcomes)} analyses shown, {counts['skipped']} skipped (run missing), "
-        f"{counts['failed']} failed. Each uses the seed shown above for its run; its files and `summary.json` are in "
+        f"{done} of {len(outcomes)} analyses shown, {skipped} skipped (run missing), "
+        f"{failed} failed. Each uses the seed shown above for its run; its files and `summary.json` are in "
         "the run's `analysis/` folder, and the command under each heading repeats it.",
         "",
     ]
@@ -131,11 +131,11 @@ def analyses_section(outcomes: Sequence[AnalysisOutcome] | None, labels: Mapping
         label = labels[o.entry.run]
         heading = f"### {title(o.entry)}: {label}" + (f", seed {o.run.seed}" if o.run else "")
         lines += [heading, ""]
-        if o.status == "skipped":
+        if o.status == AnalysisStatus.SKIPPED:
             lines += [f"Skipped: no finished run of {label}. Train it with `{o.message}`, then re-run the report.", ""]
             continue
         lines += [f"`{o.entry.command(o.run.run_dir)}`", ""]
-        if o.status == "failed":
+        if o.status == AnalysisStatus.FAILED:
             lines += [f"**Failed:** {o.message}", ""]
             continue
         summary = o.result.summary

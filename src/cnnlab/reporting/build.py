@@ -21,13 +21,13 @@ from cnnlab.errors import ConfigError
 from cnnlab.models import build_model, count_neurons, count_parameters
 from cnnlab.models.summary import summarize
 from cnnlab.plotting import lr_sensitivity, training_curves
-from cnnlab.reporting.analyses import AnalysisEntry, AnalysisOutcome, parse_entries, run_analyses
+from cnnlab.reporting.analyses import AnalysisEntry, AnalysisOutcome, AnalysisStatus, parse_entries, run_analyses, tally
 from cnnlab.reporting.collect import Run, collect_runs
 from cnnlab.reporting.document import ModelInfo, ReportData, render_markdown, report_title
 from cnnlab.reporting.expected import Expected, default_paths, expected_runs
 from cnnlab.reporting.figures import cached_figure, copy_if_changed
 from cnnlab.reporting.html import render_html
-from cnnlab.reporting.replay_section import REPLAYED_DATA, find_replay, replay_command, replay_csv
+from cnnlab.reporting.replay_section import REPLAYED_DATA, Replay, find_replay, replay_command, replay_csv
 from cnnlab.reporting.results import ConfigResult, summarize_config
 from cnnlab.reporting.stats import spread
 from cnnlab.runs.layout import CHECKPOINT, identity
@@ -84,7 +84,7 @@ class ReportResult:
 
     @property
     def failed_analyses(self) -> list[AnalysisOutcome]:
-        return [o for o in self.analyses if o.status == "failed"]
+        return [o for o in self.analyses if o.status == AnalysisStatus.FAILED]
 
     def lines(self) -> list[str]:
         n_missing = sum(len(seeds) for _, seeds in self.missing)
@@ -109,11 +109,8 @@ class ReportResult:
                 f"{n_missing} expected runs missing, {len(self.unfinished)} unfinished; commands are in the report"
             )
         if self.analyses:
-            counts = {s: sum(o.status == s for o in self.analyses) for s in ("done", "skipped", "failed")}
-            out.append(
-                f"analyses: {counts['done']} shown, {counts['skipped']} skipped (run missing), "
-                f"{counts['failed']} failed"
-            )
+            done, skipped, failed = tally(self.analyses)
+            out.append(f"analyses: {done} shown, {skipped} skipped (run missing), {failed} failed")
         out += [f"  failed: {o.entry.analysis} on {o.entry.run}: {o.message}" for o in self.failed_analyses]
         return out
 
@@ -129,6 +126,11 @@ class Settings:
     analyses: list[AnalysisEntry] | None  # None: the Analyses section is turned off
     analysis_device: str
     replay_epochs: int
+
+    @property
+    def replay_applies(self) -> bool:
+        """The notebook trained on one dataset: a report on another has no replay column."""
+        return self.spec.name == REPLAYED_DATA.name
 
 
 def _settings(cfg: DictConfig) -> Settings:
@@ -200,6 +202,7 @@ def _models(expected: Mapping[str, Expected]) -> list[ModelInfo]:
 
 def _figures(
     report_dir: Path,
+    *,
     expected: Mapping[str, Expected],
     tables: Mapping[str, list[str]],
     shown: Mapping[str, Run],
@@ -294,14 +297,24 @@ def _csv(everything: Mapping[str, ConfigResult], expected: Mapping[str, Expected
     return buffer.getvalue()
 
 
-def build_report(cfg: DictConfig) -> ReportResult:
-    settings = _settings(cfg)
+@dataclass(frozen=True)
+class Collected:
+    """The runs found for the report: every configuration on its dataset, and the expected ones by run key."""
+
+    expected: dict[str, Expected]
+    everything: dict[str, ConfigResult]
+    results: dict[str, ConfigResult]  # by run key; an expected configuration without runs has an empty result
+    missing: list[tuple[Expected, list[int]]]  # seeds with no run directory
+    unfinished: list[tuple[Expected, Run]]
+    shown: dict[str, Run]  # run key -> the seed the report shows
+
+
+def _collect(cfg: DictConfig, settings: Settings) -> Collected:
     seeds, target, confidence, tables = settings.seeds, settings.target, settings.confidence, settings.tables
-    runs_dir, report_dir = Path(cfg.paths.runs_dir), Path(cfg.paths.report_dir)
-    runs_cfg = to_plain(cfg.runs)
+    runs_dir = Path(cfg.paths.runs_dir)
     analysed = [entry.run for entry in settings.analyses or []]
     keys = tables["optimizers"] + tables["batch_norm"] + analysed
-    expected = expected_runs(runs_cfg, keys, list(cfg.train_overrides), runs_dir, settings.data)
+    expected = expected_runs(to_plain(cfg.runs), keys, list(cfg.train_overrides), runs_dir, settings.data)
 
     # configurations are named <data>/...: the report holds its own dataset's, never another report's
     found = {name: runs for name, runs in collect_runs(runs_dir).items() if name.split("/", 1)[0] == settings.spec.name}
@@ -316,28 +329,33 @@ def build_report(cfg: DictConfig) -> ReportResult:
             missing.append((e, absent))
         unfinished += [(e, r) for r in results[key].runs if r.status in UNFINISHED]
     shown = {key: run for key, r in results.items() if (run := r.shown(seeds)) is not None}
-    outcomes = None
-    if settings.analyses is not None:
-        data_dir = Path(cfg.paths.data_dir)
-        outcomes = run_analyses(
-            settings.analyses, shown, expected, seeds, report_dir, settings.analysis_device, data_dir
-        )
+    return Collected(expected, everything, results, missing, unfinished, shown)
 
+
+def _best_model(results: Mapping[str, ConfigResult], path: Path) -> tuple[str, Run] | None:
+    """The run key and seed with the best mean validation accuracy, its checkpoint copied to `path` (removed when
+    no run finished, so no stale model outlives its runs)."""
     candidates = [(key, r) for key, r in results.items() if r.val_accuracy is not None]
-    best = None
-    best_model = report_dir / BEST_MODEL
-    if candidates:
-        key, r = max(candidates, key=lambda kr: kr[1].val_accuracy.mean)
-        best = (key, r.best_seed_run)
-        copy_if_changed(best[1].run_dir / CHECKPOINT, best_model)
-    else:
-        best_model.unlink(missing_ok=True)
+    if not candidates:
+        path.unlink(missing_ok=True)
+        return None
+    key, r = max(candidates, key=lambda kr: kr[1].val_accuracy.mean)
+    copy_if_changed(r.best_seed_run.run_dir / CHECKPOINT, path)
+    return key, r.best_seed_run
 
-    replay_dir = Path(cfg.paths.replay_dir)
-    replay_applies = settings.spec.name == REPLAYED_DATA.name
-    replay = find_replay(replay_dir, settings.replay_epochs, expected) if replay_applies else None
-    series = _lr_series(expected, tables["optimizers"], everything)
-    report_lr = expected[tables["optimizers"][0]].config["optimizer"]["lr"]
+
+def _summarise(
+    cfg: DictConfig,
+    settings: Settings,
+    collected: Collected,
+    *,
+    outcomes: list[AnalysisOutcome] | None,
+    best: tuple[str, Run] | None,
+    replay: Replay | None,
+) -> ReportData:
+    """Everything the report's documents show: tables, figures (written under the report directory), notes."""
+    tables, expected, results = settings.tables, collected.expected, collected.results
+    series = _lr_series(expected, tables["optimizers"], collected.everything)
     lr_table = {
         label: {
             lr: spread(r.test_accuracy) if r.test_accuracy else " / ".join(sorted({x.status for x in r.runs}))
@@ -345,52 +363,89 @@ def build_report(cfg: DictConfig) -> ReportResult:
         }
         for label, found in series.items()
     }
-    data = ReportData(
+    replay_dir = Path(cfg.paths.replay_dir)
+    return ReportData(
         generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         data_title=settings.spec.title,
-        runs_dir=runs_dir,
-        seeds=seeds,
-        target=target,
-        confidence=confidence,
+        runs_dir=Path(cfg.paths.runs_dir),
+        seeds=settings.seeds,
+        target=settings.target,
+        confidence=settings.confidence,
         tables=tables,
         expected=expected,
         results=results,
-        published_runs={key: dict(value.get("published") or {}) for key, value in runs_cfg.items()},
+        published_runs={key: dict(value.get("published") or {}) for key, value in to_plain(cfg.runs).items()},
         published_counts=dict(to_plain(cfg.published).get("counts") or {}),
         published_note=str(cfg.published.get("note") or ""),
-        figures=_figures(report_dir, expected, tables, shown, series, report_lr, settings.spec.title),
-        shown=shown,
+        figures=_figures(
+            Path(cfg.paths.report_dir),
+            expected=expected,
+            tables=tables,
+            shown=collected.shown,
+            series=series,
+            report_lr=expected[tables["optimizers"][0]].config["optimizer"]["lr"],
+            data_title=settings.spec.title,
+        ),
+        shown=collected.shown,
         best=best,
-        missing=missing,
-        unfinished=unfinished,
+        missing=collected.missing,
+        unfinished=collected.unfinished,
         models=_models(expected),
         lr_table=lr_table,
         hardware=_hardware([run for r in results.values() for run in r.finished]),
         analyses=outcomes,
         replay=replay,
         replay_command=replay_command(settings.replay_epochs, replay_dir, Path(default_paths()["replay_dir"]))
-        if replay_applies
+        if settings.replay_applies
         else None,
     )
+
+
+def _write_files(report_dir: Path, data: ReportData, collected: Collected) -> tuple[Path, Path, Path, Path | None]:
+    """REPORT.md, report.html, results.csv and replay.csv (removed when there is no replay)."""
     text = render_markdown(data)
     markdown_path = write_text(report_dir / "REPORT.md", text)
     html_path = write_text(report_dir / "report.html", render_html(text, report_dir, report_title(data)))
-    csv_path = write_text(report_dir / "results.csv", _csv(everything, expected))
+    csv_path = write_text(report_dir / "results.csv", _csv(collected.everything, collected.expected))
     replay_path = report_dir / REPLAY_CSV
-    if replay is None:
+    if data.replay is None:
         replay_path.unlink(missing_ok=True)  # a stale table would outlive the replay it came from
-    else:
-        write_text(replay_path, replay_csv(replay))
+        return markdown_path, html_path, csv_path, None
+    return markdown_path, html_path, csv_path, write_text(replay_path, replay_csv(data.replay))
+
+
+def build_report(cfg: DictConfig) -> ReportResult:
+    """Check the settings, collect the runs, run the analyses on the shown seeds, then summarise and write."""
+    settings = _settings(cfg)
+    report_dir = Path(cfg.paths.report_dir)
+    collected = _collect(cfg, settings)
+    outcomes = None
+    if settings.analyses is not None:
+        outcomes = run_analyses(
+            settings.analyses,
+            collected.shown,
+            expected=collected.expected,
+            seeds=settings.seeds,
+            report_dir=report_dir,
+            device=settings.analysis_device,
+            data_dir=Path(cfg.paths.data_dir),
+        )
+    best = _best_model(collected.results, report_dir / BEST_MODEL)
+    replay = None
+    if settings.replay_applies:
+        replay = find_replay(Path(cfg.paths.replay_dir), settings.replay_epochs, collected.expected)
+    data = _summarise(cfg, settings, collected, outcomes=outcomes, best=best, replay=replay)
+    markdown_path, html_path, csv_path, replay_path = _write_files(report_dir, data, collected)
     return ReportResult(
         report_dir,
         markdown_path,
         html_path,
         csv_path,
-        best_model if best else None,
-        f"{expected[best[0]].label} seed {best[1].seed}" if best else None,
-        missing,
-        unfinished,
+        report_dir / BEST_MODEL if best else None,
+        f"{collected.expected[best[0]].label} seed {best[1].seed}" if best else None,
+        collected.missing,
+        collected.unfinished,
         outcomes or [],
-        replay_path if replay else None,
-        replay_applies,
+        replay_path,
+        settings.replay_applies,
     )

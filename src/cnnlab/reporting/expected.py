@@ -3,20 +3,15 @@ compose it, so its run-directory name (and hash) is the one training writes to."
 
 from __future__ import annotations
 
-import json
 import shlex
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from cnnlab.config import CONF_DIR, to_plain
+from cnnlab.config import compose_config, config_group_options, override_value, to_plain
 from cnnlab.errors import ConfigError
 from cnnlab.runs.layout import NON_IDENTITY_KEYS, config_name
 
@@ -41,28 +36,17 @@ class Expected:
         return shlex.join(("cnnlab-train", *multirun, *args, seed_arg))
 
 
-@contextmanager
-def _train_configs() -> Iterator[None]:
-    """Compose against conf/: inside a Hydra app its search path is already set up, elsewhere set it up here."""
-    if GlobalHydra.instance().is_initialized():
-        yield
-    else:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            yield
-
-
 def _compose(overrides: Sequence[str], setting: str) -> dict[str, Any]:
     try:
-        return to_plain(compose("train", overrides=list(overrides)))
-    except (HydraException, OmegaConfBaseException) as err:
+        return to_plain(compose_config("train", overrides))
+    except (ConfigError, OmegaConfBaseException) as err:
         first = str(err).strip().splitlines()[0]
         raise ConfigError(f"{setting} does not compose with the train config: {first}") from None
 
 
 def default_paths() -> dict[str, str]:
     """The paths every command gets without overrides: a printed command names only paths that differ."""
-    with _train_configs():
-        return _compose([], "conf/train.yaml")["paths"]
+    return _compose([], "conf/train.yaml")["paths"]
 
 
 def data_overrides(data: Mapping[str, Any]) -> tuple[str, ...]:
@@ -70,12 +54,11 @@ def data_overrides(data: Mapping[str, Any]) -> tuple[str, ...]:
     training's default dataset, then each setting that changes a run's identity and differs from that dataset's
     defaults. None for the defaults, so a printed command names only what differs."""
     name = data["name"]
-    with _train_configs():
-        default_name = _compose([], "conf/train.yaml")["data"]["name"]
-        defaults = _compose([f"data={name}"], f"data={name}")["data"]
+    default_name = _compose([], "conf/train.yaml")["data"]["name"]
+    defaults = _compose([f"data={name}"], f"data={name}")["data"]
     skip = NON_IDENTITY_KEYS["data"] | {"name"}
     changed = [
-        f"data.{key}={json.dumps(value)}"
+        f"data.{key}={override_value(value)}"
         for key, value in data.items()
         if key not in skip and value != defaults.get(key)
     ]
@@ -91,7 +74,7 @@ def expected_runs(
 ) -> dict[str, Expected]:
     """Compose `train` with `+experiment/report=<key>`, the report's `data` and `train_overrides` for each key, in
     order. Every run must be on the report's dataset: `train_overrides` cannot switch it behind the report's back."""
-    available = sorted(p.stem for p in (CONF_DIR / EXPERIMENT_GROUP).glob("*.yaml"))
+    available = config_group_options(EXPERIMENT_GROUP)
     for key in keys:
         if key not in runs:
             raise ConfigError(f"tables name run {key!r}, which `runs` does not define; defined: {', '.join(runs)}")
@@ -101,15 +84,14 @@ def expected_runs(
             )
     out = {}
     chosen = data_overrides(data)
-    with _train_configs():
-        where = () if Path(runs_dir) == Path(default_paths()["runs_dir"]) else (f"paths.runs_dir={runs_dir}",)
-        for key in dict.fromkeys(keys):
-            args = (f"+{EXPERIMENT_GROUP}={key}", *chosen, *train_overrides)
-            plain = _compose(args, f"train_overrides={list(train_overrides)}")
-            if (trained_on := plain["data"]["name"]) != data["name"]:
-                raise ConfigError(
-                    f"train_overrides={list(train_overrides)} train on {trained_on}, but the report is for "
-                    f"data={data['name']}; give the report data={trained_on} instead"
-                )
-            out[key] = Expected(key, str(runs[key].get("label", key)), plain, config_name(plain), (*args, *where))
+    where = () if Path(runs_dir) == Path(default_paths()["runs_dir"]) else (f"paths.runs_dir={runs_dir}",)
+    for key in dict.fromkeys(keys):
+        args = (f"+{EXPERIMENT_GROUP}={key}", *chosen, *train_overrides)
+        plain = _compose(args, f"train_overrides={list(train_overrides)}")
+        if (trained_on := plain["data"]["name"]) != data["name"]:
+            raise ConfigError(
+                f"train_overrides={list(train_overrides)} train on {trained_on}, but the report is for "
+                f"data={data['name']}; give the report data={trained_on} instead"
+            )
+        out[key] = Expected(key, str(runs[key].get("label", key)), plain, config_name(plain), (*args, *where))
     return out
