@@ -37,6 +37,12 @@ def seed(name: str, value: Any) -> int:
     return value
 
 
+def finite_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{name}={value!r} must be a finite number")
+    return float(value)
+
+
 def finite_numbers(name: str, value: Any) -> Any:
     """Every number in a setting (and in its lists and mappings) is finite: nan or inf never reach the code."""
     if isinstance(value, float) and not math.isfinite(value):

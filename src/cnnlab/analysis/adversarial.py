@@ -16,10 +16,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from cnnlab import checks
 from cnnlab.analysis.ascent import Ascent, AscentSettings, grow_targeted, grow_untargeted, mean_squared_error, noise
 from cnnlab.analysis.loading import LoadedRun, predict
 from cnnlab.analysis.results import AnalysisResult, Outputs, analyse
-from cnnlab.checks import non_negative_float, one_of, positive_float, positive_int
+from cnnlab.checks import finite_number, non_negative_float, one_of, positive_float, positive_int
 from cnnlab.errors import ConfigError
 from cnnlab.plotting import image_grid, value_curves
 
@@ -53,11 +54,11 @@ class Preset:
 def check_preset(preset: Mapping[str, Any], mode: str) -> Preset:
     """The preset's numbers, validated; the ascent's `steps` are the iterations for `mode`."""
     name = "adversarial_preset"
-    lo, hi = (float(preset[k]) for k in ("lo", "hi"))
+    lo, hi = (finite_number(f"{name}.{k}", preset[k]) for k in ("lo", "hi"))
     if not lo < hi:
         raise ConfigError(f"{name}.lo={lo:g} must be below {name}.hi={hi:g}")
     iterations_key = "iterations" if mode == "untargeted" else "targeted_iterations"
-    init_mean = float(preset["init_mean"])
+    init_mean = finite_number(f"{name}.init_mean", preset["init_mean"])
     init_std = non_negative_float(f"{name}.init_std", preset["init_std"])
     step = positive_float(f"{name}.step", preset["step"])
     eps = positive_float(f"{name}.eps", preset["eps"])
@@ -197,9 +198,7 @@ class Chosen:
 def check_settings(settings: Mapping[str, Any]) -> tuple[Chosen, str]:
     """Mode, seed and preset, checked, and their folder name (mode and preset name)."""
     mode = one_of("mode", settings["mode"], MODES)
-    seed = settings["seed"]
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed={seed!r} must be an integer >= 0")
+    seed = checks.seed("seed", settings["seed"])
     preset = check_preset(settings["adversarial_preset"], mode)
     return Chosen(mode, preset, seed), f"{mode}-{settings['adversarial_preset']['name']}"
 

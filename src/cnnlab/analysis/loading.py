@@ -17,12 +17,21 @@ from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.models import SimpleCNN, analysis_copy
 from cnnlab.runs.checkpoint import load_model
 from cnnlab.runs.layout import CHECKPOINT
+from cnnlab.runs.status import RunStatus, read_metrics
 
 
 def checkpoint_path(run: str | Path) -> Path:
-    """`run` is a run directory (its checkpoint.pt is used) or a checkpoint file; a clear error if neither exists."""
+    """`run` is a finished run's directory (its checkpoint.pt is used) or a checkpoint file; a clear error if
+    neither exists."""
     path = Path(run)
     if path.is_dir():
+        status = read_metrics(path).get("status")
+        if status is not None and status != RunStatus.FINISHED:
+            # an interrupted retrain or a tuning trial: whatever checkpoint.pt is there is not this run's result
+            raise CheckpointError(
+                f"run {path} is not finished (status {status}); train it to the end with cnnlab-train, or name a "
+                f"checkpoint file with checkpoint=<file> to analyse it anyway"
+            )
         checkpoint = path / CHECKPOINT
         if not checkpoint.is_file():
             raise CheckpointError(f"run {path} has no {CHECKPOINT} (is the run finished?)")

@@ -8,6 +8,7 @@ in batches, for a SimpleCNN recomputing only what the patch changes (`occluders`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,8 +75,8 @@ def check_settings(settings: Mapping[str, Any]) -> tuple[Occlusion, str]:
     n_images = positive_int("images", settings["images"])
     batch_size = positive_int("batch_size", settings["batch_size"])
     fill = settings["fill"]
-    if isinstance(fill, bool) or not isinstance(fill, int | float):
-        raise ConfigError(f"fill={fill!r} must be a number (a pixel value; images are in [0, 1])")
+    if isinstance(fill, bool) or not isinstance(fill, int | float) or not math.isfinite(fill):
+        raise ConfigError(f"fill={fill!r} must be a finite number (a pixel value; images are in [0, 1])")
     checked = Occlusion(stride=stride, images=n_images, batch_size=batch_size, fill=fill, sizes=settings["sizes"])
     return checked, f"s{stride}-fill{fill:g}-n{n_images}"
 

@@ -24,6 +24,8 @@ from cnnlab.atomic import write_figure, write_json, write_with
 from cnnlab.config import compose_config, config_group_options, override_value, to_plain
 from cnnlab.data.files import sha256_of
 from cnnlab.errors import ConfigError
+from cnnlab.runs.lock import run_lock
+from cnnlab.runs.record import remove_stale_temp_files
 
 SUMMARY = "summary.json"
 # keys of an analysis's primary config that say where and how to run it, not what to compute
@@ -176,10 +178,6 @@ def run_cached(
     start = time.perf_counter()
     outputs = compute()
     seconds = time.perf_counter() - start
-    (out_dir / SUMMARY).unlink(missing_ok=True)
-    figures = [write_figure(out_dir / file, fig) for file, fig in outputs.figures.items()]
-    for file, arrays in outputs.arrays.items():
-        write_arrays(out_dir / file, arrays)
     summary = {
         "analysis": name,
         "checkpoint": str(checkpoint),
@@ -191,7 +189,14 @@ def run_cached(
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **outputs.results,
     }
-    write_json(out_dir / SUMMARY, summary)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(out_dir):  # one writer per analysis folder; what a killed one left half-written goes first
+        remove_stale_temp_files(out_dir)
+        (out_dir / SUMMARY).unlink(missing_ok=True)
+        figures = [write_figure(out_dir / file, fig) for file, fig in outputs.figures.items()]
+        for file, arrays in outputs.arrays.items():
+            write_arrays(out_dir / file, arrays)
+        write_json(out_dir / SUMMARY, summary)
     return AnalysisResult(name, out_dir, figures, summary)
 
 
