@@ -32,6 +32,16 @@ TINY = ("debug=smoke", "data.subset=256", "data.val_size=1000")
 TRAIN_OVERRIDES = "train_overrides=[" + ",".join(f"'{o}'" for o in TINY) + "]"
 
 
+class CreatesFile:
+    """Unpickling this calls open(path, "w"): the file appears if the loader executes pickled code."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
 def command_argv(command: str, *args: str) -> list[str]:
     """The argv of `cnnlab-<command> args...`, run as a module of this interpreter so that it imports the code under
     test whichever console scripts are installed."""

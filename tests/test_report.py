@@ -11,6 +11,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+import torch
 
 from cnnlab.analysis.results import NOT_OPTIONS
 from cnnlab.config import to_plain
@@ -20,7 +21,7 @@ from cnnlab.reporting.analyses import AnalysisStatus, parse_entries
 from cnnlab.reporting.analysis_section import title
 from cnnlab.runs.layout import run_dir_for
 from cnnlab.training.runner import train
-from tests.helpers import TINY, TRAIN_OVERRIDES, compose_config, run_command, table
+from tests.helpers import TINY, TRAIN_OVERRIDES, CreatesFile, compose_config, run_command, table
 
 T_975_DF1 = 12.7062047  # Student t, 97.5th percentile, 1 degree of freedom (from tables)
 
@@ -170,6 +171,36 @@ def test_best_model_is_chosen_by_validation_accuracy_not_test_accuracy(outputs):
     assert (result.report_dir / "best_model.pt").read_bytes() == (dirs["sgd", 1] / "checkpoint.pt").read_bytes()
     assert result.best_label == "SGD seed 1"
     assert "**SGD** (`" in result.markdown.read_text().split("## Best configuration")[1]
+
+
+@pytest.mark.slow
+def test_a_best_checkpoint_that_does_not_load_as_weights_is_never_published(outputs, tmp_path):
+    out, dirs = outputs
+    for seed, val in ((0, 99.0), (1, 99.5)):  # SGD seed 1 is the best by validation accuracy ...
+        m = metrics(dirs["sgd", seed])
+        (dirs["sgd", seed] / "metrics.json").write_text(json.dumps({**m, "final_val_accuracy": val}))
+    marker = tmp_path / "pwned"  # ... but its checkpoint is a crafted pickle
+    torch.save({"model": CreatesFile(marker), "config": {}}, dirs["sgd", 1] / "checkpoint.pt")
+    result = build_report(report_cfg(out))
+    assert not marker.exists()
+    assert result.best_label.startswith("Adam seed ")
+    best = dirs["adam", int(result.best_label.rsplit(" ", 1)[1])] / "checkpoint.pt"
+    assert (result.report_dir / "best_model.pt").read_bytes() == best.read_bytes()
+
+
+@pytest.mark.slow
+def test_non_finite_or_missing_numbers_make_a_run_failed_with_the_reason(outputs):
+    out, dirs = outputs
+    m = metrics(dirs["adam", 1])
+    (dirs["adam", 1] / "metrics.json").write_text(json.dumps({**m, "test": {**m["test"], "accuracy": float("nan")}}))
+    fabricate(dirs["sgd", 0], dirs["sgd", 0].parent / "seed2", seed=2, train_time_s=float("inf"))
+    result = build_report(report_cfg(out))
+    text = result.markdown.read_text()
+    assert "- Adam, seed 1: **failed** (finished but its test accuracy is nan)" in text
+    assert "- SGD, seed 2: **failed** (finished but its training time is inf)" in text
+    rows = table(text, "Table 1")
+    assert rows[0]["n"] == "2 (+1 failed)" and rows[1]["n"] == "1 (+1 failed)"
+    assert "nan" not in result.csv.read_text().lower() and "nan" not in "".join(map(str, rows)).lower()
 
 
 @pytest.mark.slow

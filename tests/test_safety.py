@@ -16,19 +16,9 @@ from cnnlab.models import SimpleCNN
 from cnnlab.runs.checkpoint import load_checkpoint, load_model, save_checkpoint
 from cnnlab.runs.layout import LAST, run_dir_for
 from cnnlab.training.runner import train
-from tests.helpers import TINY, run_command
+from tests.helpers import TINY, CreatesFile, run_command
 
 MNIST_RAW = Path("data/MNIST/raw").resolve()
-
-
-class CreatesFile:
-    """Unpickling this calls open(path, "w"): the file appears if the loader executes pickled code."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (str(self.path), "w"))
 
 
 def checkpoint_of(model: SimpleCNN, batch_norm: bool) -> dict:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -17,7 +19,7 @@ from cnnlab.atomic import write_text
 from cnnlab.checks import one_of, positive_float, positive_int
 from cnnlab.config import to_plain
 from cnnlab.data import DatasetSpec, get_spec
-from cnnlab.errors import ConfigError
+from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.models import build_model, count_neurons, count_parameters
 from cnnlab.models.summary import summarize
 from cnnlab.plotting import lr_sensitivity, training_curves
@@ -30,10 +32,12 @@ from cnnlab.reporting.html import render_html
 from cnnlab.reporting.replay_section import REPLAYED_DATA, Replay, find_replay, replay_command, replay_csv
 from cnnlab.reporting.results import ConfigResult, summarize_config
 from cnnlab.reporting.stats import spread
+from cnnlab.runs.checkpoint import load_checkpoint, load_weights
 from cnnlab.runs.layout import CHECKPOINT, identity
+from cnnlab.runs.status import UNFINISHED
 
 TABLES = ("optimizers", "batch_norm")
-UNFINISHED = ("failed", "running", "diverged")
+log = logging.getLogger(__name__)
 BEST_MODEL = "best_model.pt"
 REPLAY_CSV = "replay.csv"
 CSV_FIELDS = (
@@ -327,21 +331,28 @@ def _collect(cfg: DictConfig, settings: Settings) -> Collected:
         present = {r.seed for r in results[key].runs}
         if absent := [s for s in seeds if s not in present]:
             missing.append((e, absent))
-        unfinished += [(e, r) for r in results[key].runs if r.status in UNFINISHED]
+        unfinished += [(e, r) for r in results[key].runs if not r.finished]
     shown = {key: run for key, r in results.items() if (run := r.shown(seeds)) is not None}
     return Collected(expected, everything, results, missing, unfinished, shown)
 
 
 def _best_model(results: Mapping[str, ConfigResult], path: Path) -> tuple[str, Run] | None:
-    """The run key and seed with the best mean validation accuracy, its checkpoint copied to `path` (removed when
-    no run finished, so no stale model outlives its runs)."""
+    """The run key and seed with the best mean validation accuracy whose checkpoint is a valid one, copied to `path`
+    (removed when there is none, so no stale model outlives its runs). A checkpoint is published only after it loads
+    with weights only into the architecture its run trained."""
     candidates = [(key, r) for key, r in results.items() if r.val_accuracy is not None]
-    if not candidates:
-        path.unlink(missing_ok=True)
-        return None
-    key, r = max(candidates, key=lambda kr: kr[1].val_accuracy.mean)
-    copy_if_changed(r.best_seed_run.run_dir / CHECKPOINT, path)
-    return key, r.best_seed_run
+    for key, r in sorted(candidates, key=lambda kr: kr[1].val_accuracy.mean, reverse=True):
+        run = r.best_seed_run
+        try:
+            checkpoint = run.run_dir / CHECKPOINT
+            load_weights(build_model(run.metrics["config"]["model"]), load_checkpoint(checkpoint)["model"], checkpoint)
+        except (CnnlabError, KeyError, TypeError) as err:
+            log.warning("not publishing %s as the best model: %s", run.run_dir, err)
+            continue
+        copy_if_changed(checkpoint, path)
+        return key, run
+    path.unlink(missing_ok=True)
+    return None
 
 
 def _summarise(
@@ -414,10 +425,25 @@ def _write_files(report_dir: Path, data: ReportData, collected: Collected) -> tu
     return markdown_path, html_path, csv_path, write_text(replay_path, replay_csv(data.replay))
 
 
+def writable_report_dir(report_dir: Path) -> Path:
+    """The report folder, created; one line naming the setting when it cannot be written (before any analysis runs)."""
+    try:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        problem = None if os.access(report_dir, os.W_OK) else "Permission denied"
+    except OSError as err:
+        problem = err.strerror
+    if problem:
+        raise ConfigError(
+            f"paths.report_dir={report_dir} cannot be written ({problem}); point paths.report_dir (or "
+            "paths.output_dir) at a writable folder"
+        )
+    return report_dir
+
+
 def build_report(cfg: DictConfig) -> ReportResult:
     """Check the settings, collect the runs, run the analyses on the shown seeds, then summarise and write."""
     settings = _settings(cfg)
-    report_dir = Path(cfg.paths.report_dir)
+    report_dir = writable_report_dir(Path(cfg.paths.report_dir))
     collected = _collect(cfg, settings)
     outcomes = None
     if settings.analyses is not None:

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cnnlab.runs.layout import CHECKPOINT, METRICS
-from cnnlab.runs.status import read_metrics
+from cnnlab.runs.status import RunStatus, read_metrics, status_of
 
 FINISHED_KEYS = ("test", "final_val_accuracy", "train_time_s", "history", "config")
+# the numbers the tables are made of: a finished run must have each, finite
+NUMBERS = {
+    "test accuracy": ("test", "accuracy"),
+    "test loss": ("test", "loss"),
+    "final validation accuracy": ("final_val_accuracy",),
+    "best validation accuracy": ("best_val_accuracy",),
+    "training time": ("train_time_s",),
+}
 
 
 @dataclass(frozen=True)
@@ -20,8 +29,8 @@ class Run:
     metrics: dict[str, Any]
 
     @property
-    def status(self) -> str:
-        return self.metrics.get("status", "failed")
+    def status(self) -> RunStatus:
+        return status_of(self.metrics)
 
     @property
     def seed(self) -> int | None:
@@ -35,7 +44,7 @@ class Run:
 
     @property
     def finished(self) -> bool:
-        return self.status == "finished"
+        return self.status == RunStatus.FINISHED
 
     def reaches(self, target: float) -> tuple[int, float] | None:
         """(first epoch, seconds of training until then) at which validation accuracy reached `target`, or None."""
@@ -53,14 +62,25 @@ def collect_runs(runs_dir: str | Path) -> dict[str, list[Run]]:
     groups: dict[str, list[Run]] = {}
     for path in sorted(runs_dir.rglob(METRICS)) if runs_dir.is_dir() else []:
         metrics = read_metrics(path.parent)
-        if metrics.get("status") == "finished":
-            lacking = [k for k in FINISHED_KEYS if k not in metrics] + [CHECKPOINT] * (
-                not (path.parent / CHECKPOINT).is_file()
-            )
-            if lacking:
-                metrics = {**metrics, "status": "failed", "error": f"finished but lacks {', '.join(lacking)}"}
+        if status_of(metrics) == RunStatus.FINISHED and (problem := unusable(metrics, path.parent)):
+            metrics = {**metrics, "status": RunStatus.FAILED, "error": f"finished but {problem}"}
         run = Run(path.parent, metrics)
         groups.setdefault(path.parent.parent.relative_to(runs_dir).as_posix(), []).append(run)
     for runs in groups.values():
         runs.sort(key=lambda r: (r.seed is None, r.seed or 0))
     return groups
+
+
+def unusable(metrics: dict[str, Any], run_dir: Path) -> str | None:
+    """Why a run recorded as finished cannot be reported (a key or checkpoint missing, a number missing or not
+    finite, as a hand-edited or foreign metrics.json may have), or None."""
+    lacking = [k for k in FINISHED_KEYS if k not in metrics] + [CHECKPOINT] * (not (run_dir / CHECKPOINT).is_file())
+    if lacking:
+        return f"lacks {', '.join(lacking)}"
+    for what, path in NUMBERS.items():
+        value: Any = metrics
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            return f"its {what} is {'missing' if value is None else value}"
+    return None

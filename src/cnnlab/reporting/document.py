@@ -15,6 +15,7 @@ from cnnlab.reporting.markdown import md_image, md_table
 from cnnlab.reporting.replay_section import Replay, batch_norm_section, how_to_read, missing_hint, replay_cell
 from cnnlab.reporting.results import ConfigResult
 from cnnlab.reporting.stats import interval, spread
+from cnnlab.runs.status import UNFINISHED
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,7 @@ class ReportData:
 
 
 def _n(result: ConfigResult) -> str:
-    extra = [
-        f"+{len(runs)} {status}" for status in ("diverged", "failed", "running") if (runs := result.with_status(status))
-    ]
+    extra = [f"+{len(runs)} {status}" for status in UNFINISHED if (runs := result.with_status(status))]
     return f"{len(result.finished)}" + (f" ({', '.join(extra)})" if extra else "")
 
 

@@ -32,7 +32,8 @@ class RunStatus(str, Enum):
         return self in (RunStatus.FINISHED, RunStatus.DIVERGED)
 
 
-UNFINISHED = (RunStatus.FAILED, RunStatus.RUNNING, RunStatus.DIVERGED)
+# what the report counts beside the finished seeds of a configuration (its results.csv has a column for each)
+UNFINISHED = (RunStatus.DIVERGED, RunStatus.FAILED, RunStatus.RUNNING)
 
 
 def read_metrics(run_dir: str | Path) -> dict[str, Any]:
