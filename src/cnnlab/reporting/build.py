@@ -443,8 +443,8 @@ def writable_report_dir(report_dir: Path) -> Path:
 def build_report(cfg: DictConfig) -> ReportResult:
     """Check the settings, collect the runs, run the analyses on the shown seeds, then summarise and write."""
     settings = _settings(cfg)
-    report_dir = writable_report_dir(Path(cfg.paths.report_dir))
     collected = _collect(cfg, settings)
+    report_dir = writable_report_dir(Path(cfg.paths.report_dir))
     outcomes = None
     if settings.analyses is not None:
         outcomes = run_analyses(
