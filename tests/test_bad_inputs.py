@@ -4,9 +4,12 @@ cases; a case added here belongs there too."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from tests.helpers import invoke
+from cnnlab.training.runner import train
+from tests.helpers import TINY, compose_config, invoke
 
 # (command, arguments, words the one line must contain)
 CASES = [
@@ -102,6 +105,36 @@ CASES = [
 ]
 
 
+# analyses, on a finished run ({run}) or on one that is not finished ({unfinished})
+ANALYSIS_CASES = [
+    ("filters", ["layer=conv9"], "layer='conv9' is not allowed; choose one of: conv1, conv2, both"),
+    ("filters", ["in_channel=-1"], "in_channel=-1 must be an input channel index >= 0 or 'all'"),
+    ("filters", ["layer=conv2", "in_channel=99"], "in_channel=99 is out of range: conv2 has 32 input channels"),
+    ("filters", ["layers=conv1"], "layers is not a setting of cnnlab-filters; did you mean layer?"),
+    ("activations", ["layer=fc"], "layer='fc' is not allowed; choose one of: conv1, conv2"),
+    ("activations", ["image=-1"], "image=-1 must be a test-image index >= 0"),
+    ("activations", ["image=100000"], "image=100000 is out of range: the test set has images 0..9999"),
+    ("occlusion", ["fill=nan"], "fill=nan must be a finite number"),
+    ("occlusion", ["fill=grey"], "fill='grey' must be a finite number"),
+    ("occlusion", ["stride=0"], "stride=0 must be a positive integer"),
+    ("occlusion", ["sizes=[]"], "sizes=[] must be a non-empty list of patch sizes"),
+    ("occlusion", ["sizes=[40]"], "sizes contains 40, larger than the 28-pixel image"),
+    ("occlusion", ["images=0"], "images=0 must be a positive integer"),
+    ("occlusion", ["num_images=2"], "num_images is not a setting of cnnlab-occlusion; did you mean images?"),
+    ("adversarial", ["mode=bogus"], "mode='bogus' is not allowed; choose one of: untargeted, targeted"),
+    ("adversarial", ["adversarial_preset=bogus"], "adversarial_preset=bogus is not an option of cnnlab-adversarial"),
+    ("adversarial", ["seed=-1"], "seed=-1 must be an integer seed in [0, 2**32)"),
+    ("adversarial", ["adversarial_preset.step=0"], "adversarial_preset.step=0 must be a positive number"),
+    ("adversarial", ["adversarial_preset.lo=nan"], "adversarial_preset.lo=nan must be a finite number"),
+    ("adversarial", ["adversarial_preset.lo=1", "adversarial_preset.hi=0"], "adversarial_preset.lo=1 must be below"),
+    ("adversarial", ["adversarial_preset.iterations=0"], "adversarial_preset.iterations=0 must be a positive integer"),
+    ("filters", ["device=tpu"], "device='tpu' is not allowed; choose one of: auto, cpu, cuda"),
+    ("filters", ["run={unfinished}"], "is not finished (status trained)"),
+    ("occlusion", ["run=/nonexistent/run"], "run /nonexistent/run does not exist"),
+    ("activations", ["checkpoint=/nonexistent.pt"], "checkpoint=/nonexistent.pt is not a file"),
+]
+
+
 def case_id(case: tuple[str, list[str], str]) -> str:
     return f"{case[0]}:{' '.join(case[1])}"
 
@@ -116,7 +149,31 @@ def test_a_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, command, ar
     assert not out.exists(), sorted(str(p) for p in out.rglob("*"))
 
 
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """A finished tiny run and a trained one whose test pass never ran (as a tuning trial leaves it)."""
+    out = tmp_path_factory.mktemp("battery")
+    finished = train(compose_config("train", *TINY, output_dir=out)).run_dir
+    unfinished = train(compose_config("train", *TINY, "seed=1", output_dir=out), test=False).run_dir
+    return {"run": finished, "unfinished": unfinished}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command,args,needle", ANALYSIS_CASES, ids=[case_id(c) for c in ANALYSIS_CASES])
+def test_a_bad_analysis_input_is_one_line_exit_2_and_writes_nothing(runs, command, args, needle):
+    args = [arg.format(**runs) for arg in args]
+    if not any(arg.startswith(("run=", "checkpoint=")) for arg in args):
+        args.append(f"run={runs['run']}")
+    before = sorted(runs["run"].rglob("*"))
+    status, stderr = invoke(command, *args)
+    assert status == 2, stderr
+    assert stderr.startswith(f"cnnlab-{command}: error: ") and stderr.count("\n") == 1, stderr
+    assert needle.format(**runs) in stderr, stderr
+    assert sorted(runs["run"].rglob("*")) == before
+
+
 def test_the_battery_is_large_and_covers_every_command():
-    commands = {command for command, _, _ in CASES}
-    assert len(CASES) >= 60
-    assert {"train", "replay", "summary", "data", "bench", "report"} <= commands
+    commands = {command for command, _, _ in CASES + ANALYSIS_CASES}
+    assert len(CASES) + len(ANALYSIS_CASES) >= 60
+    assert {"train", "replay", "summary", "data", "bench", "report", "filters", "activations", "occlusion"} <= commands
+    assert "adversarial" in commands
