@@ -33,7 +33,7 @@ our_pid() {
     [ -f "$pidfile" ] || return 1
     pid=$(cat "$pidfile" 2>/dev/null) || return 1
     [[ $pid =~ ^[0-9]+$ ]] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$STATE/" || return 1
+    { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "$STATE/" || return 1
     echo "$pid"
 }
 
@@ -141,7 +141,10 @@ start() {
     # the daemons must not inherit the lock (fd 9), or the next stop would wait for them
     slurmctld -f "$CONF" 9>&-
     slurmd -f "$CONF" 9>&-
-    wait_until_up
+    wait_until_up || {
+        stop_daemons
+        exit 1
+    }
     local ms=$((($(date +%s%N) - t0) / 1000000))
     say "started in $((ms / 1000)).$((ms % 1000 / 100)) s: partition $PARTITION on $(hostname -s)" \
         "($(sinfo --noheader --format=%c) CPUs); state in $STATE"
