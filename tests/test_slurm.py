@@ -1,8 +1,8 @@
 """launcher=submitit_slurm against a real single-node SLURM cluster (scripts/slurm-local.sh, started by the fixture).
 
-The tests marked `slurm` share the session's cluster (one per pytest-xdist worker that runs any of them); with the
-cluster's start they take about three minutes on 2 cores. Each job reserves one CPU, so two run side by side. The
-first two tests need no cluster.
+The tests marked `slurm` share the session's cluster (one per pytest-xdist worker that runs any of them) and are kept
+small, since every job is a fresh Python process: smoke runs, one CPU per job, so two jobs run side by side on a
+2-core machine. The first two tests need no cluster.
 """
 
 from __future__ import annotations
