@@ -1,0 +1,199 @@
+"""launcher=submitit_slurm against a real single-node SLURM cluster (scripts/slurm-local.sh, started by the fixture).
+
+The tests marked `slurm` share the session's cluster (one per pytest-xdist worker that runs any of them) and are kept
+small, since every job is a fresh Python process: smoke runs, one CPU per job, so two jobs run side by side on a
+2-core machine. The first two tests need no cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from cnnlab.cli.callbacks import SweepSettingsCheck
+from cnnlab.config import CONF_DIR
+from cnnlab.runs.checkpoint import load_checkpoint
+from hydra_plugins.cnnlab.slurm_launcher import route_submitit_logs
+from tests.slurm_cluster import SlurmCluster, start_slurm_cluster  # noqa: F401 (the slurm_cluster fixture)
+
+
+def on_cluster(test):
+    """A test that submits jobs to the session's cluster, grouped so that pytest-xdist may keep them on one worker."""
+    return pytest.mark.slurm(pytest.mark.slow(pytest.mark.xdist_group("slurm")(test)))
+
+
+SLURM = ("launcher=submitit_slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1")
+# the same runs on one thread in this process's own launcher, for reference
+BASIC = ("trainer.num_threads=1",)
+TIMINGS = ("epoch_time_s", "images_per_s")
+# how each job's log is announced when the sweep is submitted
+JOB_LOG = re.compile(r"#(\d+) \(.*\) -> SLURM job (\S+), log (\S+)\.\{out,err\}")
+
+
+def runs_of(out: Path) -> dict[str, Path]:
+    """Run directories by their path under runs/ (name and hash)."""
+    return {str(p.relative_to(out / "runs")): p for p in out.glob("runs/*/*/*/seed*")}
+
+
+def assert_same_result(run_dir: Path, reference: Path) -> None:
+    """Same status, history (timings aside), test results and weights, bit for bit."""
+    got, want = (json.loads((d / "metrics.json").read_text()) for d in (run_dir, reference))
+    assert got["status"] == want["status"] == "finished"
+    assert [{k: v for k, v in h.items() if k not in TIMINGS} for h in got["history"]] == [
+        {k: v for k, v in h.items() if k not in TIMINGS} for h in want["history"]
+    ]
+    assert got["test"] == want["test"]
+    a, b = (load_checkpoint(d / "checkpoint.pt")["model"] for d in (run_dir, reference))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def start_reference(cluster: SlurmCluster, out: Path, *args: str) -> subprocess.Popen:
+    """The same training with the default launcher, beside the cluster's jobs (one thread); output in <out>.log."""
+    cmd = cluster.train_command(*args, *BASIC, f"paths.output_dir={out}")
+    with out.with_suffix(".log").open("w") as log:
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=cluster.env)
+
+
+def finish(reference: subprocess.Popen, out: Path) -> None:
+    assert reference.wait(timeout=300) == 0, out.with_suffix(".log").read_text()
+
+
+def sweep_config(*overrides: str) -> DictConfig:
+    """The config a sweep starts with (Hydra's own node included), as on_multirun_start receives it."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=True)
+
+
+def test_shared_settings_are_checked_with_the_launcher_s_values_before_the_sweep(capsys):
+    base = ("launcher=submitit_slurm", "hydra.launcher.cpus_per_task=3")
+    SweepSettingsCheck().on_multirun_start(
+        config=sweep_config(*base)
+    )  # trainer.num_threads: ${hydra:launcher.cpus_per_task}
+    assert not HydraConfig.initialized()  # each job sets its own
+
+    for bad, message in [
+        ("trainer.epochs=0", "trainer.epochs=0 must be a positive integer"),
+        ("hydra.launcher.cpus_per_task=0", "trainer.num_threads=0 must be a positive integer"),
+    ]:
+        with pytest.raises(SystemExit) as stop:
+            SweepSettingsCheck().on_multirun_start(config=sweep_config(*base, bad))
+        assert stop.value.code == 2 and capsys.readouterr().err == f"cnnlab-train: error: {message}\n"
+
+
+def test_submitit_messages_reach_the_process_s_handlers_once(caplog):
+    route_submitit_logs()
+    submitit_log = logging.getLogger("submitit")
+    assert not submitit_log.handlers  # submitit's own stdout and stderr handlers printed each record twice more
+    with caplog.at_level(logging.INFO):
+        for call in (1, 2, 3):
+            submitit_log.warning("Call #%d - Bypassing sacct error in this test, status may be inaccurate.", call)
+        submitit_log.info("Requeued job 7_1 in this test")
+    assert caplog.messages == [
+        "submitit warning: Bypassing sacct error in this test, status may be inaccurate.",
+        "submitit: Requeued job 7_1 in this test",
+    ]
+
+
+@on_cluster
+def test_report_sweep_on_slurm_matches_the_basic_launcher_and_feeds_the_report(slurm_cluster, tmp_path):
+    on_slurm, basic = tmp_path / "slurm", tmp_path / "basic"
+    reference = start_reference(slurm_cluster, basic, "experiment=report", "debug=smoke")
+    proc = slurm_cluster.train("experiment=report", "debug=smoke", *SLURM, f"paths.output_dir={on_slurm}")
+    finish(reference, basic)
+    assert proc.returncode == 0, proc.stderr
+
+    runs, want = runs_of(on_slurm), runs_of(basic)
+    assert len(runs) == 6 and runs.keys() == want.keys()  # the same run directories, hashes included
+    for name, run_dir in runs.items():
+        assert_same_result(run_dir, want[name])
+
+    # where each job logs, printed when the array was submitted; each submitit message once, in each log too
+    output = proc.stdout + proc.stderr
+    logs = {int(n): (job, Path(stem)) for n, job, stem in JOB_LOG.findall(output)}
+    assert sorted(logs) == list(range(6))
+    for _, stem in logs.values():
+        job_log = stem.with_name(stem.name + ".out").read_text()
+        assert job_log.count("Job completed successfully") == 1 and "test accuracy" in job_log
+    # the local cluster keeps no accounting, so every status poll's sacct fails: one warning for them all
+    assert output.count("Bypassing sacct error") == 1
+    assert "submitit WARNING" not in output and "UserWarning" not in output
+
+    report = subprocess.run(
+        [sys.executable, "-m", "cnnlab.cli.report", f"paths.output_dir={on_slurm}", "train_overrides=[debug\\=smoke]"]
+        + ["analyses_enabled=false"],
+        capture_output=True,
+        text=True,
+        env=slurm_cluster.env,
+        timeout=120,
+    )
+    assert report.returncode == 0, report.stderr
+    assert "from 6 finished runs of the report's configurations" in (on_slurm / "report" / "REPORT.md").read_text()
+
+
+@on_cluster
+def test_bad_settings_stop_the_slurm_sweep_with_one_line(slurm_cluster, tmp_path):
+    def sweep(name: str, *args: str) -> subprocess.Popen:
+        cmd = slurm_cluster.train_command("-m", *args, *SLURM, f"paths.output_dir={tmp_path / name}")
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=slurm_cluster.env)
+
+    # side by side: the first is mostly a Python start-up
+    shared = sweep("shared", "optimizer=sgd,adam", "trainer.epochs=0")
+    # a swept value is only seen by its job, which fails; the sweep then stops with the job's line
+    per_job = sweep("per_job", "data.batch_size=0,-1")
+
+    _, err = shared.communicate(timeout=120)
+    assert shared.returncode == 2 and "Traceback" not in err and "Warning" not in err
+    assert [line for line in err.splitlines() if "error" in line.lower()] == [
+        "cnnlab-train: error: trainer.epochs=0 must be a positive integer"
+    ]
+    assert not list((tmp_path / "shared").rglob(".submitit"))  # submitit's folder comes with the first submission
+
+    _, err = per_job.communicate(timeout=120)
+    assert per_job.returncode == 2 and "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if "error" in line.lower()]
+    assert re.fullmatch(r"cnnlab-train: error: job #0 \(.*\): data.batch_size=0 must be a positive integer", line)
+
+
+@on_cluster
+def test_a_preempted_job_requeues_itself_and_resumes_to_bit_identical_weights(slurm_cluster, tmp_path):
+    on_slurm, basic = tmp_path / "slurm", tmp_path / "basic"
+    run = ("optimizer=sgd", "debug=smoke", "trainer.epochs=3")
+    sweep = subprocess.Popen(
+        slurm_cluster.train_command("-m", *run, *SLURM, f"paths.output_dir={on_slurm}"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=slurm_cluster.env,
+    )
+    reference = start_reference(slurm_cluster, basic, *run)
+
+    # once epoch 1 is saved, signal the job as SLURM does at preemption or signal_delay_s before its time limit
+    deadline = time.monotonic() + 120
+    while not list(on_slurm.glob("runs/*/*/*/seed42/last.pt")):
+        assert sweep.poll() is None and time.monotonic() < deadline, "no epoch finished on the cluster"
+        time.sleep(0.1)
+    (job_folder,) = on_slurm.glob("logs/train/multiruns/*/.submitit/[0-9]*")
+    job_id = job_folder.name
+    slurm_cluster.command("scancel", "--signal=USR2", job_id)
+
+    output, _ = sweep.communicate(timeout=180)
+    assert sweep.returncode == 0, output
+    finish(reference, basic)
+    job_log = (job_folder / f"{job_id}_0_log.out").read_text()
+    assert "this job is preempted" in job_log and f"Requeued job {job_id}" in job_log
+    assert re.search(r"resuming \S+ after epoch [12]\n", job_log)
+    assert "Restarts=1 " in slurm_cluster.command("scontrol", "show", "job", job_id)
+    ((_, run_dir),), ((_, want),) = runs_of(on_slurm).items(), runs_of(basic).items()
+    assert run_dir.relative_to(on_slurm) == want.relative_to(basic)
+    assert_same_result(run_dir, want)
