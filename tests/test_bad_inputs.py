@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cnnlab.training.runner import train
-from tests.helpers import TINY, compose_config, invoke
+from tests.helpers import REPO, TINY, compose_config, invoke
 
 # (command, arguments, words the one line must contain)
 CASES = [
@@ -177,3 +177,18 @@ def test_the_battery_is_large_and_covers_every_command():
     assert len(CASES) + len(ANALYSIS_CASES) >= 60
     assert {"train", "replay", "summary", "data", "bench", "report", "filters", "activations", "occlusion"} <= commands
     assert "adversarial" in commands
+
+
+def documented(command: str, args: list[str]) -> str:
+    """How docs/reliability.md writes a case's command line."""
+    line = " ".join(args).replace("{run}", "<run dir>").replace("{unfinished}", "<unfinished run dir>")
+    is_analysis = command in ("filters", "activations", "occlusion", "adversarial")
+    if is_analysis and not any(arg.startswith(("run=", "checkpoint=")) for arg in args):
+        line += " run=<run dir>"
+    return f"`cnnlab-{command} {line}`"
+
+
+def test_every_case_is_listed_in_the_docs():
+    text = (REPO / "docs" / "reliability.md").read_text()
+    missing = [documented(c, a) for c, a, _ in CASES + ANALYSIS_CASES if documented(c, a) not in text]
+    assert not missing

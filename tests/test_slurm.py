@@ -147,22 +147,28 @@ def test_bad_settings_stop_the_slurm_sweep_with_one_line(slurm_cluster, tmp_path
         cmd = slurm_cluster.train_command("-m", *args, *SLURM, f"paths.output_dir={tmp_path / name}")
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=slurm_cluster.env)
 
-    # side by side: the first is mostly a Python start-up
+    # side by side: the first two are mostly a Python start-up
     shared = sweep("shared", "optimizer=sgd,adam", "trainer.epochs=0")
-    # a swept value is only seen by its job, which fails; the sweep then stops with the job's line
-    per_job = sweep("per_job", "data.batch_size=0,-1")
+    # a value only one job gets is checked too, before anything is submitted
+    per_job = sweep("per_job", "data.batch_size=64,-1")
+    # a problem only the job itself can find (here a data root that is a file) stops the sweep with the job's line
+    not_a_folder = tmp_path / "not_a_folder"
+    not_a_folder.write_text("")
+    in_job = sweep("in_job", "optimizer=sgd,adam", f"data.root={not_a_folder}")
 
-    _, err = shared.communicate(timeout=120)
-    assert shared.returncode == 2 and "Traceback" not in err and "Warning" not in err
-    assert [line for line in err.splitlines() if "error" in line.lower()] == [
-        "cnnlab-train: error: trainer.epochs=0 must be a positive integer"
-    ]
-    assert not list((tmp_path / "shared").rglob(".submitit"))  # submitit's folder comes with the first submission
+    for proc, name, expected in (
+        (shared, "shared", "cnnlab-train: error: trainer.epochs=0 must be a positive integer"),
+        (per_job, "per_job", "cnnlab-train: error: data.batch_size=-1 must be a positive integer"),
+    ):
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 2 and "Traceback" not in err and "Warning" not in err
+        assert [line for line in err.splitlines() if "error" in line.lower()] == [expected]
+        assert not list((tmp_path / name).rglob(".submitit"))  # submitit's folder comes with the first submission
 
-    _, err = per_job.communicate(timeout=120)
-    assert per_job.returncode == 2 and "Traceback" not in err
+    _, err = in_job.communicate(timeout=120)
+    assert in_job.returncode == 2 and "Traceback" not in err
     (line,) = [line for line in err.splitlines() if "error" in line.lower()]
-    assert re.fullmatch(r"cnnlab-train: error: job #0 \(.*\): data.batch_size=0 must be a positive integer", line)
+    assert re.fullmatch(rf"cnnlab-train: error: job #\d \(.*\): data.root={not_a_folder} is a file; .*", line), line
 
 
 @on_cluster
