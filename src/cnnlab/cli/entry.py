@@ -57,10 +57,13 @@ def check_command_line(prog: str, config_name: str, overrides: Sequence[str], ch
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         defaults = _compose(prog, config_name, [])
         _reject_added_keys(prog, parsed, defaults)
-        for cfg in _sweep_variants(prog, config_name, parsed):
-            if check is not None:
-                HydraConfig.instance().set_config(cfg)  # `${hydra:...}` settings resolve as they will in the job
-                check(cfg)
+        try:
+            for cfg in _sweep_variants(prog, config_name, parsed):
+                if check is not None:
+                    HydraConfig.instance().set_config(cfg)  # `${hydra:...}` settings resolve as they will in the job
+                    check(cfg)
+        finally:
+            HydraConfig.instance().cfg = None  # Hydra sets its own when the command runs
 
 
 def _parse(overrides: Sequence[str]) -> list[Override]:
