@@ -142,3 +142,25 @@ def invoke(command: str, *args: str) -> tuple[int | None, str]:
     finally:
         sys.argv = argv
     return None, err.getvalue()
+
+
+# the report settings of the replay tests: both tables with the runs a replay maps to, no analyses
+REPLAY_TABLES = (
+    "tables.optimizers=[sgd,adam]",
+    "tables.batch_norm=[sgd,sgd_bn,adam,adam_bn]",
+    "analyses_enabled=false",
+)
+BN_SECTION = "## Batch norm in the notebook's evaluation"
+
+
+def replay_report(make_cfg, replay_dir: Path, *extra: str):
+    """The report with the replay under `replay_dir`: the result and its Markdown."""
+    from cnnlab.reporting import build_report
+
+    result = build_report(make_cfg(f"paths.replay_dir={replay_dir}", *REPLAY_TABLES, *extra, config_name="report"))
+    return result, result.markdown.read_text()
+
+
+def replay_column(text: str, title: str, header: str = "notebook replay %") -> dict[str, str | None]:
+    """The replay column of a report table, by run label."""
+    return {row["run"]: row.get(header) for row in table(text, title)}

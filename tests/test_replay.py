@@ -1,5 +1,6 @@
 """cnnlab-replay: the notebook's random stream replayed on the real MNIST files, the comparison, and bad input."""
 
+import csv
 import json
 
 import pytest
@@ -11,14 +12,13 @@ from cnnlab.models import SimpleCNN
 from cnnlab.replay import load_replay
 from cnnlab.replay.notebook import training_mode_pass
 from cnnlab.replay.published import NOTEBOOK_RUNS
-from cnnlab.replay.results import compare_run
+from cnnlab.replay.results import compare_run, summary_path
 from cnnlab.replay.runner import replay
 from cnnlab.runs.checkpoint import load_checkpoint
-from tests.helpers import command_argv, run_command
+from tests.helpers import BN_SECTION, command_argv, replay_column, replay_report, run_command, table
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("notebook_replay")  # one worker runs both tests that read the shared replay
 def test_first_sgd_epoch_replays_the_published_numbers(first_sgd_replay):
     proc, out = first_sgd_replay
     assert proc.returncode == 0, proc.stderr
@@ -115,3 +115,34 @@ def test_bad_setting_on_the_command_line_is_one_line_and_exit_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == "cnnlab-replay: error: runs=9 must be between 1 and 6 (the notebook's runs)"
     assert not (tmp_path / "replay").exists()
+
+
+@pytest.mark.slow
+def test_the_report_shows_the_replayed_test_accuracy_beside_the_published_one(make_cfg, first_sgd_replay):
+    """In this file, beside the replay's own test, so that the shared replay runs once (a file stays on one worker)."""
+    replay_dir = first_sgd_replay[1] / "replay"
+    sgd = load_replay(replay_dir, epochs=1)["runs"]["sgd"]
+    result, text = replay_report(make_cfg, replay_dir, "replay_epochs=1")
+
+    first = table(text, "Table 1")[0]
+    assert list(first)[list(first).index("published %") + 1] == "notebook replay %"
+    # after 1 epoch there is no published test value to take a difference to
+    assert replay_column(text, "Table 1") == {"SGD": f"{sgd['test_accuracy']:.2f}", "Adam": "not replayed"}
+    assert replay_column(text, "Table 2") == {
+        "SGD": f"{sgd['test_accuracy']:.2f}",
+        "SGD + batch norm": "not replayed",
+        "Adam": "not replayed",
+        "Adam + batch norm": "not replayed",
+    }
+    assert f"`{summary_path(replay_dir, 1)}`" in text and "1 epoch, cpu, 1 thread" in text
+    assert BN_SECTION not in text  # no batch-norm run was replayed
+    assert "No notebook replay yet" not in text
+
+    html = result.html.read_text()
+    assert "<th>notebook replay %</th>" in html and f"<td>{sgd['test_accuracy']:.2f}</td>" in html
+    rows = list(csv.DictReader(result.replay_csv.open()))
+    assert len(rows) == 1 and rows[0]["replay_run"] == "sgd" and rows[0]["report_runs"] == "sgd"
+    assert (
+        float(rows[0]["test_accuracy"]) == round(sgd["test_accuracy"], 4) and rows[0]["published_test_accuracy"] == ""
+    )
+    assert float(rows[0]["test_accuracy_eval_mode"]) == round(sgd["test_accuracy_eval_mode"], 4)

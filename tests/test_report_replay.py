@@ -7,60 +7,10 @@ import shutil
 import pytest
 
 from cnnlab.errors import ConfigError
-from cnnlab.replay import load_replay
-from cnnlab.replay.results import summary_path
-from cnnlab.reporting import build_report
 from cnnlab.reporting.replay_section import replay_command
-from tests.helpers import five_epoch_replay, table
-
-TABLES = ["tables.optimizers=[sgd,adam]", "tables.batch_norm=[sgd,sgd_bn,adam,adam_bn]", "analyses_enabled=false"]
-BN_SECTION = "## Batch norm in the notebook's evaluation"
-
-
-@pytest.fixture(scope="module")
-def replay_dir(first_sgd_replay):
-    proc, out = first_sgd_replay
-    assert proc.returncode == 0, proc.stderr
-    return out / "replay"
-
-
-def report(make_cfg, replay_dir, *extra):
-    result = build_report(make_cfg(f"paths.replay_dir={replay_dir}", *TABLES, *extra, config_name="report"))
-    return result, result.markdown.read_text()
-
-
-def column(text, title, header="notebook replay %"):
-    return {row["run"]: row.get(header) for row in table(text, title)}
-
-
-@pytest.mark.slow
-@pytest.mark.xdist_group("notebook_replay")  # one worker runs both tests that read the shared replay
-def test_the_replay_column_shows_the_replayed_test_accuracy_beside_the_published_one(make_cfg, replay_dir):
-    sgd = load_replay(replay_dir, epochs=1)["runs"]["sgd"]
-    result, text = report(make_cfg, replay_dir, "replay_epochs=1")
-
-    first = table(text, "Table 1")[0]
-    assert list(first)[list(first).index("published %") + 1] == "notebook replay %"
-    # after 1 epoch there is no published test value to take a difference to
-    assert column(text, "Table 1") == {"SGD": f"{sgd['test_accuracy']:.2f}", "Adam": "not replayed"}
-    assert column(text, "Table 2") == {
-        "SGD": f"{sgd['test_accuracy']:.2f}",
-        "SGD + batch norm": "not replayed",
-        "Adam": "not replayed",
-        "Adam + batch norm": "not replayed",
-    }
-    assert f"`{summary_path(replay_dir, 1)}`" in text and "1 epoch, cpu, 1 thread" in text
-    assert BN_SECTION not in text  # no batch-norm run was replayed
-    assert "No notebook replay yet" not in text
-
-    html = result.html.read_text()
-    assert "<th>notebook replay %</th>" in html and f"<td>{sgd['test_accuracy']:.2f}</td>" in html
-    rows = list(csv.DictReader(result.replay_csv.open()))
-    assert len(rows) == 1 and rows[0]["replay_run"] == "sgd" and rows[0]["report_runs"] == "sgd"
-    assert (
-        float(rows[0]["test_accuracy"]) == round(sgd["test_accuracy"], 4) and rows[0]["published_test_accuracy"] == ""
-    )
-    assert float(rows[0]["test_accuracy_eval_mode"]) == round(sgd["test_accuracy_eval_mode"], 4)
+from tests.helpers import BN_SECTION, five_epoch_replay, table
+from tests.helpers import replay_column as column
+from tests.helpers import replay_report as report
 
 
 def test_batch_norm_runs_get_the_evaluation_section_and_replays_outside_tolerance_are_marked(make_cfg, tmp_path):

@@ -169,7 +169,11 @@ def test_an_interrupted_overwrite_leaves_nothing_stale_that_looks_current(crashe
     (run_dir / "analysis" / "filters").mkdir(parents=True)  # an analysis of the old weights
 
     proc = start(out, "overwrite=true", log=tmp_path / "overwrite.log")
-    retrained_one_epoch = lambda: (m := metrics_of(run_dir)).get("started_at") != old["started_at"] and m["history"]  # noqa: E731
+
+    def retrained_one_epoch() -> bool:
+        metrics = metrics_of(run_dir)  # {} while the retrain has cleared the old files and written none yet
+        return metrics.get("started_at", old["started_at"]) != old["started_at"] and bool(metrics["history"])
+
     wait_for(retrained_one_epoch, proc, "epoch 1 of the retrain")
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
