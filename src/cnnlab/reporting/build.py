@@ -30,6 +30,7 @@ from cnnlab.reporting.html import render_html
 from cnnlab.reporting.replay_section import REPLAYED_DATA, find_replay, replay_command, replay_csv
 from cnnlab.reporting.results import ConfigResult, summarize_config
 from cnnlab.reporting.stats import spread
+from cnnlab.reporting.tuned_section import tuned_section
 from cnnlab.runs.layout import CHECKPOINT, identity
 
 TABLES = ("optimizers", "batch_norm")
@@ -371,6 +372,15 @@ def build_report(cfg: DictConfig) -> ReportResult:
         replay_command=replay_command(settings.replay_epochs, replay_dir, Path(default_paths()["replay_dir"]))
         if replay_applies
         else None,
+        # the Tuned comparison section: cnnlab-tune's studies of the tables' configurations, when any exists
+        tuned=tuned_section(
+            cfg,
+            keys=tables["optimizers"] + tables["batch_norm"],
+            expected=expected,
+            results=results,
+            everything=everything,
+            report_dir=report_dir,
+        ),
     )
     text = render_markdown(data)
     markdown_path = write_text(report_dir / "REPORT.md", text)
