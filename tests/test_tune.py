@@ -59,8 +59,9 @@ def test_the_space_tunes_optimizer_settings_and_torch_arguments(tmp_path):
     applied = betas.apply(adam, {"optimizer.betas.0": 0.9})
     assert list(applied.optimizer.betas) == [0.9, 0.999]
     assert betas.overrides(adam, {"optimizer.betas.0": 0.9}) == ["+optimizer.betas=[0.9,0.999]"]
-    momentum = tune_cfg(tmp_path, "+experiment/report=momentum")
-    assert parse_space({"optimizer": {"momentum": {"low": 0.5, "high": 0.99}}}, momentum).keys == ["optimizer.momentum"]
+    momentum = tune_cfg(tmp_path, "+experiment/report=momentum", "tune.space.optimizer.momentum={low:0.5,high:0.99}")
+    both = parse_space(to_plain(momentum.tune.space), momentum)  # conf/tune.yaml's lr and the opt-in momentum
+    assert both.keys == ["optimizer.lr", "optimizer.momentum"]
 
 
 @pytest.mark.parametrize(
@@ -117,6 +118,8 @@ BAD_INPUT = {
     "under-a-file": (["tune.storage=sqlite:///{junk}/optuna.db"], "junk.db is a file"),
     "unknown-backend": (["tune.storage=nosuchdb://host/db"], "'nosuchdb' is not a database SQLAlchemy knows"),
     "budget": (["tune.trials=0"], "tune.trials=0 must be a positive integer"),
+    "not-this-optimizer": (["tune.space.optimizer.momentum={low:0.5,high:0.9}"], "optimizer.momentum is not a setting"),
+    "nothing-tuned": (["tune.space.optimizer.lr=null"], "tunes nothing"),
 }
 
 

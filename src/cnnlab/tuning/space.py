@@ -2,11 +2,11 @@
 training config (or a `cnnlab-train` command line).
 
 `tune.space` mirrors the config: `{optimizer: {lr: {low: 1e-4, high: 1.0, log: true}}}` tunes `optimizer.lr`. A leaf
-is a range (`low`, `high`, optional `log`); a list-valued argument such as Adam's `betas` takes a list whose items are
-ranges or fixed numbers (`betas: [{low: 0.8, high: 0.95}, 0.999]`). A key names a numeric setting of the optimizer's
-config group, or an argument its torch class takes that the group leaves at torch's default (Adam's `betas`). Every
-range is checked before anything is written: known key, finite ends, low < high, log only above zero, and torch
-accepting the optimizer at both ends.
+is a range (`low`, `high`, optional `log`), or null for an opt-in entry left out; a list-valued argument such as
+Adam's `betas` takes a list whose items are ranges or fixed numbers (`betas: [{low: 0.8, high: 0.95}, 0.999]`). A key
+names a numeric setting of the optimizer's config group, or an argument its torch class takes that the group leaves
+at torch's default (Adam's `betas`). Every range is checked before anything is written: known key, finite ends,
+low < high, log only above zero, and torch accepting the optimizer at both ends.
 """
 
 from __future__ import annotations
@@ -113,6 +113,8 @@ def parse_space(space: Any, cfg: DictConfig) -> Space:
             if isinstance(default, list | tuple):
                 raise ConfigError(f"{SETTING}.{key} is a list of {len(default)} numbers: give a list of ranges/numbers")
             dimensions.append(_dimension(key, key, None, leaf))
+    if not dimensions:
+        raise ConfigError(f"{SETTING} tunes nothing: give at least one range, e.g. tune.space.optimizer.lr")
     result = Space(tuple(dimensions), templates)
     _check_with_torch(result, cfg)
     return result
@@ -123,6 +125,8 @@ def _leaves(node: Mapping[str, Any], prefix: str) -> list[tuple[str, Any]]:
     out = []
     for name, value in node.items():
         key = f"{prefix}{name}"
+        if value is None:  # an opt-in entry left out
+            continue
         if isinstance(value, list) or _is_range(value):
             out.append((key, value))
         elif isinstance(value, Mapping) and value:
