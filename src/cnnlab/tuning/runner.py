@@ -25,6 +25,8 @@ from cnnlab.tuning.study import StudyState, open_study, quiet_optuna, study_stat
 
 log = logging.getLogger(__name__)
 
+OBJECTIVE_TEXT = "final-epoch validation accuracy (the test set is not read)"
+
 
 @dataclass(frozen=True)
 class TuneResult:
@@ -49,7 +51,7 @@ def tune(cfg: DictConfig) -> TuneResult:
     settings = tune_settings(cfg)
     quiet_optuna()
     plain = to_plain(train_config(cfg))
-    study = open_study(settings, configuration=config_name(plain))
+    study = open_study(settings, untuned=config_name(plain))
     log.info(
         "study %s in %s: %d trials of %s", settings.study_name, settings.storage.shown, settings.trials, OBJECTIVE_TEXT
     )
@@ -70,9 +72,6 @@ def tune(cfg: DictConfig) -> TuneResult:
         log.warning("no trial completed, so there is no tuned setting to train on seeds %s", settings.seeds)
         return TuneResult(settings.study_name, state)
     return TuneResult(settings.study_name, state, _train_seeds(cfg, settings, best))
-
-
-OBJECTIVE_TEXT = "final-epoch validation accuracy (the test set is not read)"
 
 
 def _log_trial(trial: FrozenTrial, settings: TuneSettings) -> None:

@@ -69,8 +69,8 @@ def make_sampler(settings: TuneSettings, spent: int) -> optuna.samplers.TPESampl
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=settings.startup_trials)
 
 
-def open_study(settings: TuneSettings, *, configuration: str = "") -> optuna.Study:
-    """Create the study or load it (`configuration`: the training config's description, kept with a new study)."""
+def open_study(settings: TuneSettings, *, untuned: str = "") -> optuna.Study:
+    """Create the study or load it (`untuned`: the untuned configuration's run directory name, kept with a new one)."""
     storage = open_storage(settings.storage, heartbeat_s=settings.heartbeat_s)
     with budget_lock(settings.storage):
         study = optuna.create_study(
@@ -82,7 +82,7 @@ def open_study(settings: TuneSettings, *, configuration: str = "") -> optuna.Stu
         )
         if "objective" not in study.user_attrs:
             study.set_user_attr("objective", OBJECTIVE)
-            study.set_user_attr("configuration", configuration)
+            study.set_user_attr("untuned_configuration", untuned)
     return study
 
 
