@@ -33,6 +33,7 @@ PRIMARY_CONFIG = {
     "adversarial": "adversarial",
     "replay": "replay",
     "bench": "bench",
+    "tune": "tune",
 }
 # what a shell variable the docs do not assign stands for: any path composes, since run=/checkpoint= are plain strings
 PLACEHOLDER = "/tmp/cnnlab-docs-placeholder"

@@ -34,6 +34,10 @@ class CheckpointError(CnnlabError):
     """A checkpoint or run directory that cannot be used."""
 
 
+class RunInUseError(CheckpointError):
+    """A run directory another process is training now (its lock is held)."""
+
+
 def fail(prog: str, message: str) -> NoReturn:
     """Print `prog: error: message` as one line on stderr and exit with status 2."""
     print(f"{prog}: error: {message}", file=sys.stderr, flush=True)

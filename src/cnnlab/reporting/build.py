@@ -32,6 +32,7 @@ from cnnlab.reporting.html import render_html
 from cnnlab.reporting.replay_section import REPLAYED_DATA, Replay, find_replay, replay_command, replay_csv
 from cnnlab.reporting.results import ConfigResult, summarize_config
 from cnnlab.reporting.stats import spread
+from cnnlab.reporting.tuned_section import tuned_section
 from cnnlab.runs.checkpoint import load_checkpoint, load_weights
 from cnnlab.runs.layout import CHECKPOINT, identity
 from cnnlab.runs.status import UNFINISHED
@@ -355,6 +356,17 @@ def _best_model(results: Mapping[str, ConfigResult], path: Path) -> tuple[str, R
     return None
 
 
+def _lr_table(series: Mapping[str, Mapping[float, ConfigResult]]) -> dict[str, dict[float, str]]:
+    """Test accuracy by optimizer and learning rate, or the statuses of a rate's runs when none finished."""
+    return {
+        label: {
+            lr: spread(r.test_accuracy) if r.test_accuracy else " / ".join(sorted({x.status for x in r.runs}))
+            for lr, r in found.items()
+        }
+        for label, found in series.items()
+    }
+
+
 def _summarise(
     cfg: DictConfig,
     settings: Settings,
@@ -367,13 +379,7 @@ def _summarise(
     """Everything the report's documents show: tables, figures (written under the report directory), notes."""
     tables, expected, results = settings.tables, collected.expected, collected.results
     series = _lr_series(expected, tables["optimizers"], collected.everything)
-    lr_table = {
-        label: {
-            lr: spread(r.test_accuracy) if r.test_accuracy else " / ".join(sorted({x.status for x in r.runs}))
-            for lr, r in found.items()
-        }
-        for label, found in series.items()
-    }
+    lr_table = _lr_table(series)
     replay_dir = Path(cfg.paths.replay_dir)
     return ReportData(
         generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -409,6 +415,15 @@ def _summarise(
         replay_command=replay_command(settings.replay_epochs, replay_dir, Path(default_paths()["replay_dir"]))
         if settings.replay_applies
         else None,
+        # the Tuned comparison section: cnnlab-tune's studies of the tables' configurations, when any exists
+        tuned=tuned_section(
+            cfg,
+            keys=tables["optimizers"] + tables["batch_norm"],
+            expected=expected,
+            results=results,
+            everything=collected.everything,
+            report_dir=Path(cfg.paths.report_dir),
+        ),
     )
 
 

@@ -52,6 +52,7 @@ class ReportData:
     replay: Replay | None = None  # None: no notebook replay, no replay column
     replay_command: str | None = "cnnlab-replay"  # how to produce the replay when there is none; None: no replay
     # applies to this dataset
+    tuned: list[str] = field(default_factory=list)  # the Tuned comparison section (reporting.tuned_section); [] none
 
     @property
     def has_published(self) -> bool:
@@ -276,6 +277,10 @@ def lr_sensitivity(data: ReportData) -> list[str]:
     ]
 
 
+def tuned_comparison(data: ReportData) -> list[str]:
+    return data.tuned
+
+
 def per_run(data: ReportData) -> list[str]:
     lines = ["## Per-run results", ""]
     for key in dict.fromkeys(data.tables["optimizers"] + data.tables["batch_norm"]):
@@ -385,6 +390,7 @@ SECTIONS: list[Callable[[ReportData], list[str]]] = [
     best_configuration,
     curves,
     lr_sensitivity,
+    tuned_comparison,
     per_run,
     analyses,
     model,

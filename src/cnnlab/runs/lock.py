@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cnnlab.errors import CheckpointError
+from cnnlab.errors import RunInUseError
 
 LOCK = ".lock"
 
@@ -28,7 +28,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         except BlockingIOError:
             os.close(fd)
             holder = _read_pid(path)
-            raise CheckpointError(
+            raise RunInUseError(
                 f"run directory {run_dir} is in use by another cnnlab process{f' (pid {holder})' if holder else ''}; "
                 "wait for it to finish, or stop it"
             ) from None

@@ -1,0 +1,331 @@
+"""The report's "Tuned comparison": per configuration of the tables, its `cnnlab-tune` study (budget, best setting and
+that setting's validation accuracy) and the tuned setting's test accuracy over seeds beside the untuned Table 1.
+
+Each configuration's study is found the way `cnnlab-tune` names it: conf/tune.yaml composed with the configuration's
+training arguments and `tuning.tune_overrides`. The section appears once any of these studies exists; it reads
+studies and never creates or changes one. Missing or partial studies, and missing seed runs of a tuned setting, are
+listed with the command that completes them. Figures are Optuna's own (its matplotlib backend).
+"""
+
+from __future__ import annotations
+
+import shlex
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from omegaconf import DictConfig
+from optuna.exceptions import ExperimentalWarning
+from optuna.trial import TrialState
+
+from cnnlab.config import compose_config, to_plain
+from cnnlab.errors import ConfigError
+from cnnlab.plotting import plt  # pyplot with the Agg backend, selected before Optuna's plots import it
+from cnnlab.reporting.expected import Expected, default_paths
+from cnnlab.reporting.figures import cached_figure
+from cnnlab.reporting.markdown import md_image, md_table
+from cnnlab.reporting.results import ConfigResult, summarize_config
+from cnnlab.reporting.stats import interval, spread
+from cnnlab.runs.layout import config_name
+from cnnlab.runs.status import RunStatus
+from cnnlab.tuning.runner import seed_config
+from cnnlab.tuning.settings import TuneSettings, train_config, tune_settings
+from cnnlab.tuning.storage import exists, open_storage
+from cnnlab.tuning.study import StudyState, study_state
+
+
+@dataclass(frozen=True)
+class TunedRow:
+    key: str
+    label: str
+    settings: TuneSettings
+    tune_command: str  # the cnnlab-tune command of this configuration's study
+    study: optuna.Study | None  # None: no such study
+    state: StudyState | None
+    result: ConfigResult | None  # the tuned setting's runs on the tune seeds; None without a best trial or seeds
+    missing_seeds: list[int]
+    train_command: str | None  # trains the missing seeds of the tuned setting
+
+
+def tuned_section(
+    cfg: DictConfig,
+    *,
+    keys: Sequence[str],
+    expected: Mapping[str, Expected],
+    results: Mapping[str, ConfigResult],
+    everything: Mapping[str, ConfigResult],
+    report_dir: Path,
+) -> list[str]:
+    """The section's Markdown lines (its figures written under `report_dir`), or none when no study exists."""
+    tuning = cfg.get("tuning")
+    if tuning is None or not tuning.enabled:
+        return []
+    overrides = list(tuning.tune_overrides or [])
+    where = (
+        [] if cfg.paths.output_dir == default_paths()["output_dir"] else [f"paths.output_dir={cfg.paths.output_dir}"]
+    )
+    storages: dict[str, Any] = {}
+    rows = [_row(key, expected[key], [*where, *overrides], everything, cfg, storages) for key in dict.fromkeys(keys)]
+    if not any(row.study for row in rows):
+        return []
+    figures = _figures(rows, report_dir)
+    return _render(rows, results, figures)
+
+
+def _row(
+    key: str,
+    e: Expected,
+    extra: list[str],
+    everything: Mapping[str, ConfigResult],
+    cfg: DictConfig,
+    storages: dict[str, Any],
+) -> TunedRow:
+    args = (*e.train_args, *extra)
+    tune_cfg = _compose_tune(args)
+    settings = tune_settings(tune_cfg, check_storage_now=False)
+    study = _load(settings, storages)
+    state = study_state(study) if study else None
+    row = TunedRow(key, e.label, settings, shlex.join(("cnnlab-tune", *args)), study, state, None, [], None)
+    if state is None or state.best is None or not settings.seeds:
+        return row
+    params = state.best.params
+    name = config_name(to_plain(seed_config(tune_cfg, settings, params, settings.seeds[0])))
+    found = everything.get(name)
+    runs = [r for r in (found.runs if found else []) if r.seed in settings.seeds]
+    result = summarize_config(name, runs, cfg.target_accuracy, cfg.confidence)
+    final = {
+        r.seed for r in runs if r.status in (RunStatus.FINISHED, RunStatus.DIVERGED)
+    }  # a diverged seed repeats if trained again
+    missing = [s for s in settings.seeds if s not in final]
+    command = None
+    if missing:
+        values = settings.space.overrides(train_config(tune_cfg), params)
+        multirun = ("-m",) if len(missing) > 1 else ()
+        seeds = f"seed={','.join(map(str, missing))}"
+        command = shlex.join(("cnnlab-train", *multirun, *e.train_args, *values, seeds))
+    return TunedRow(key, e.label, settings, row.tune_command, study, state, result, missing, command)
+
+
+def _compose_tune(overrides: Sequence[str]) -> DictConfig:
+    try:
+        return compose_config("tune", overrides)
+    except ConfigError as err:
+        raise ConfigError(f"tuning.tune_overrides do not compose with the tune config: {err}") from None
+
+
+def _load(settings: TuneSettings, storages: dict[str, Any]) -> optuna.Study | None:
+    url = settings.storage.url
+    if url not in storages:
+        storages[url] = open_storage(settings.storage, create=False) if exists(settings.storage) else None
+    if storages[url] is None:
+        return None
+    try:
+        return optuna.load_study(study_name=settings.study_name, storage=storages[url])
+    except KeyError:
+        return None
+
+
+# --- rendering -----------------------------------------------------------------------------------------------------
+
+
+def _trials(row: TunedRow) -> str:
+    if row.state is None:
+        return f"no study (budget {row.settings.trials})"
+    return f"{row.state.spent} of {row.settings.trials} ({row.state.counts()})"
+
+
+def _tuned(row: TunedRow) -> str:
+    if row.result is None or not row.result.runs:
+        return "—"
+    if row.result.test_accuracy:
+        return spread(row.result.test_accuracy)
+    return " / ".join(sorted({r.status for r in row.result.runs}))
+
+
+def _untuned(result: ConfigResult | None) -> str:
+    if result is None or result.test_accuracy is None:
+        return "—"
+    return f"{spread(result.test_accuracy)} (n = {result.test_accuracy.n})"
+
+
+def _difference(row: TunedRow, untuned: ConfigResult | None) -> str:
+    tuned = row.result.test_accuracy if row.result else None
+    if tuned is None or untuned is None or untuned.test_accuracy is None:
+        return "—"
+    return f"{tuned.mean - untuned.test_accuracy.mean:+.2f}"
+
+
+COLUMNS = (
+    "run",
+    "trials (budget)",
+    "best setting",
+    "its validation accuracy %",
+    "n",
+    "tuned: test accuracy % (mean ± std, min–max)",
+    "95% interval",
+    "untuned (Table 1) test accuracy %",
+    "difference (points)",
+)
+
+
+def _cells(row: TunedRow, untuned: ConfigResult | None) -> list[str]:
+    best = row.state.best if row.state else None
+    result = row.result
+    n = f"{len(result.finished)} of {len(row.settings.seeds)}" if result is not None else "—"
+    return [
+        row.label,
+        _trials(row),
+        row.settings.space.describe(best.params) if best else "—",
+        f"{best.value:.2f}" if best else "—",
+        n,
+        _tuned(row),
+        interval(result.test_accuracy) if result and result.test_accuracy else "—",
+        _untuned(untuned),
+        _difference(row, untuned),
+    ]
+
+
+def _protocol(settings: TuneSettings) -> str:
+    pruner = settings.pruner
+    pruning = {
+        "median": f"the median rule (from epoch {max(pruner.get('n_warmup_steps', 0), 1)}, after "
+        f"{pruner.get('n_startup_trials')} trials)",
+        "hyperband": f"Hyperband (min {pruner.get('min_resource')} epochs, reduction factor "
+        f"{pruner.get('reduction_factor')})",
+        "none": "no pruning",
+    }[pruner["name"]]
+    ranges = ", ".join(
+        f"{d.name} in [{d.low:g}, {d.high:g}]{' (log)' if d.log else ''}" for d in settings.space.dimensions
+    )
+    seeds = ", ".join(map(str, settings.seeds)) or "none"
+    epochs = f"{settings.epochs} epoch{'s' if settings.epochs != 1 else ''}"
+    return (
+        f"Each configuration tuned with Optuna on the validation split, the same budget for every optimizer: "
+        f"{settings.trials} trials over {ranges}; TPE sampler (seed {settings.sampler_seed}, random for the first "
+        f"{settings.startup_trials} trials), pruned on each epoch's validation accuracy by {pruning}. A trial trains "
+        f"{epochs}; its objective is the final epoch's validation accuracy, and the test set is never read while "
+        f"tuning. The best trial's setting is then trained on seeds {seeds} and tested. Difference: the tuned mean "
+        "minus the untuned mean of Table 1, in percentage points."
+    )
+
+
+def _incomplete(rows: Sequence[TunedRow]) -> list[str]:
+    lines = []
+    for row in rows:
+        s = row.settings
+        if row.state is None:
+            lines.append(f"- {row.label}: no study `{s.study_name}` in `{s.storage.shown}`: `{row.tune_command}`")
+        elif row.state.spent < s.trials or row.state.running:
+            lines.append(f"- {row.label}: {_trials(row)}; `{row.tune_command}` completes it")
+        if row.train_command:
+            missing = ", ".join(map(str, row.missing_seeds))
+            lines.append(f"- {row.label}: the tuned setting lacks seed(s) {missing}: `{row.train_command}`")
+    if not lines:
+        return []
+    studies = [row for row in rows if row.state is None or row.state.spent < row.settings.trials]
+    every = []
+    if len(studies) > 1:
+        common = shlex.split(studies[0].tune_command)[2:]  # without cnnlab-tune and this configuration's experiment
+        every = ["", f"Or every study at once: `{shlex.join(('cnnlab-tune', 'experiment=report', *common))}`"]
+    return ["Incomplete (each command reuses every trial and run already done):", "", *lines, *every, ""]
+
+
+def _render(rows: Sequence[TunedRow], untuned: Mapping[str, ConfigResult], figures: Mapping[str, Path]) -> list[str]:
+    lines = ["## Tuned comparison", "", _protocol(rows[0].settings), ""]
+    lines += md_table(COLUMNS, [_cells(row, untuned.get(row.key)) for row in rows])
+    lines += _incomplete(rows)
+    captions = {"tuning_history": "Optuna's optimization history of every study (complete trials)"}
+    for row in rows:
+        captions[f"tuning_slice_{row.key}"] = f"{row.label}: validation accuracy against each tuned setting"
+        captions[f"tuning_importance_{row.key}"] = f"{row.label}: importance of each tuned setting"
+    for name, path in figures.items():
+        lines += md_image(path, captions[name])
+    return lines
+
+
+# --- Optuna's figures ----------------------------------------------------------------------------------------------
+
+
+def _inputs(study: optuna.Study) -> list[Any]:
+    """What a study's figures show, for the figure cache: its finished trials."""
+    return [
+        (t.number, t.state.name, t.value, t.params)
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    ]
+
+
+def _figure(axes: Any) -> Any:
+    first = axes.flat[0] if hasattr(axes, "flat") else axes
+    return first.figure
+
+
+def _history(studies: Sequence[optuna.Study], labels: Sequence[str]) -> Any:
+    from optuna.visualization.matplotlib import plot_optimization_history
+
+    target = "validation accuracy %"
+    ax = plot_optimization_history(list(studies), target_name=target)
+    # Optuna names each series "<target> of <study name>" and "Best Value of <study name>": the run's label instead
+    names = {s.study_name: label for s, label in zip(studies, labels)}
+    handles, texts = ax.get_legend_handles_labels()
+    for i, text in enumerate(texts):
+        for name, label in names.items():
+            if text.endswith(f" of {name}"):
+                texts[i] = f"{label}, best so far" if text.startswith("Best Value") else label
+    ax.legend(handles, texts, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    ax.set_title("Optimization history of each study (complete trials)")
+    fig = _figure(ax)
+    fig.set_size_inches(9, 4.5)
+    return fig
+
+
+def _slice(study: optuna.Study, label: str) -> Any:
+    from optuna.visualization.matplotlib import plot_slice
+
+    axes = plot_slice(study, target_name="validation accuracy %")
+    if hasattr(axes, "flat"):
+        _figure(axes).suptitle(f"{label}: complete trials")
+    else:
+        axes.set_title(f"{label}: complete trials")
+    return _figure(axes)
+
+
+def _importance(study: optuna.Study, label: str) -> Any:
+    from optuna.visualization.matplotlib import plot_param_importances
+
+    fig = _figure(plot_param_importances(study))
+    fig.suptitle(label)
+    return fig
+
+
+def _figures(rows: Sequence[TunedRow], report_dir: Path) -> dict[str, Path]:
+    """Optuna's figures: one optimization history of every study with a complete trial, and per study the slice plot
+    (and, when it tuned several settings, their importances)."""
+    fig_dir = report_dir / "figures"
+    done = [row for row in rows if row.study is not None and row.state is not None and row.state.best is not None]
+    figures: dict[str, Path] = {}
+    # Optuna marks its matplotlib backend experimental, and its plots switch pyplot to the ggplot style: both are
+    # kept to these figures
+    with warnings.catch_warnings(), plt.rc_context():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        if done:
+            studies, labels = [row.study for row in done], [row.label for row in done]
+            inputs = [(label, _inputs(study)) for study, label in zip(studies, labels)]
+            path = cached_figure(fig_dir / "tuning_history.png", inputs, lambda: _history(studies, labels))
+            figures["tuning_history"] = path.relative_to(report_dir)
+        for row in done:
+            inputs = (row.label, _inputs(row.study))
+            path = cached_figure(
+                fig_dir / f"tuning_slice_{row.key}.png", inputs, lambda r=row: _slice(r.study, r.label)
+            )
+            figures[f"tuning_slice_{row.key}"] = path.relative_to(report_dir)
+            if len(row.settings.space.dimensions) > 1 and row.state.complete > 1:
+                path = cached_figure(
+                    fig_dir / f"tuning_importance_{row.key}.png",
+                    inputs,
+                    lambda r=row: _importance(r.study, r.label),
+                )
+                figures[f"tuning_importance_{row.key}"] = path.relative_to(report_dir)
+    return figures
