@@ -244,6 +244,10 @@ def run_sweep(check: Check) -> None:
         "seconds": step.get("seconds"),
         "timed_out": bool(step.get("timed_out")),
         "train_time_s_per_run": round(statistics.fmean(m["train_time_s"] for m in runs), 2) if runs else None,
+        # at the pace of the runs that finished, when the deadline cut the sweep short
+        "estimated_s_for_all": round(step["seconds"] / len(runs) * SWEEP_RUNS)
+        if runs and step.get("timed_out")
+        else None,
         "test_accuracy_by_config": {k: round(statistics.fmean(v), 2) for k, v in sorted(by_config.items())},
         "seeds_by_config": {k: len(v) for k, v in sorted(by_config.items())},
     }
@@ -275,10 +279,15 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cell(text: str) -> str:
+    """`text` fit for one Markdown table cell."""
+    return " ".join(text.split()).replace("|", "/")
+
+
 def measurement_rows(figures: dict[str, Any]) -> list[str]:
     rows = []
     if tests := figures.get("tests"):
-        failed = "; ".join(f"{f['test']}: {f['message'][:200]}" for f in tests["failures"])
+        failed = "; ".join(f"{f['test']}: {cell(f['message'][:200])}" for f in tests["failures"])
         rows.append(
             f"| CUDA tests (tests/test_cuda.py) | {tests['passed']} passed, {tests['failed']} failed, "
             f"{tests['skipped']} skipped{': ' + failed if failed else ''} |"
@@ -293,6 +302,8 @@ def measurement_rows(figures: dict[str, Any]) -> list[str]:
     if sweep := figures.get("sweep"):
         per_run = f", {sweep['train_time_s_per_run']} s of training per run" if sweep["finished"] else ""
         cut = " (stopped at the deadline)" if sweep["timed_out"] else ""
+        if sweep["estimated_s_for_all"]:
+            cut += f"; all {sweep['expected']} at that pace: ~{sweep['estimated_s_for_all']} s"
         rows.append(
             f"| report's 6 configurations x 5 seeds, default launcher | {sweep['finished']} of {sweep['expected']} "
             f"runs finished in {sweep['seconds']} s{cut}{per_run} |"
