@@ -233,6 +233,8 @@ def run_sweep(check: Check) -> None:
     out = check.scratch / "sweep"
     argv = [*TRAIN, "experiment=report", "seed=0,1,2,3,4", f"paths.output_dir={out}"]
     step = check.run("sweep", argv, 24 * 3600)
+    if "skipped" in step:
+        return
     runs = finished_runs(out)
     by_config: dict[str, list[float]] = {}
     for m in runs:
