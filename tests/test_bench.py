@@ -1,12 +1,16 @@
 """The benchmark in quick mode: every comparison runs, writes bench.json and finds both sides computing the same."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from cnnlab.bench.analyses import IMAGE_ATOL, agreement
+from cnnlab.bench.registry import BenchContext
+from cnnlab.bench.suite import run_suite
 from cnnlab.bench.timing import Comparison, interleaved
+from cnnlab.errors import ConfigError
 from tests.helpers import run_command
 
 
@@ -20,6 +24,46 @@ def test_interleaved_times_rounds_after_warmup_and_keeps_every_output():
     assert calls == ["a", "b"] * 5  # round-robin, warm-up rounds included in the calls
     assert len(timed["a"].seconds) == 3 and timed["a"].outputs == [1, 3, 5, 7, 9]
     assert timed["b"].median >= 0
+
+
+def test_interleaved_syncs_inside_every_call_so_queued_device_work_is_timed():
+    events = []
+    timed = interleaved({"a": lambda: events.append("call")}, repeats=2, warmup=1, sync=lambda: events.append("sync"))
+    assert events == ["call", "sync"] * 3 and len(timed["a"].seconds) == 2
+
+
+def context(device: str) -> BenchContext:
+    """Settings for selection checks only: nothing is measured with them."""
+    return BenchContext(
+        data_root=Path("data"),
+        data_name="mnist",
+        optimizer={},
+        model={},
+        jobs=(),
+        batch_size=64,
+        train_batches=1,
+        sweep_batches=1,
+        sweep_jobs=1,
+        memory_subset=None,
+        untargeted_steps=1,
+        targeted_steps=1,
+        repeats=1,
+        warmup=0,
+        seed=0,
+        scratch=Path("scratch"),
+        device=torch.device(device),
+    )
+
+
+@pytest.mark.parametrize("name", ["sweep", "memory"])
+def test_cpu_only_comparisons_are_refused_on_a_gpu_before_anything_runs(name):
+    # torch.device("cuda") needs no GPU; the selection is refused before any comparison touches it
+    with pytest.raises(ConfigError) as err:
+        run_suite(context("cuda"), ["training", name])
+    assert str(err.value) == (
+        f"only={name!r} measures the CPU path and runs only with device=cpu; with device=cuda choose from: "
+        "training, occlusion, untargeted, targeted"
+    )
 
 
 def test_speedup_follows_the_direction_of_the_unit():
@@ -43,6 +87,7 @@ def test_quick_bench_writes_json_and_both_sides_agree(tmp_path):
     assert proc.returncode == 0, proc.stderr
     results = json.loads((tmp_path / "bench" / "bench-quick.json").read_text())
     assert results["hardware"]["torch"] == torch.__version__ and results["hardware"]["threads"] >= 1
+    assert results["device"] == "cpu" and proc.stdout.splitlines()[0].endswith("; comparisons on cpu")
     by_name = {c["name"]: c for c in results["comparisons"]}
     analyses = {"occlusion, 1 image, 5x5", "untargeted, 10 classes x 2 steps", "targeted, 90 pairs x 2 steps"}
     assert set(by_name) == {
@@ -70,6 +115,20 @@ def test_quick_bench_writes_json_and_both_sides_agree(tmp_path):
     assert by_name["occlusion, 1 image, 5x5"]["details"]["max_abs_dev"] < 1e-5
     assert by_name["untargeted, 10 classes x 2 steps"]["details"]["images"] == 10
     assert by_name["targeted, 90 pairs x 2 steps"]["details"]["images"] == 90
+    for name in ("training step, fp32", "training step, bf16", *analyses):
+        assert by_name[name]["details"]["device"] == "cpu"
+    assert "trainer.device=cpu" in by_name["peak memory, 1-epoch run"]["details"]["command"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present, so device=cuda is a valid setting here")
+def test_cuda_without_a_gpu_is_one_line_and_exit_2(tmp_path):
+    proc = run_command("bench", "quick=true", "device=cuda", f"paths.output_dir={tmp_path}", timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "cnnlab-bench: error: device=cuda but no CUDA GPU is available; use device=auto or device=cpu"
+    )
+    assert not (tmp_path / "bench").exists()
 
 
 @pytest.mark.slow

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from cnnlab.checks import one_of
@@ -18,6 +21,11 @@ def resolve_device(name: str, setting: str = "trainer.device") -> torch.device:
     return torch.device(name)
 
 
+def describe_device(device: torch.device) -> str:
+    """How records name a device: `cpu`, or e.g. `cuda (NVIDIA H200)` with the GPU's model."""
+    return str(device) if device.type != "cuda" else f"{device} ({torch.cuda.get_device_name(device)})"
+
+
 def fast_bf16(device: torch.device) -> bool:
     """Whether bf16 math has fast kernels here: on CUDA from Ampere on; on a CPU when oneDNN has bf16 kernels
     (AVX-512 and newer). Elsewhere bf16 falls back to slow emulated paths, slower than fp32."""
@@ -25,3 +33,22 @@ def fast_bf16(device: torch.device) -> bool:
         return torch.cuda.get_device_capability(device) >= (8, 0)  # Ampere and newer; older GPUs emulate bf16
     check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
     return bool(check()) if check is not None else False
+
+
+@contextmanager
+def full_fp32_convolutions(device: torch.device) -> Iterator[None]:
+    """cuDNN convolutions in full fp32 on CUDA while the block runs (a no-op elsewhere).
+
+    torch lets cuDNN round fp32 convolution inputs to TF32 (10-bit mantissa) by default, so a CUDA result differs from
+    the CPU's by ~1e-3 relative instead of float32 rounding. Comparisons that check two computations against a float32
+    tolerance run in here; training keeps torch's default."""
+    if device.type != "cuda":
+        yield
+        return
+    with torch.backends.cudnn.flags(
+        enabled=torch.backends.cudnn.enabled,
+        benchmark=torch.backends.cudnn.benchmark,
+        deterministic=torch.backends.cudnn.deterministic,
+        allow_tf32=False,
+    ):
+        yield

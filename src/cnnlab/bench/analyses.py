@@ -6,6 +6,10 @@ statistics come from real training images, so eval-mode batch norm is not the id
 model (cnnlab's as the analysis commands run it: `analysis_copy`, batch norm folded in and the first convolution's
 input gradient taken as a matmul and a col2im), images and starting noise, and their outputs are compared, so a
 speed-up cannot come from doing less work.
+
+On a GPU (`device=cuda`) both sides run there with cuDNN's convolutions in full fp32 (`full_fp32_convolutions`): by
+default torch rounds their inputs to TF32, and the folded and unfolded models would then differ by far more than the
+tolerances below, which are float32's.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from cnnlab.bench.timing import Comparison, interleaved
 from cnnlab.bench.training import first_images, seeded_model
 from cnnlab.data import Split, get_spec
 from cnnlab.data.splits import read_raw, to_float
+from cnnlab.device import full_fp32_convolutions
 from cnnlab.models import analysis_copy
 
 OCCLUSION_SIZE = 5
@@ -47,13 +52,15 @@ def analysis_models(ctx: BenchContext) -> tuple[nn.Module, nn.Module]:
     model.train()
     with torch.no_grad():
         model(first_images(ctx, BN_IMAGES).x)
-    model = model.to(memory_format=torch.channels_last).eval()  # as cnnlab.analysis.loading.load_run runs it
+    model = model.to(
+        ctx.device, memory_format=torch.channels_last
+    ).eval()  # as cnnlab.analysis.loading.load_run runs it
     return model, analysis_copy(model)
 
 
 def pixel_test_split(ctx: BenchContext) -> Split:
-    """The test split in pixel units ([0, 1]), as the analyses see it."""
-    return to_float(read_raw(get_spec(ctx.data_name), ctx.data_root, train=False))
+    """The test split in pixel units ([0, 1]), as the analyses see it, on the benchmark's device."""
+    return to_float(read_raw(get_spec(ctx.data_name), ctx.data_root, train=False)).to(ctx.device)
 
 
 def preset(mode: str, steps: int) -> Preset:
@@ -64,7 +71,8 @@ def preset(mode: str, steps: int) -> Preset:
 
 
 def max_abs_deviation(reference: Tensor, other: Tensor) -> float:
-    return float((reference - other).abs().max())
+    """On the CPU: the report's occlusion loop fills a CPU tensor whatever the model's device."""
+    return float((reference.cpu() - other.cpu()).abs().max())
 
 
 def agreement(reference: list[Tensor], other: list[Tensor], atol: float) -> dict[str, Any]:
@@ -76,7 +84,8 @@ def agreement(reference: list[Tensor], other: list[Tensor], atol: float) -> dict
 def compare(
     name: str, unit_of_work: str, ctx: BenchContext, sides: dict[str, Any], atol: float, details: dict
 ) -> Comparison:
-    timed = interleaved(sides, ctx.repeats, ctx.warmup)
+    with full_fp32_convolutions(ctx.device):
+        timed = interleaved(sides, ctx.repeats, ctx.warmup, sync=ctx.synchronize)
     check = agreement(timed["report"].outputs, timed["cnnlab"].outputs, atol)
     return Comparison(
         name=name,
@@ -86,7 +95,14 @@ def compare(
         same_result=check.pop("same"),
         higher_is_better=False,
         target=">= 10x",
-        details={"work": unit_of_work, "threads": torch.get_num_threads(), "batch_norm": True, **details, **check},
+        details={
+            "work": unit_of_work,
+            "device": str(ctx.device),
+            "threads": torch.get_num_threads(),
+            "batch_norm": True,
+            **details,
+            **check,
+        },
     )
 
 
@@ -113,7 +129,7 @@ def untargeted_speed(ctx: BenchContext) -> list[Comparison]:
     steps = ctx.untargeted_steps
     p, (model, folded) = preset("untargeted", steps), analysis_models(ctx)
     n = len(get_spec(ctx.data_name).classes)
-    init, targets = p.start(n, (1, 28, 28), ctx.seed), torch.arange(n)
+    init, targets = p.start(n, (1, 28, 28), ctx.seed).to(ctx.device), torch.arange(n, device=ctx.device)
     sides = {
         "report": lambda: torch.stack(
             [grow_untargeted_reference(model, init[c], c, settings=p.ascent)[0] for c in range(n)]
@@ -132,9 +148,9 @@ def targeted_speed(ctx: BenchContext) -> list[Comparison]:
     test = pixel_test_split(ctx)
     n = len(get_spec(ctx.data_name).classes)
     first = test.x[first_of_each_class(test.y, n)]
-    pairs = torch.tensor([(s, t) for s in range(n) for t in range(n) if t != s])
+    pairs = torch.tensor([(s, t) for s in range(n) for t in range(n) if t != s], device=ctx.device)
     sources, targets = p.sources(first)[pairs[:, 0]], pairs[:, 1]
-    init = p.start(len(pairs), (1, 28, 28), ctx.seed)
+    init = p.start(len(pairs), (1, 28, 28), ctx.seed).to(ctx.device)
     sides = {
         "report": lambda: torch.stack(
             [

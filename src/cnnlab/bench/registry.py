@@ -1,4 +1,5 @@
-"""Named comparisons and the settings they share. A module registers its comparisons with `@register(name)`."""
+"""Named comparisons and the settings they share. A module registers its comparisons with `@register(name)`; one that
+measures the CPU path alone (parallel CPU processes, a process's resident memory) says so with `cpu_only=True`."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from cnnlab.bench.timing import Comparison
 
@@ -39,17 +42,26 @@ class BenchContext:
     warmup: int
     seed: int
     scratch: Path
+    device: torch.device = torch.device("cpu")  # where both sides' models and data sit (conf/bench.yaml's `device`)
+
+    def synchronize(self) -> None:
+        """Wait for the work queued on the device, so a timed call ends when its work does (a no-op on the CPU)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
 
 Measure = Callable[[BenchContext], list[Comparison]]
 COMPARISONS: dict[str, Measure] = {}
+CPU_ONLY: set[str] = set()  # comparisons that run only with device=cpu
 
 
-def register(name: str) -> Callable[[Measure], Measure]:
+def register(name: str, *, cpu_only: bool = False) -> Callable[[Measure], Measure]:
     def add(fn: Measure) -> Measure:
         if name in COMPARISONS:
             raise ValueError(f"comparison {name!r} is registered twice")
         COMPARISONS[name] = fn
+        if cpu_only:
+            CPU_ONLY.add(name)
         return fn
 
     return add

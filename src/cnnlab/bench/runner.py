@@ -16,6 +16,7 @@ from cnnlab.bench.suite import run_suite
 from cnnlab.checks import boolean, one_of, positive_int, seed
 from cnnlab.config import CONF_DIR, to_plain
 from cnnlab.data import ensure_files, get_spec
+from cnnlab.device import resolve_device
 from cnnlab.models import MODELS
 from cnnlab.training.optimizers import check_optimizer
 
@@ -74,6 +75,7 @@ def run_bench(cfg: DictConfig, scratch: Path) -> dict:
             positive_int(key, value)
     if cfg.threads is not None:
         torch.set_num_threads(positive_int("threads", cfg.threads))
+    device = resolve_device(cfg.device, "device")
     spec = get_spec(cfg.data.name)
     ensure_files(spec, cfg.data.root, download=cfg.data.download)
     ctx = BenchContext(
@@ -86,6 +88,7 @@ def run_bench(cfg: DictConfig, scratch: Path) -> dict:
         sweep_jobs=cfg.sweep_jobs or len(os.sched_getaffinity(0)),
         seed=cfg.seed,
         scratch=scratch,
+        device=device,
         **settings,
     )
     results = run_suite(ctx, plain["only"])

@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
-from cnnlab.bench.registry import COMPARISONS, BenchContext
+from cnnlab.bench.registry import COMPARISONS, CPU_ONLY, BenchContext
 from cnnlab.bench.timing import Comparison
-from cnnlab.device import fast_bf16
+from cnnlab.device import describe_device, fast_bf16
 from cnnlab.errors import ConfigError
 
 # modules whose import registers comparisons
@@ -53,14 +53,21 @@ def hardware() -> dict[str, Any]:
 def run_suite(ctx: BenchContext, names: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the named comparisons (all when None) in registration order; returns what bench.json holds."""
     known = available()
-    chosen = list(names) if names else known
+    here = [n for n in known if ctx.device.type == "cpu" or n not in CPU_ONLY]  # all of them on the CPU
+    chosen = list(names) if names else here
     if unknown := [n for n in chosen if n not in known]:
         raise ConfigError(f"only={unknown[0]!r} is not a comparison; choose from: {', '.join(known)}")
+    if elsewhere := [n for n in chosen if n not in here]:
+        raise ConfigError(
+            f"only={elsewhere[0]!r} measures the CPU path and runs only with device=cpu; with device={ctx.device.type} "
+            f"choose from: {', '.join(here)}"
+        )
     results: list[Comparison] = []
     for name in chosen:
         results.extend(COMPARISONS[name](ctx))
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": describe_device(ctx.device),
         "hardware": hardware(),
         "settings": {
             "repeats": ctx.repeats,
@@ -83,13 +90,15 @@ def _figure(value: float | None) -> str:
 
 
 def table(results: dict[str, Any]) -> str:
-    """A Markdown table (the README's Performance section is this, pasted)."""
+    """A Markdown table (the README's Performance section is this, pasted), under a line naming the machine and the
+    device the comparisons ran on (bench.json files written before that setting existed ran on the CPU)."""
     hw = results["hardware"]
     lines = [
         f"{results['date'][:10]}, {hw['cpu']} ({hw['cpu_capability']}, "
         f"fast bf16: {'yes' if hw['cpu_fast_bf16'] else 'no'}),"
         f" {hw['cores']} cores, {hw['threads']} torch threads, torch {hw['torch']}"
-        + (f", GPU {hw['gpu']}" if hw["gpu"] else ""),
+        + (f", GPU {hw['gpu']}" if hw["gpu"] else "")
+        + f"; comparisons on {results.get('device', 'cpu')}",
         "",
         "| comparison | unit | report-style | cnnlab | speed-up | target | same result |",
         "|---|---|---:|---:|---:|---|---|",

@@ -21,10 +21,17 @@ class Timed:
         return statistics.median(self.seconds)
 
 
-def interleaved(fns: Mapping[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, Timed]:
+def interleaved(
+    fns: Mapping[str, Callable[[], Any]],
+    repeats: int,
+    warmup: int = 1,
+    *,
+    sync: Callable[[], None] | None = None,
+) -> dict[str, Timed]:
     """Call every function once per round, round after round, so machine noise hits all sides alike.
 
     The first `warmup` rounds are not timed (allocator, thread pools, lazy imports); medians come from `repeats` rounds.
+    `sync` runs inside each timed call, after the function returns: on a GPU it waits for the kernels the call queued.
     """
     seconds: dict[str, list[float]] = {name: [] for name in fns}
     outputs: dict[str, list[Any]] = {name: [] for name in fns}
@@ -32,6 +39,8 @@ def interleaved(fns: Mapping[str, Callable[[], Any]], repeats: int, warmup: int 
         for name, fn in fns.items():
             start = time.perf_counter()
             outputs[name].append(fn())
+            if sync is not None:
+                sync()
             if round_ >= warmup:
                 seconds[name].append(time.perf_counter() - start)
     return {name: Timed(seconds[name], outputs[name]) for name in fns}

@@ -75,10 +75,13 @@ def report_optimizer(optimizer_cfg: Mapping[str, Any], params: Iterable[nn.Param
 
 
 def report_style_pass(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer) -> float:
-    """One pass of the report's loop: contiguous NCHW tensors, `loss.item()` after every batch."""
+    """One pass of the report's loop: contiguous NCHW tensors, each batch moved to the model's device as it is drawn,
+    `loss.item()` after every batch."""
     model.train()
+    device = next(model.parameters()).device
     running = 0.0
-    for images, labels in loader:
+    for batch in loader:
+        images, labels = (t.to(device) for t in batch)
         optimizer.zero_grad()
         loss = F.cross_entropy(model(images), labels)
         loss.backward()
@@ -113,10 +116,12 @@ def losses_agree(reference: Sequence[float], other: Sequence[float], rtol: float
 
 @register("training")
 def training_throughput(ctx: BenchContext) -> list[Comparison]:
-    """Images/s of one run at batch 64: the report's loop vs cnnlab fp32 (default) and cnnlab bf16 (opt-in)."""
+    """Images/s of one run at batch 64: the report's loop vs cnnlab fp32 (default) and cnnlab bf16 (opt-in), on
+    `ctx.device` (cnnlab's images sit there for the whole pass, as `cnnlab-train` keeps them)."""
     n_images = ctx.train_batches * ctx.batch_size
-    loader, split = report_loader(report_dataset(ctx, n_images), ctx.batch_size, ctx.seed), first_images(ctx, n_images)
-    base_model = seeded_model(ctx.model, ctx.seed)
+    loader = report_loader(report_dataset(ctx, n_images), ctx.batch_size, ctx.seed)
+    split = first_images(ctx, n_images).to(ctx.device)
+    base_model = seeded_model(ctx.model, ctx.seed).to(ctx.device)
     sides: dict[str, Any] = {}
     report_model = copy.deepcopy(base_model)
     report_opt = report_optimizer(ctx.optimizer, report_model.parameters())
@@ -126,10 +131,11 @@ def training_throughput(ctx: BenchContext) -> list[Comparison]:
         optimizer = build_optimizer(ctx.optimizer, model.parameters())
         batches = Batches(split, ctx.batch_size, shuffle=True, generator=torch.Generator().manual_seed(ctx.seed))
         sides[precision] = lambda m=model, b=batches, o=optimizer, p=precision: cnnlab_pass(m, b, o, p)
-    timed = interleaved(sides, ctx.repeats, ctx.warmup)
+    timed = interleaved(sides, ctx.repeats, ctx.warmup, sync=ctx.synchronize)
     rate = {name: n_images / t.median for name, t in timed.items()}
     reference = timed["report"].outputs
     common = {
+        "device": str(ctx.device),
         "batch_size": ctx.batch_size,
         "images_per_pass": n_images,
         "optimizer": ctx.optimizer["name"],
@@ -170,7 +176,7 @@ def cnnlab_job_pass(job: BenchJob, split: Split, batch_size: int, seed: int, thr
     return cnnlab_pass(model, batches, build_optimizer(job.optimizer, model.parameters()), "fp32")
 
 
-@register("sweep")
+@register("sweep", cpu_only=True)
 def sweep_throughput(ctx: BenchContext) -> list[Comparison]:
     """The report's six runs: report-style loops one after another vs one-thread cnnlab jobs in parallel processes.
 
@@ -212,9 +218,10 @@ class BenchError(CnnlabError):
     """A benchmark step that could not run (its log says why)."""
 
 
-@register("memory")
+@register("memory", cpu_only=True)
 def peak_memory(ctx: BenchContext) -> list[Comparison]:
-    """Peak resident memory of a real 1-epoch `cnnlab-train` run, read from the kernel's accounting of that child."""
+    """Peak resident memory of a real 1-epoch `cnnlab-train` run on the CPU, read from the kernel's accounting of that
+    child (on a machine with a GPU, `trainer.device=auto` would train there and measure something else)."""
     out_dir = ctx.scratch / "memory-run"
     cmd = [
         sys.executable,
@@ -222,6 +229,7 @@ def peak_memory(ctx: BenchContext) -> list[Comparison]:
         "cnnlab.cli.train",
         "trainer.epochs=1",
         "trainer.progress=false",
+        "trainer.device=cpu",
         f"seed={ctx.seed}",
         f"paths.output_dir={out_dir}",
         f"paths.data_dir={ctx.data_root}",

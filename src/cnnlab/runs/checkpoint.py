@@ -119,13 +119,15 @@ def rng_state(generator: torch.Generator) -> dict[str, Any]:
 
 
 def restore_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
+    """Put every stream back as `rng_state` saved it. The states are taken to the CPU first: a checkpoint loaded with
+    `map_location=cuda` (resuming on a GPU) holds them on the GPU, and torch accepts only CPU byte tensors as states."""
+    torch.set_rng_state(state["torch"].cpu())
     if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
     kind, keys, *rest = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), *rest))
     random.setstate(_to_tuples(state["python"]))
-    generator.set_state(state["data_order"])
+    generator.set_state(state["data_order"].cpu())
 
 
 def _to_lists(value: Any) -> Any:

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 
 import cnnlab
 from cnnlab.atomic import write_json, write_text
+from cnnlab.device import describe_device
 from cnnlab.errors import CheckpointError
 from cnnlab.models import count_neurons, count_parameters
 from cnnlab.runs.layout import METRICS, config_name, run_dir_for
@@ -61,7 +62,7 @@ def run_description(
         },
         "params": count_parameters(model),
         "neurons": count_neurons(model, image_shape),
-        "device": str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
+        "device": describe_device(device),
         "threads": torch.get_num_threads(),
         "versions": versions(),
         "started_at": now(),

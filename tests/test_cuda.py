@@ -1,0 +1,251 @@
+"""The CUDA path on a real GPU: training, resuming, every analysis, the report and the benchmark run on cuda, and what
+they compute agrees with the same work on the CPU within float tolerance.
+
+Every test is marked `cuda` and skipped where torch sees no CUDA GPU; `bash scripts/gpu_check.sh` runs them on one
+(`pytest -m cuda tests/test_cuda.py`). Tolerances and why:
+
+- Training runs with torch's defaults, as `cnnlab-train trainer.device=cuda` does: cuDNN rounds convolution inputs to
+  TF32 (10-bit mantissa), so the GPU's losses differ from the CPU's by ~1e-3 relative. After a few optimizer steps from
+  the same weights on the same batches, that moves only test images that sit on a decision boundary: on the CPU, even
+  bf16 (7-bit mantissa) against fp32 changed the TINY batch-norm run's test accuracy by 0.09 points (21.43 against
+  21.52 %). One point (100 of the 10,000 test images) is ten times that and far below what a wrong data order, a
+  missing batch or weights not moved to the GPU would do.
+- The analyses are compared with cuDNN in full fp32 (`full_fp32_convolutions`), so only float32 rounding differs:
+  occlusion probabilities agree to ~1e-7 (measured on the CPU, float32 against float64), checked at 1e-4.
+- The adversarial ascent amplifies rounding: once a max-pool's choice flips, the images drift apart (float32 against
+  float64 on the CPU: pixels 0.45 apart after 200 untargeted steps), so its images are not compared. Its predicted
+  classes are what the analysis reports; a rounding difference can change one only where two classes are nearly tied
+  (float32 and float64 gave the same 100 predictions, the closest top-two gap 0.06). So a predicted class may differ
+  only where the CPU's top two probabilities are within TIE_GAP, and for at most MAX_DIFFERENT_SHARE of the images.
+  The first step's target logits come from one forward pass of the same starting images and must agree to 1e-4.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cnnlab.analysis import ANALYSES, AnalysisResult
+from cnnlab.analysis.loading import load_run
+from cnnlab.device import full_fp32_convolutions
+from cnnlab.reporting import build_report
+from cnnlab.runs.checkpoint import load_checkpoint
+from cnnlab.training.runner import train
+from tests.helpers import TINY, TRAIN_OVERRIDES, compose_config, run_command
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.slow,
+    pytest.mark.xdist_group("cuda"),
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: torch.cuda.is_available() is False"),
+]
+
+CUDA = torch.device("cuda")
+ACCURACY_POINTS = 1.0  # test accuracy, CPU against GPU, in percentage points (see the module docstring)
+LOSS_RTOL = 1e-2  # a training loss, CPU against GPU (TF32 convolutions: ~1e-3)
+MAP_ATOL = 1e-4  # occlusion probabilities and activations in full fp32
+TIE_GAP = 0.2  # top-two probability gap under which a predicted class may differ
+MAX_DIFFERENT_SHARE = 0.05
+# what the adversarial comparisons grow: fewer steps than the defaults keep the CPU side to seconds
+UNTARGETED = {"mode": "untargeted", "adversarial_preset": {"name": "input_domain", "iterations": 200}}
+TARGETED = {"mode": "targeted", "adversarial_preset": {"name": "input_domain", "targeted_iterations": 50}}
+TINY_BN = (*TINY, "model.batch_norm=true", "trainer.progress=false")
+
+
+def gpu_name() -> str:
+    return f"cuda ({torch.cuda.get_device_name(CUDA)})"
+
+
+def test_a_tiny_run_on_cuda_matches_the_same_run_on_the_cpu(tmp_path):
+    """The command on cuda against `train` on the CPU: same run directory name (the device is not part of a run's
+    identity), same history length, losses and accuracies within TF32's reach."""
+    on_cpu = train(compose_config("train", *TINY_BN, "trainer.device=cpu", output_dir=tmp_path / "cpu"))
+    proc = run_command("train", *TINY_BN, "trainer.device=cuda", f"paths.output_dir={tmp_path / 'cuda'}", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    gpu_dir = tmp_path / "cuda" / on_cpu.run_dir.relative_to(tmp_path / "cpu")
+    on_gpu = json.loads((gpu_dir / "metrics.json").read_text())
+    cpu = on_cpu.metrics
+    assert on_gpu["status"] == cpu["status"] == "finished"
+    assert on_gpu["device"] == gpu_name() and cpu["device"] == "cpu"
+    assert len(on_gpu["history"]) == len(cpu["history"]) == 1
+    for key in ("train_loss", "val_loss"):
+        assert on_gpu["history"][0][key] == pytest.approx(cpu["history"][0][key], rel=LOSS_RTOL), key
+    assert abs(on_gpu["history"][0]["val_accuracy"] - cpu["history"][0]["val_accuracy"]) <= ACCURACY_POINTS
+    assert abs(on_gpu["test"]["accuracy"] - cpu["test"]["accuracy"]) <= ACCURACY_POINTS
+    assert (gpu_dir / "checkpoint.pt").is_file() and (gpu_dir / "confusion_matrix.png").is_file()
+
+
+def test_a_pruned_cuda_run_resumes_from_last_pt_with_its_data_order(tmp_path, caplog):
+    """Stopped after epoch 1 (last.pt on the GPU's side of the loader's map_location), trained on to epoch 2 by a plain
+    call: the restored data-order generator gives the epoch-2 loss of a run trained straight through. A lost or
+    re-seeded data order changes that loss by 0.5-1.2 % on this run's settings (measured on the CPU); CUDA kernels that
+    are not bitwise repeatable change it by ~1e-6."""
+    cfg = compose_config("train", *TINY_BN, "trainer.epochs=2", "trainer.device=cuda", output_dir=tmp_path)
+    pruned = train(cfg, on_epoch=lambda entry: True)
+    assert pruned.status == "pruned" and load_checkpoint(pruned.run_dir / "last.pt")["epoch"] == 1
+    with caplog.at_level(logging.INFO, logger="cnnlab"):
+        resumed = train(cfg)
+    assert "resuming" in caplog.text and "after epoch 1" in caplog.text
+    assert resumed.status == "finished" and not (resumed.run_dir / "last.pt").exists()
+    history = resumed.metrics["history"]
+    assert len(history) == 2 and history[0] == pruned.metrics["history"][0]
+
+    straight = train(
+        compose_config(
+            "train", *TINY_BN, "trainer.epochs=2", "trainer.device=cuda", "overwrite=true", output_dir=tmp_path
+        )
+    )
+    assert straight.run_dir == resumed.run_dir and not straight.reused
+    assert history[1]["train_loss"] == pytest.approx(straight.metrics["history"][1]["train_loss"], rel=1e-3)
+    assert abs(resumed.metrics["test"]["accuracy"] - straight.metrics["test"]["accuracy"]) <= ACCURACY_POINTS
+
+
+def test_a_cuda_run_trained_without_its_test_pass_is_finished_by_resuming(tmp_path):
+    cfg = compose_config("train", *TINY_BN, "trainer.device=cuda", output_dir=tmp_path)
+    trained = train(cfg, test=False)
+    assert trained.status == "trained" and load_checkpoint(trained.run_dir / "last.pt")["epoch"] == 1
+    finished = train(cfg)
+    assert finished.status == "finished" and finished.metrics["history"] == trained.metrics["history"]
+    assert 0 <= finished.metrics["test"]["accuracy"] <= 100
+
+
+@pytest.fixture(scope="module")
+def cuda_run(tmp_path_factory) -> Path:
+    """A batch-norm model trained on the GPU for 250 steps on 2,000 images (as tests/test_analysis_runs.py's, so its
+    adversarial images are grown against a model that classifies, not a nearly uniform one)."""
+    out = tmp_path_factory.mktemp("cuda-analysis")
+    overrides = ["debug=smoke", "trainer.epochs=2", "data.batch_size=16", "data.val_size=1000", "model.batch_norm=true"]
+    result = train(compose_config("train", *overrides, "trainer.device=cuda", output_dir=out))
+    assert result.status == "finished" and result.metrics["device"] == gpu_name()
+    return result.run_dir
+
+
+def on_both(run_dir: Path, tmp_path: Path, name: str, options: dict) -> tuple[AnalysisResult, AnalysisResult]:
+    """The analysis of the same checkpoint on the CPU and on the GPU (in full fp32), each in its own copy of the run
+    directory: an analysis's cache is keyed on the checkpoint and settings, not the device."""
+    copies = {device: shutil.copytree(run_dir, tmp_path / device / run_dir.name) for device in ("cpu", "cuda")}
+    on_cpu = ANALYSES[name](copies["cpu"], options, device="cpu")
+    with full_fp32_convolutions(CUDA):
+        on_gpu = ANALYSES[name](copies["cuda"], options, device="cuda")
+    assert on_cpu.figures and [p.name for p in on_gpu.figures] == [p.name for p in on_cpu.figures]
+    return on_cpu, on_gpu
+
+
+def arrays_of(result: AnalysisResult) -> dict[str, np.ndarray]:
+    out = {}
+    for file in result.summary["arrays"]:
+        with np.load(result.out_dir / file) as npz:
+            out.update({f"{file}:{key}": npz[key] for key in npz.files})
+    return out
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("filters", {"layer": "both"}),
+        ("activations", {"layer": "conv1", "image": 0}),
+        ("activations", {"layer": "conv2", "image": 3}),
+        ("occlusion", {"sizes": [3, 5, 14], "stride": 1, "images": 4}),
+    ],
+)
+def test_filters_activations_and_occlusion_on_cuda_match_the_cpu(cuda_run, tmp_path, name, options):
+    on_cpu, on_gpu = on_both(cuda_run, tmp_path, name, options)
+    cpu, gpu = arrays_of(on_cpu), arrays_of(on_gpu)
+    assert cpu.keys() == gpu.keys() and cpu
+    for key, value in cpu.items():
+        if np.issubdtype(value.dtype, np.integer):  # labels and predicted classes
+            np.testing.assert_array_equal(gpu[key], value, err_msg=key)
+        else:
+            np.testing.assert_allclose(gpu[key], value, rtol=1e-4, atol=MAP_ATOL, err_msg=key)
+    if name == "occlusion":
+        assert {k.split(":")[1] for k in cpu} >= {"maps_k3", "maps_k5", "maps_k14", "predicted"}
+
+
+def top_two_gap(run_dir: Path, images: np.ndarray) -> np.ndarray:
+    """The CPU model's top-two probability gap for each image."""
+    loaded = load_run(run_dir / "checkpoint.pt", "cpu")
+    with torch.no_grad():
+        probs = loaded.classifier(torch.from_numpy(images)).softmax(dim=1)
+    top = probs.topk(2, dim=1).values
+    return (top[:, 0] - top[:, 1]).numpy()
+
+
+@pytest.mark.parametrize("options", [UNTARGETED, TARGETED], ids=["untargeted", "targeted"])
+def test_adversarial_predictions_on_cuda_match_the_cpu_except_near_ties(cuda_run, tmp_path, options):
+    on_cpu, on_gpu = on_both(cuda_run, tmp_path, "adversarial", options)
+    cpu, gpu = arrays_of(on_cpu), arrays_of(on_gpu)
+    np.testing.assert_array_equal(gpu["arrays.npz:init"], cpu["arrays.npz:init"])  # drawn on the CPU for every device
+    np.testing.assert_array_equal(gpu["arrays.npz:targets"], cpu["arrays.npz:targets"])
+    np.testing.assert_allclose(gpu["arrays.npz:logits"][0], cpu["arrays.npz:logits"][0], rtol=1e-4, atol=1e-4)
+    assert np.isfinite(gpu["arrays.npz:images"]).all()
+    different = np.flatnonzero(gpu["arrays.npz:predicted"] != cpu["arrays.npz:predicted"])
+    gaps = top_two_gap(cuda_run, cpu["arrays.npz:images"])
+    n_images = len(cpu["arrays.npz:predicted"])
+    assert len(different) <= math.floor(MAX_DIFFERENT_SHARE * n_images), (different, gaps[different])
+    assert (gaps[different] < TIE_GAP).all(), (different, gaps[different])
+
+
+def test_the_report_runs_its_analyses_on_cuda(tmp_path):
+    """Two TINY runs trained on the GPU and the report over them with analysis_device=cuda: every analysis shown."""
+    out = tmp_path / "outputs"
+    for run in ("adam", "adam_bn"):
+        result = train(
+            compose_config(
+                "train",
+                *TINY,
+                f"+experiment/report={run}",
+                "seed=0",
+                "trainer.device=cuda",
+                "trainer.progress=false",
+                output_dir=out,
+            )
+        )
+        assert result.status == "finished"
+    cfg = compose_config(
+        "report",
+        "seeds=[0]",
+        TRAIN_OVERRIDES,
+        "tables.optimizers=[adam]",
+        "tables.batch_norm=[adam,adam_bn]",
+        "analyses_enabled=true",
+        "analysis_device=cuda",
+        output_dir=out,
+    )
+    cfg.analyses = [
+        {"analysis": "filters", "run": "adam_bn", "options": {"layer": "conv1"}},
+        {"analysis": "activations", "run": "adam_bn", "options": {"layer": "conv2", "image": 0}},
+        {"analysis": "occlusion", "run": "adam_bn", "options": {"sizes": [5], "images": 2}},
+        {"analysis": "adversarial", "run": "adam_bn", "options": {"mode": "untargeted"}},
+        {"analysis": "adversarial", "run": "adam_bn", "options": {"mode": "targeted"}},
+    ]
+    result = build_report(cfg)
+    text = result.markdown.read_text()
+    assert "5 of 5 analyses shown, 0 skipped (run missing), 0 failed" in text
+    assert f"Runs trained on: {gpu_name()}" in text
+    assert (result.report_dir / "report.html").is_file() and (result.report_dir / "best_model.pt").is_file()
+
+
+def test_the_benchmark_runs_both_sides_on_cuda_and_they_agree(tmp_path):
+    proc = run_command("bench", "quick=true", "device=cuda", f"paths.output_dir={tmp_path}", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "bench" / "bench-quick.json").read_text())
+    assert results["device"] == gpu_name() and results["hardware"]["gpu"] == torch.cuda.get_device_name(CUDA)
+    assert proc.stdout.splitlines()[0].endswith(f"; comparisons on {gpu_name()}")
+    by_name = {c["name"]: c for c in results["comparisons"]}
+    assert set(by_name) == {
+        "training step, fp32",
+        "training step, bf16",
+        "occlusion, 1 image, 5x5",
+        "untargeted, 10 classes x 2 steps",
+        "targeted, 90 pairs x 2 steps",
+    }
+    for comparison in by_name.values():
+        assert comparison["same_result"] is True, comparison
+        assert comparison["cnnlab"] > 0 and comparison["details"]["device"] == "cuda"
