@@ -31,17 +31,7 @@ done
 bash scripts/setup.sh
 
 SEEDS=${SEEDS:-42}
-if [ -z "${LAUNCHER:-}" ]; then
-  if .venv/bin/python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
-    LAUNCHER=basic
-  else
-    LAUNCHER=joblib
-  fi
-fi
-launcher=()
-if [ "$LAUNCHER" != basic ]; then
-  launcher=("launcher=$LAUNCHER")
-fi
+source scripts/launcher.sh .venv/bin/python
 echo "reproduce: training the report's six runs (seeds $SEEDS) with launcher $LAUNCHER"
 .venv/bin/cnnlab-train experiment=report "seed=$SEEDS" trainer.progress=false "${launcher[@]}" "$@"
 echo "runs are under outputs/runs/"

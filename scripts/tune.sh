@@ -34,17 +34,7 @@ py=$CNNLAB_PYTHON
 SEEDS=${SEEDS:-42}
 TUNED_SEEDS=${TUNED_SEEDS:-0,1,2,3,4}
 TRIALS=${TRIALS:-8}
-if [ -z "${LAUNCHER:-}" ]; then
-  if "$py" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
-    LAUNCHER=basic
-  else
-    LAUNCHER=joblib
-  fi
-fi
-launcher=()
-if [ "$LAUNCHER" != basic ]; then
-  launcher=("launcher=$LAUNCHER")
-fi
+source scripts/launcher.sh "$py"
 tune_settings=("tune.trials=$TRIALS" "tune.seeds=[$TUNED_SEEDS]")
 
 start=$(date +%s)

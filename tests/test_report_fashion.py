@@ -149,6 +149,7 @@ def test_reproduce_gives_the_report_the_dataset_and_the_other_arguments_as_train
     root = tmp_path / "checkout"
     (root / "scripts").mkdir(parents=True)
     shutil.copy(REPO / "scripts" / "reproduce.sh", root / "scripts")
+    shutil.copy(REPO / "scripts" / "launcher.sh", root / "scripts")
     (root / "scripts" / "setup.sh").write_text('echo "$CNNLAB_DATASETS" > setup.args\n')
     (root / ".venv" / "bin").mkdir(parents=True)
     for name in ("cnnlab-train", "cnnlab-report"):
