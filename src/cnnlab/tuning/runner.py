@@ -80,11 +80,15 @@ def _log_trial(trial: FrozenTrial, settings: TuneSettings) -> None:
         step = max(trial.intermediate_values, default=0)
         accuracy = trial.intermediate_values.get(step, float("nan"))
         log.info(
-            "trial %d pruned after epoch %d (%s): validation accuracy %.2f%%", trial.number, step, values, accuracy
+            "%s trial %d pruned after epoch %d (%s): validation accuracy %.2f%%",
+            *(settings.study_name, trial.number, step, values, accuracy),
         )
     else:
         status = trial.user_attrs.get("run_status", "")
-        log.info("trial %d %s (%s): validation accuracy %.2f%%", trial.number, status, values, trial.value)
+        log.info(
+            "%s trial %d %s (%s): validation accuracy %.2f%%",
+            *(settings.study_name, trial.number, status, values, trial.value),
+        )
 
 
 def _train_seeds(cfg: DictConfig, settings: TuneSettings, best: FrozenTrial) -> list[RunResult]:
@@ -100,7 +104,8 @@ def _train_seeds(cfg: DictConfig, settings: TuneSettings, best: FrozenTrial) -> 
     if accuracies:
         spread = f" ± {statistics.stdev(accuracies):.2f}" if len(accuracies) > 1 else ""
         log.info(
-            "tuned setting (%s) on %d seeds: test accuracy %.2f%s%%",
+            "%s: tuned setting (%s) on %d seeds: test accuracy %.2f%s%%",
+            settings.study_name,
             settings.space.describe(best.params),
             len(accuracies),
             statistics.fmean(accuracies),

@@ -131,7 +131,8 @@ def fail_abandoned(study: optuna.Study) -> None:
             except UpdateFinishedTrialError:
                 continue
             log.warning(
-                "trial %d: its worker (pid %s) is gone; marked failed", trial.number, trial.user_attrs["worker"]
+                "%s trial %d: its worker (pid %s) is gone; marked failed",
+                *(study.study_name, trial.number, trial.user_attrs["worker"]),
             )
 
 
@@ -215,7 +216,7 @@ def work(cfg: DictConfig, settings: TuneSettings, study: optuna.Study, on_trial:
     """Run trials until the study's budget is spent; the number this worker ran."""
     ran = 0
     while (trial := next_trial(study, settings)) is not None:
-        log.info("trial %d: %s", trial.number, settings.space.describe(trial.params))
+        log.info("%s trial %d: %s", settings.study_name, trial.number, settings.space.describe(trial.params))
         on_trial(run_trial(study, trial, cfg, settings))
         ran += 1
     return ran
