@@ -198,11 +198,10 @@ def _how_to_read(data: ReportData) -> list[str]:
         else ("", "")
     )
     return [
-        "Accuracy is mean ± sample standard deviation (min–max) over the n finished seeds; "
-        f"the {level} interval is the "
-        f"Student-t interval of the mean (none for n = 1).{published} Time to target: the first epoch whose validation "
-        f"accuracy reached {data.target:g}% and the training seconds until then (means over the seeds that reached "
-        f"it).{times}",
+        "Accuracy is mean ± sample standard deviation (min–max) over the n finished seeds; the "
+        f"{level} interval is the Student-t interval of the mean, cut at 0 and 100% (none for n = 1).{published} "
+        f"Time to target: the first epoch whose validation accuracy reached {data.target:g}% and the training "
+        f"seconds until then (means over the seeds that reached it).{times}",
         "",
     ]
 

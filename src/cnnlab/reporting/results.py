@@ -9,6 +9,8 @@ from typing import Any
 from cnnlab.reporting.collect import Run
 from cnnlab.reporting.stats import Summary, summarize
 
+PERCENT = (0.0, 100.0)  # the range of an accuracy, which its interval over seeds is cut to
+
 
 @dataclass(frozen=True)
 class ConfigResult:
@@ -57,16 +59,16 @@ class ConfigResult:
 def summarize_config(name: str, runs: list[Run], target: float, confidence: float) -> ConfigResult:
     finished = [r for r in runs if r.finished]
 
-    def over_seeds(values: list[float]) -> Summary | None:
-        return summarize(values, confidence) if values else None
+    def over_seeds(values: list[float], bounds: tuple[float, float] | None = None) -> Summary | None:
+        return summarize(values, confidence, bounds) if values else None
 
     reached = [hit for r in finished if (hit := r.reaches(target)) is not None]
     return ConfigResult(
         name=name,
         runs=runs,
         finished=finished,
-        test_accuracy=over_seeds([r.metrics["test"]["accuracy"] for r in finished]),
-        val_accuracy=over_seeds([r.metrics["final_val_accuracy"] for r in finished]),
+        test_accuracy=over_seeds([r.metrics["test"]["accuracy"] for r in finished], PERCENT),
+        val_accuracy=over_seeds([r.metrics["final_val_accuracy"] for r in finished], PERCENT),
         train_time=over_seeds([r.metrics["train_time_s"] for r in finished]),
         reached=reached,
         target=target,

@@ -207,8 +207,9 @@ def _protocol(settings: TuneSettings) -> str:
         f"{settings.trials} trials over {ranges}; TPE sampler (seed {settings.sampler_seed}, random for the first "
         f"{settings.startup_trials} trials), pruned on each epoch's validation accuracy by {pruning}. A trial trains "
         f"{epochs}; its objective is the final epoch's validation accuracy, and the test set is never read while "
-        f"tuning. The best trial's setting is then trained on seeds {seeds} and tested. Difference: the tuned mean "
-        "minus the untuned mean of Table 1, in percentage points."
+        f"tuning. The best trial's setting is then trained on seeds {seeds} and tested; the 95% interval is the "
+        "Student-t interval of the mean, cut at 100%. Difference: the tuned mean minus the untuned mean of Table 1, in "
+        "percentage points."
     )
 
 
