@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The tuned comparison end to end (docs/tuning.md); also `scripts/reproduce.sh tuned`. Three steps, each reusing what
 # is already done, so an interrupted call resumes:
-#   1. Table 1's six untuned runs (seeds $SEEDS, default 42), as scripts/reproduce.sh trains them;
+#   1. Table 1's six untuned runs on seeds $SEEDS, by default the tuned runs' seeds, so that tuned and untuned are
+#      compared seed for seed;
 #   2. one Optuna study per configuration (cnnlab-tune experiment=report), $TRIALS trials each (default 8, the same
 #      for every optimizer), then each best setting trained and tested on seeds $TUNED_SEEDS (default 0,1,2,3,4);
 #   3. the report, with its Tuned comparison section.
@@ -31,8 +32,8 @@ if [ -z "${CNNLAB_PYTHON:-}" ]; then
 fi
 py=$CNNLAB_PYTHON
 
-SEEDS=${SEEDS:-42}
 TUNED_SEEDS=${TUNED_SEEDS:-0,1,2,3,4}
+SEEDS=${SEEDS:-$TUNED_SEEDS}
 TRIALS=${TRIALS:-8}
 source scripts/launcher.sh "$py"
 tune_settings=("tune.trials=$TRIALS" "tune.seeds=[$TUNED_SEEDS]")
