@@ -4,11 +4,13 @@ caps, and the summary is rewritten after every step, so a check stopped at any p
 
     python3 scripts/gpu_check.py OUT_DIR --deadline UNIX_SECONDS
 
-Steps: the CUDA tests (tests/test_cuda.py); a 5-epoch run of cnnlab-train's defaults (the report's Adam run) and of
-SGD with batch norm on cuda; cnnlab-bench on cuda; occlusion maps on the CPU against CUDA, in fp32 and with torch's
-default TF32 convolutions; the report's six configurations x five seeds through the default launcher, in the time that
-is left (the runs that finished are counted). OUT_DIR receives gpu_check.json (every figure, each step's command, time
-and outcome), gpu_check.md (the tables), bench.json (cnnlab-bench's own) and steps.log (every step's output).
+Steps, in this order: the CUDA tests (tests/test_cuda.py); a 5-epoch run of cnnlab-train's defaults (the report's
+Adam run) and of SGD with batch norm on cuda; the report's six configurations x five seeds as $GPU_CHECK_JOBS
+(default 10) processes sharing the GPU (launcher=joblib); cnnlab-bench on cuda; occlusion maps on the CPU against
+CUDA, in fp32 and with torch's default TF32 convolutions; the same 30 runs one at a time (the default launcher) in the
+time that is left, and how far the runs of the two sweeps are from each other (the runs that finished are counted).
+OUT_DIR receives gpu_check.json (every figure, each step's command, time and outcome), gpu_check.md (the tables),
+bench.json (cnnlab-bench's own) and steps.log (every step's output).
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 RESERVE_S = 10  # kept back from every step for writing the summary before the deadline
 SWEEP_RUNS = 30  # the report's six configurations x five seeds
+# the sweep as processes sharing the GPU, one torch thread each: a batch-64 step of this CNN leaves the GPU mostly
+# idle while one process launches its kernels, so several processes fill it; 10 jobs run the 30 runs in three waves
+PARALLEL_SWEEP = ["launcher=joblib", f"hydra.launcher.n_jobs={os.environ.get('GPU_CHECK_JOBS', 10)}"]
 TRAIN = [sys.executable, "-m", "cnnlab.cli.train", "trainer.device=cuda", "trainer.progress=false"]
 FIVE_EPOCH_RUNS = {"adam": [], "sgd_bn": ["optimizer=sgd", "model.batch_norm=true"]}
 FIVE_EPOCH_TITLES = {"adam": "Adam (cnnlab-train's defaults)", "sgd_bn": "SGD + batch norm"}
@@ -232,32 +237,56 @@ def occlusion_deviation(run_dir: Path, result: Path) -> None:
     result.write_text(json.dumps({**figures, "tf32_by_default": torch.backends.cudnn.allow_tf32}, indent=2))
 
 
-def run_sweep(check: Check) -> None:
-    """The report's 30 runs through the default (sequential) launcher, in whatever time is left."""
-    out = check.scratch / "sweep"
-    argv = [*TRAIN, "experiment=report", "seed=0,1,2,3,4", f"paths.output_dir={out}"]
-    step = check.run("sweep", argv, 24 * 3600)
+def sweep_argv(out: Path, launcher: list[str]) -> list[str]:
+    return [*TRAIN, "experiment=report", "seed=0,1,2,3,4", *launcher, f"paths.output_dir={out}"]
+
+
+def run_sweep(check: Check, name: str, launcher: list[str], limit_s: float) -> dict[str, dict[str, Any]]:
+    """The report's 30 runs through `launcher` within `limit_s`; the finished runs' metrics by run directory."""
+    out = check.scratch / name
+    step = check.run(name, sweep_argv(out, launcher), limit_s)
     if "skipped" in step:
-        return
-    runs = finished_runs(out)
+        return {}
+    runs = {str(p.parent.relative_to(out)): json.loads(p.read_text()) for p in sorted(out.glob("runs/**/metrics.json"))}
+    runs = {k: m for k, m in runs.items() if m.get("status") == "finished"}
     by_config: dict[str, list[float]] = {}
-    for m in runs:
+    for m in runs.values():
         label = m["summary"]["optimizer"] + ("+BN" if m["summary"]["batch_norm"] else "")
         by_config.setdefault(label, []).append(m["test"]["accuracy"])
+    n = len(runs)
     figures = {
-        "finished": len(runs),
+        "launcher": " ".join(launcher) or "basic (one run at a time)",
+        "finished": n,
         "expected": SWEEP_RUNS,
         "seconds": step.get("seconds"),
         "timed_out": bool(step.get("timed_out")),
-        "train_time_s_per_run": round(statistics.fmean(m["train_time_s"] for m in runs), 2) if runs else None,
+        "train_time_s_per_run": round(statistics.fmean(m["train_time_s"] for m in runs.values()), 2) if n else None,
         # at the pace of the runs that finished, when the deadline cut the sweep short
-        "estimated_s_for_all": round(step["seconds"] / len(runs) * SWEEP_RUNS)
-        if runs and step.get("timed_out")
-        else None,
+        "estimated_s_for_all": round(step["seconds"] / n * SWEEP_RUNS) if n and step.get("timed_out") else None,
         "test_accuracy_by_config": {k: round(statistics.fmean(v), 2) for k, v in sorted(by_config.items())},
         "seeds_by_config": {k: len(v) for k, v in sorted(by_config.items())},
     }
-    check.figure("sweep", figures)
+    check.figure(name, figures)
+    return runs
+
+
+def compare_sweeps(check: Check, parallel: dict[str, dict[str, Any]], sequential: dict[str, dict[str, Any]]) -> None:
+    """How far the runs trained side by side are from the same runs trained one at a time: test accuracy and final
+    validation loss of every run directory that both sweeps finished."""
+    both = sorted(parallel.keys() & sequential.keys())
+    if not both:
+        return
+    accuracy = [abs(parallel[k]["test"]["accuracy"] - sequential[k]["test"]["accuracy"]) for k in both]
+    loss = [abs(parallel[k]["history"][-1]["val_loss"] - sequential[k]["history"][-1]["val_loss"]) for k in both]
+    check.figure(
+        "sweep_difference",
+        {
+            "runs_compared": len(both),
+            "identical_test_accuracy": sum(a == 0 for a in accuracy),
+            "max_test_accuracy_points": round(max(accuracy), 4),
+            "max_val_loss": float(f"{max(loss):.3g}"),
+        },
+    )
 
 
 def markdown(summary: dict[str, Any]) -> str:
@@ -290,6 +319,17 @@ def cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "/")
 
 
+def sweep_row(sweep: dict[str, Any]) -> str:
+    per_run = f", {sweep['train_time_s_per_run']} s of training per run" if sweep["finished"] else ""
+    cut = " (stopped at its time limit)" if sweep["timed_out"] else ""
+    if sweep["estimated_s_for_all"]:
+        cut += f"; all {sweep['expected']} at that pace: ~{sweep['estimated_s_for_all']} s"
+    return (
+        f"| report's 6 configurations x 5 seeds, {sweep['launcher']} | {sweep['finished']} of {sweep['expected']} "
+        f"runs finished in {sweep['seconds']} s{cut}{per_run} |"
+    )
+
+
 def measurement_rows(figures: dict[str, Any]) -> list[str]:
     rows = []
     if tests := figures.get("tests"):
@@ -305,14 +345,14 @@ def measurement_rows(figures: dict[str, Any]) -> list[str]:
                 f"{run['train_time_s']:.1f} s (median {run['images_per_s']:,.0f} training images/s), test accuracy "
                 f"{run['test_accuracy']:.2f} % (CPU, same seed: {run['cpu_test_accuracy']:.2f} %) |"
             )
-    if sweep := figures.get("sweep"):
-        per_run = f", {sweep['train_time_s_per_run']} s of training per run" if sweep["finished"] else ""
-        cut = " (stopped at the deadline)" if sweep["timed_out"] else ""
-        if sweep["estimated_s_for_all"]:
-            cut += f"; all {sweep['expected']} at that pace: ~{sweep['estimated_s_for_all']} s"
+    for name in ("sweep_parallel", "sweep"):
+        if sweep := figures.get(name):
+            rows.append(sweep_row(sweep))
+    if diff := figures.get("sweep_difference"):
         rows.append(
-            f"| report's 6 configurations x 5 seeds, default launcher | {sweep['finished']} of {sweep['expected']} "
-            f"runs finished in {sweep['seconds']} s{cut}{per_run} |"
+            f"| side by side vs one at a time, the same run directories | {diff['runs_compared']} runs compared: "
+            f"{diff['identical_test_accuracy']} with identical test accuracy, largest difference "
+            f"{diff['max_test_accuracy_points']} points (final validation loss: {diff['max_val_loss']}) |"
         )
     if occlusion := figures.get("occlusion_cpu_vs_cuda"):
         dev, secs = occlusion["max_abs_difference"], occlusion["compute_s"]
@@ -338,9 +378,10 @@ def main() -> None:
     check.summary["bench_json"] = str(args.out / "bench.json")
     run_tests(check)
     adam_dir = five_epoch_runs(check)
+    parallel = run_sweep(check, "sweep_parallel", PARALLEL_SWEEP, 150)
     run_bench(check)
     occlusion_step(check, adam_dir)
-    run_sweep(check)
+    compare_sweeps(check, parallel, run_sweep(check, "sweep", [], 24 * 3600))
     shutil.rmtree(check.scratch, ignore_errors=True)
     print((args.out / "gpu_check.md").read_text(), flush=True)
 

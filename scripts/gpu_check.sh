@@ -5,8 +5,9 @@
 # It installs only the carried wheels whose distribution python3 lacks or has in another version (into /tmp/site,
 # nothing else), unpacks MNIST into data/MNIST/raw/ unless verified files are already there, then runs
 # scripts/gpu_check.py, which must be done GPU_CHECK_BUDGET_S seconds after this script started (default 450): the
-# CUDA tests, 5-epoch runs, cnnlab-bench on cuda, occlusion on the CPU against CUDA and the report's sweep, each step
-# timed and cut off at its own limit. Writes gpu_check.json, gpu_check.md, bench.json, steps.log and gpu_check.log.
+# CUDA tests, 5-epoch runs, the report's sweep as parallel processes, cnnlab-bench on cuda, occlusion on the CPU against
+# CUDA and the sweep one run at a time, each step timed and cut off at its own limit. Writes gpu_check.json,
+# gpu_check.md, bench.json, steps.log and gpu_check.log.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 started=$(date +%s)
