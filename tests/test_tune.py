@@ -250,9 +250,15 @@ def test_tuned_comparison_in_the_report(tmp_path):
     metrics = json.loads((untuned / "metrics.json").read_text())
     untuned_accuracy = metrics["test"]["accuracy"] = 12.5
     (untuned / "metrics.json").write_text(json.dumps(metrics))
+    # and a seed the tuned setting was not trained on, which the comparison leaves out (Table 1 shows it)
+    other_seed = shutil.copytree(untuned, untuned.parent / "seed7")
+    metrics.update(seed=7, test={**metrics["test"], "accuracy": 50.0})
+    (other_seed / "metrics.json").write_text(json.dumps(metrics))
 
     overrides = "tuning.tune_overrides=[" + ",".join(f"'{o}'" for o in tune_args) + "]"
-    report = compose_config("report", "seeds=[0]", TRAIN_OVERRIDES, overrides, "analyses_enabled=false", output_dir=out)
+    report = compose_config(
+        "report", "seeds=[0,7]", TRAIN_OVERRIDES, overrides, "analyses_enabled=false", output_dir=out
+    )
     text = build_report(report).markdown.read_text()
     rows = {row["run"]: row for row in table(text, "Tuned comparison")}
     tuned = [r.metrics["test"]["accuracy"] for r in result.seed_runs]

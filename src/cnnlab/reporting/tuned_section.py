@@ -72,7 +72,19 @@ def tuned_section(
     if not any(row.study for row in rows):
         return []
     figures = _figures(rows, report_dir)
-    return _render(rows, results, figures)
+    untuned = {row.key: _on_seeds(results.get(row.key), row.settings.seeds, cfg.confidence) for row in rows}
+    return _render(rows, untuned, figures)
+
+
+def _on_seeds(untuned: ConfigResult | None, seeds: Sequence[int], confidence: float) -> ConfigResult | None:
+    """Table 1's result on the tuned setting's seeds, so that tuned and untuned compare seed for seed; all of Table
+    1's seeds when it has none of those."""
+    if untuned is None:
+        return None
+    same = [r for r in untuned.runs if r.seed in seeds]
+    if not any(r.finished for r in same):
+        return untuned
+    return summarize_config(untuned.name, same, untuned.target, confidence)
 
 
 def _row(
@@ -208,8 +220,8 @@ def _protocol(settings: TuneSettings) -> str:
         f"{settings.startup_trials} trials), pruned on each epoch's validation accuracy by {pruning}. A trial trains "
         f"{epochs}; its objective is the final epoch's validation accuracy, and the test set is never read while "
         f"tuning. The best trial's setting is then trained on seeds {seeds} and tested; the 95% interval is the "
-        "Student-t interval of the mean, cut at 100%. Difference: the tuned mean minus the untuned mean of Table 1, in "
-        "percentage points."
+        "Student-t interval of the mean, cut at 100%. Untuned: Table 1's runs on those seeds (all of its seeds when "
+        "it has none of them). Difference: the tuned mean minus the untuned mean, in percentage points."
     )
 
 
@@ -234,7 +246,9 @@ def _incomplete(rows: Sequence[TunedRow]) -> list[str]:
     return ["Incomplete (each command reuses every trial and run already done):", "", *lines, *every, ""]
 
 
-def _render(rows: Sequence[TunedRow], untuned: Mapping[str, ConfigResult], figures: Mapping[str, Path]) -> list[str]:
+def _render(
+    rows: Sequence[TunedRow], untuned: Mapping[str, ConfigResult | None], figures: Mapping[str, Path]
+) -> list[str]:
     lines = ["## Tuned comparison", "", _protocol(rows[0].settings), ""]
     lines += md_table(COLUMNS, [_cells(row, untuned.get(row.key)) for row in rows])
     lines += _incomplete(rows)
