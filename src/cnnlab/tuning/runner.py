@@ -66,10 +66,18 @@ def tune(cfg: DictConfig) -> TuneResult:
         summary += f"; best trial {best.number}: {settings.space.describe(best.params)}, {best.value:.2f}%"
     log.info("%s", summary)
     if state.running:
-        log.info("%d trials still run in other workers; the last worker to finish trains the seeds", state.running)
+        log.info(
+            "%s: %d trials still run in other workers; the last worker to finish trains the seeds",
+            settings.study_name,
+            state.running,
+        )
         return TuneResult(settings.study_name, state)
     if best is None:
-        log.warning("no trial completed, so there is no tuned setting to train on seeds %s", settings.seeds)
+        log.warning(
+            "%s: no trial completed, so there is no tuned setting to train on seeds %s",
+            settings.study_name,
+            settings.seeds,
+        )
         return TuneResult(settings.study_name, state)
     return TuneResult(settings.study_name, state, _train_seeds(cfg, settings, best))
 
@@ -81,13 +89,21 @@ def _log_trial(trial: FrozenTrial, settings: TuneSettings) -> None:
         accuracy = trial.intermediate_values.get(step, float("nan"))
         log.info(
             "%s trial %d pruned after epoch %d (%s): validation accuracy %.2f%%",
-            *(settings.study_name, trial.number, step, values, accuracy),
+            settings.study_name,
+            trial.number,
+            step,
+            values,
+            accuracy,
         )
     else:
         status = trial.user_attrs.get("run_status", "")
         log.info(
             "%s trial %d %s (%s): validation accuracy %.2f%%",
-            *(settings.study_name, trial.number, status, values, trial.value),
+            settings.study_name,
+            trial.number,
+            status,
+            values,
+            trial.value,
         )
 
 

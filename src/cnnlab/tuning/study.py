@@ -132,7 +132,9 @@ def fail_abandoned(study: optuna.Study) -> None:
                 continue
             log.warning(
                 "%s trial %d: its worker (pid %s) is gone; marked failed",
-                *(study.study_name, trial.number, trial.user_attrs["worker"]),
+                study.study_name,
+                trial.number,
+                trial.user_attrs["worker"].get("pid"),
             )
 
 
