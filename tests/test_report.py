@@ -20,8 +20,8 @@ from cnnlab.errors import ConfigError
 from cnnlab.reporting import build_report
 from cnnlab.reporting.analyses import AnalysisStatus, parse_entries
 from cnnlab.reporting.analysis_section import title
-from cnnlab.reporting.results import PERCENT
-from cnnlab.reporting.stats import interval, summarize
+from cnnlab.reporting.collect import Run
+from cnnlab.reporting.results import summarize_config
 from cnnlab.runs.layout import run_dir_for
 from cnnlab.training.runner import train
 from tests.helpers import TINY, TRAIN_OVERRIDES, CreatesFile, compose_config, run_command, table
@@ -453,15 +453,32 @@ def test_analysis_statuses_are_their_plain_words_in_text_and_json():
     assert json.loads(json.dumps({"status": AnalysisStatus.DONE})) == {"status": "done"}
 
 
-def test_an_accuracys_interval_over_seeds_never_passes_100_percent():
-    """Five seeds, one far below the others (SGD + batch norm at a tuned lr near the edge of stability): the
-    t-interval of the mean reaches past 100%, and the report cuts it there."""
-    accuracies = [99.25, 99.19, 99.02, 98.87, 96.40]
-    mean, std = statistics.fmean(accuracies), statistics.stdev(accuracies)
-    half = scipy_stats.t.ppf(0.975, 4) * std / 5**0.5
-    assert mean + half > 100
-    uncut, cut = summarize(accuracies), summarize(accuracies, bounds=PERCENT)
-    assert uncut.ci == pytest.approx((mean - half, mean + half))
-    assert cut.ci == pytest.approx((mean - half, 100.0))
-    assert interval(cut) == f"[{mean - half:.2f}, 100.00]"
-    assert cut.contains(100.0) and not cut.contains(100.01)
+def test_an_accuracys_interval_over_seeds_stays_within_0_and_100_percent(tmp_path):
+    """Five seeds with one far below the others (as SGD + batch norm gave at a tuned lr near the edge of stability),
+    and two far apart: the t-interval of the mean reaches past 100% and below 0%, and the summaries cut it there."""
+
+    def runs(accuracies):
+        metrics = lambda seed, a: {"status": "finished", "seed": seed, "test": {"accuracy": a}}  # noqa: E731
+        return [
+            Run(tmp_path / f"seed{seed}", {**metrics(seed, a), "final_val_accuracy": a, "train_time_s": 1.0})
+            for seed, a in enumerate(accuracies)
+        ]
+
+    for accuracies in ([99.25, 99.20, 98.95, 98.83, 96.40], [2.0, 60.0]):
+        mean, std, n = statistics.fmean(accuracies), statistics.stdev(accuracies), len(accuracies)
+        half = scipy_stats.t.ppf(0.975, n - 1) * std / n**0.5
+        assert mean + half > 100 or mean - half < 0
+        result = summarize_config("c", runs(accuracies), target=98, confidence=0.95)
+        for summary in (result.test_accuracy, result.val_accuracy):
+            assert summary.ci == pytest.approx((max(mean - half, 0.0), min(mean + half, 100.0)))
+        assert result.test_accuracy.contains(100.0) and not result.test_accuracy.contains(100.01)
+        assert result.train_time.ci is None or result.train_time.ci == (1.0, 1.0)  # times are not cut to [0, 100]
+
+
+def test_the_interval_column_names_its_confidence_level(outputs):
+    out, _ = outputs
+    text = build_report(report_cfg(out, "confidence=0.9")).markdown.read_text()
+    for heading in ("Table 1", "Table 2"):
+        rows = table(text, heading)
+        assert "90% interval" in rows[0] and "95% interval" not in rows[0]
+    assert "the 90% interval is the Student-t interval" in text

@@ -267,14 +267,21 @@ def test_tuned_comparison_in_the_report(tmp_path):
     assert sgd["best setting"] == f"lr {lr:.4g}" and sgd["its validation accuracy %"] == f"{best.value:.2f}"
     assert sgd["n"] == "2 of 2"
     assert sgd["tuned: test accuracy % (mean ± std, min–max)"].startswith(f"{statistics.fmean(tuned):.2f} ± ")
-    assert sgd["untuned (Table 1) test accuracy %"] == f"{untuned_accuracy:.2f} (n = 1)"
+    assert sgd["untuned: test accuracy % (same seeds)"] == f"{untuned_accuracy:.2f} (n = 1)"  # seed 0, not 7
     assert sgd["difference (points)"] == f"{statistics.fmean(tuned) - untuned_accuracy:+.2f}"
+    assert table(text, "Table 1")[0]["n"] == "2"  # Table 1 itself shows both seeds
     assert rows["Adam"]["trials (budget)"] == "no study (budget 2)"
     section = text.split("## Tuned comparison", 1)[1].split("\n## ", 1)[0]
     assert "cnnlab-tune +experiment/report=adam debug=smoke" in section and "tune.trials=2" in section
     assert "the test set is never read while tuning" in section
     for figure in ("tuning_history.png", "tuning_slice_sgd.png"):
         assert f"(figures/{figure})" in section and (out / "report" / "figures" / figure).is_file()
+
+    # without an untuned run on the tuned seeds, the comparison falls back to all of Table 1's seeds
+    shutil.rmtree(untuned)
+    text = build_report(report).markdown.read_text()
+    sgd = {row["run"]: row for row in table(text, "Tuned comparison")}["SGD"]
+    assert sgd["untuned: test accuracy % (same seeds)"] == "50.00 (n = 1)"
 
     # a missing seed run of the tuned setting is listed with the cnnlab-train command that trains it
     (result.seed_runs[1].run_dir / "metrics.json").unlink()

@@ -99,13 +99,14 @@ def _published_time(data: ReportData, key: str) -> str:
     return "—" if value is None else f"{value:.2f}"
 
 
-Column = tuple[str, Callable[[ReportData, str], str]]
+Column = tuple[str, Callable[[ReportData, str], str]]  # a header may name the interval's `{level}`
+INTERVAL = "{level} interval"
 
 OPTIMIZER_COLUMNS: list[Column] = [
     ("run", lambda d, k: d.expected[k].label),
     ("n", lambda d, k: _n(d.results[k])),
     ("test accuracy % (mean ± std, min–max)", lambda d, k: _accuracy(d.results[k])),
-    ("95% interval", lambda d, k: _ci(d.results[k])),
+    (INTERVAL, lambda d, k: _ci(d.results[k])),
     ("published %", _published_accuracy),
     ("train time s", lambda d, k: _time(d.results[k])),
     ("published time s", _published_time),
@@ -118,7 +119,7 @@ BATCH_NORM_COLUMNS: list[Column] = [
     ("batch norm", lambda d, k: "yes" if d.expected[k].config["model"]["batch_norm"] else "no"),
     ("n", lambda d, k: _n(d.results[k])),
     ("test accuracy % (mean ± std, min–max)", lambda d, k: _accuracy(d.results[k])),
-    ("95% interval", lambda d, k: _ci(d.results[k])),
+    (INTERVAL, lambda d, k: _ci(d.results[k])),
     ("published %", _published_accuracy),
     ("train time s", lambda d, k: _time(d.results[k])),
     ("parameters", lambda d, k: f"{p:,}" if (p := d.results[k].params.get("total")) else "—"),
@@ -136,9 +137,10 @@ def _rows(data: ReportData, columns: list[Column], keys: Sequence[str]) -> list[
         columns = [column for column in columns if column[0] not in PUBLISHED_COLUMNS]
     if data.replay is not None:
         headers = [header for header, _ in columns]
-        at = headers.index("published %" if "published %" in headers else "95% interval") + 1
+        at = headers.index("published %" if "published %" in headers else INTERVAL) + 1
         columns = [*columns[:at], REPLAY_COLUMN, *columns[at:]]
-    return md_table([header for header, _ in columns], [[cell(data, key) for _, cell in columns] for key in keys])
+    headers = [header.format(level=f"{data.confidence:.0%}") for header, _ in columns]
+    return md_table(headers, [[cell(data, key) for _, cell in columns] for key in keys])
 
 
 def _settings(data: ReportData, keys: Sequence[str]) -> str:

@@ -73,7 +73,7 @@ def tuned_section(
         return []
     figures = _figures(rows, report_dir)
     untuned = {row.key: _on_seeds(results.get(row.key), row.settings.seeds, cfg.confidence) for row in rows}
-    return _render(rows, untuned, figures)
+    return _render(rows, untuned, figures, level=f"{cfg.confidence:.0%}")
 
 
 def _on_seeds(untuned: ConfigResult | None, seeds: Sequence[int], confidence: float) -> ConfigResult | None:
@@ -177,8 +177,8 @@ COLUMNS = (
     "its validation accuracy %",
     "n",
     "tuned: test accuracy % (mean ± std, min–max)",
-    "95% interval",
-    "untuned (Table 1) test accuracy %",
+    "{level} interval",
+    "untuned: test accuracy % (same seeds)",
     "difference (points)",
 )
 
@@ -200,7 +200,7 @@ def _cells(row: TunedRow, untuned: ConfigResult | None) -> list[str]:
     ]
 
 
-def _protocol(settings: TuneSettings) -> str:
+def _protocol(settings: TuneSettings, level: str) -> str:
     pruner = settings.pruner
     pruning = {
         "median": f"the median rule (from epoch {max(pruner.get('n_warmup_steps', 0), 1)}, after "
@@ -219,9 +219,10 @@ def _protocol(settings: TuneSettings) -> str:
         f"{settings.trials} trials over {ranges}; TPE sampler (seed {settings.sampler_seed}, random for the first "
         f"{settings.startup_trials} trials), pruned on each epoch's validation accuracy by {pruning}. A trial trains "
         f"{epochs}; its objective is the final epoch's validation accuracy, and the test set is never read while "
-        f"tuning. The best trial's setting is then trained on seeds {seeds} and tested; the 95% interval is the "
-        "Student-t interval of the mean, cut at 100%. Untuned: Table 1's runs on those seeds (all of its seeds when "
-        "it has none of them). Difference: the tuned mean minus the untuned mean, in percentage points."
+        f"tuning. The best trial's setting is then trained on seeds {seeds} and tested; the {level} interval is the "
+        "Student-t interval of the mean, cut at 0 and 100%. Untuned: the same configuration at its lr of Tables 1 "
+        "and 2, on those seeds (on all of its seeds when it has none of them). Difference: the tuned mean minus the "
+        "untuned mean, in percentage points."
     )
 
 
@@ -247,10 +248,11 @@ def _incomplete(rows: Sequence[TunedRow]) -> list[str]:
 
 
 def _render(
-    rows: Sequence[TunedRow], untuned: Mapping[str, ConfigResult | None], figures: Mapping[str, Path]
+    rows: Sequence[TunedRow], untuned: Mapping[str, ConfigResult | None], figures: Mapping[str, Path], *, level: str
 ) -> list[str]:
-    lines = ["## Tuned comparison", "", _protocol(rows[0].settings), ""]
-    lines += md_table(COLUMNS, [_cells(row, untuned.get(row.key)) for row in rows])
+    lines = ["## Tuned comparison", "", _protocol(rows[0].settings, level), ""]
+    columns = [column.format(level=level) for column in COLUMNS]
+    lines += md_table(columns, [_cells(row, untuned.get(row.key)) for row in rows])
     lines += _incomplete(rows)
     captions = {"tuning_history": "Optuna's optimization history of every study (complete trials)"}
     for row in rows:
