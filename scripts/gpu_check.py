@@ -7,10 +7,10 @@ caps, and the summary is rewritten after every step, so a check stopped at any p
 Steps, in this order: the CUDA tests (tests/test_cuda.py); a 5-epoch run of cnnlab-train's defaults (the report's
 Adam run) and of SGD with batch norm on cuda; the report's six configurations x five seeds as $GPU_CHECK_JOBS
 (default 10) processes sharing the GPU (launcher=joblib); cnnlab-bench on cuda; occlusion maps on the CPU against
-CUDA, in fp32 and with torch's default TF32 convolutions; the same 30 runs one at a time (the default launcher) in the
-time that is left, and how far the runs of the two sweeps are from each other (the runs that finished are counted).
-OUT_DIR receives gpu_check.json (every figure, each step's command, time and outcome), gpu_check.md (the tables),
-bench.json (cnnlab-bench's own) and steps.log (every step's output).
+CUDA, in fp32 and with torch's default TF32 convolutions; seed 0 of the six configurations one at a time (the default
+launcher) in the time that is left, and how far those runs are from the same runs of the parallel sweep. OUT_DIR
+receives gpu_check.json (every figure, each step's command, time and outcome), gpu_check.md (the tables), bench.json
+(cnnlab-bench's own) and steps.log (every step's output).
 """
 
 from __future__ import annotations
@@ -35,9 +35,11 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 RESERVE_S = 10  # kept back from every step for writing the summary before the deadline
-SWEEP_RUNS = 30  # the report's six configurations x five seeds
-# the sweep as processes sharing the GPU, one torch thread each: a batch-64 step of this CNN leaves the GPU mostly
-# idle while one process launches its kernels, so several processes fill it; 10 jobs run the 30 runs in three waves
+CONFIGURATIONS = 6  # the report's
+SEEDS = (0, 1, 2, 3, 4)
+# the sweep as processes sharing the GPU, one torch thread each. The expectation to check: a batch-64 step of this
+# CNN is bound by one process launching its kernels, so processes side by side fill the GPU that one leaves idle;
+# 10 jobs run the 30 runs in three waves
 PARALLEL_SWEEP = ["launcher=joblib", f"hydra.launcher.n_jobs={os.environ.get('GPU_CHECK_JOBS', 10)}"]
 TRAIN = [sys.executable, "-m", "cnnlab.cli.train", "trainer.device=cuda", "trainer.progress=false"]
 FIVE_EPOCH_RUNS = {"adam": [], "sgd_bn": ["optimizer=sgd", "model.batch_norm=true"]}
@@ -129,9 +131,11 @@ class Check:
         (self.out / "gpu_check.md").write_text(markdown(self.summary))
 
 
-def finished_runs(output_dir: Path) -> list[dict[str, Any]]:
-    runs = [json.loads(p.read_text()) for p in sorted(output_dir.glob("runs/**/metrics.json"))]
-    return [m for m in runs if m.get("status") == "finished"]
+def finished_runs(output_dir: Path) -> dict[str, dict[str, Any]]:
+    """The metrics of the finished runs under `output_dir`, by run directory (relative to it)."""
+    runs = {str(p.parent.relative_to(output_dir)): p for p in sorted(output_dir.glob("runs/**/metrics.json"))}
+    metrics = {run: json.loads(p.read_text()) for run, p in runs.items()}
+    return {run: m for run, m in metrics.items() if m.get("status") == "finished"}
 
 
 def test_figures(junit: Path) -> dict[str, Any]:
@@ -167,7 +171,7 @@ def five_epoch_runs(check: Check) -> Path | None:
     for label, overrides in FIVE_EPOCH_RUNS.items():
         out = check.scratch / f"e5-{label}"
         step = check.run(f"e5_{label}", [*TRAIN, *overrides, f"paths.output_dir={out}"], 90)
-        runs = finished_runs(out)
+        runs = list(finished_runs(out).values())
         if not runs:
             continue
         m = runs[0]
@@ -237,32 +241,32 @@ def occlusion_deviation(run_dir: Path, result: Path) -> None:
     result.write_text(json.dumps({**figures, "tf32_by_default": torch.backends.cudnn.allow_tf32}, indent=2))
 
 
-def sweep_argv(out: Path, launcher: list[str]) -> list[str]:
-    return [*TRAIN, "experiment=report", "seed=0,1,2,3,4", *launcher, f"paths.output_dir={out}"]
-
-
-def run_sweep(check: Check, name: str, launcher: list[str], limit_s: float) -> dict[str, dict[str, Any]]:
-    """The report's 30 runs through `launcher` within `limit_s`; the finished runs' metrics by run directory."""
+def run_sweep(
+    check: Check, name: str, launcher: list[str], limit_s: float, seeds: tuple[int, ...] = SEEDS
+) -> dict[str, dict[str, Any]]:
+    """The report's configurations on `seeds` through `launcher` within `limit_s`; the finished runs' metrics by run
+    directory."""
     out = check.scratch / name
-    step = check.run(name, sweep_argv(out, launcher), limit_s)
+    argv = [*TRAIN, "experiment=report", f"seed={','.join(map(str, seeds))}", *launcher, f"paths.output_dir={out}"]
+    step = check.run(name, argv, limit_s)
     if "skipped" in step:
         return {}
-    runs = {str(p.parent.relative_to(out)): json.loads(p.read_text()) for p in sorted(out.glob("runs/**/metrics.json"))}
-    runs = {k: m for k, m in runs.items() if m.get("status") == "finished"}
+    runs = finished_runs(out)
     by_config: dict[str, list[float]] = {}
     for m in runs.values():
         label = m["summary"]["optimizer"] + ("+BN" if m["summary"]["batch_norm"] else "")
         by_config.setdefault(label, []).append(m["test"]["accuracy"])
-    n = len(runs)
+    n, expected = len(runs), CONFIGURATIONS * len(seeds)
+    pace = step["seconds"] / n if n else None  # seconds per run, start-up included
     figures = {
         "launcher": " ".join(launcher) or "basic (one run at a time)",
         "finished": n,
-        "expected": SWEEP_RUNS,
+        "expected": expected,
         "seconds": step.get("seconds"),
         "timed_out": bool(step.get("timed_out")),
         "train_time_s_per_run": round(statistics.fmean(m["train_time_s"] for m in runs.values()), 2) if n else None,
-        # at the pace of the runs that finished, when the deadline cut the sweep short
-        "estimated_s_for_all": round(step["seconds"] / n * SWEEP_RUNS) if n and step.get("timed_out") else None,
+        # the report's 30 runs at the pace of those that finished, when the sweep was cut short or smaller
+        "estimated_s_for_30": round(pace * CONFIGURATIONS * len(SEEDS)) if pace and n < 30 else None,
         "test_accuracy_by_config": {k: round(statistics.fmean(v), 2) for k, v in sorted(by_config.items())},
         "seeds_by_config": {k: len(v) for k, v in sorted(by_config.items())},
     }
@@ -284,7 +288,7 @@ def compare_sweeps(check: Check, parallel: dict[str, dict[str, Any]], sequential
             "runs_compared": len(both),
             "identical_test_accuracy": sum(a == 0 for a in accuracy),
             "max_test_accuracy_points": round(max(accuracy), 4),
-            "max_val_loss": float(f"{max(loss):.3g}"),
+            "max_val_loss_difference": float(f"{max(loss):.3g}"),
         },
     )
 
@@ -320,13 +324,16 @@ def cell(text: str) -> str:
 
 
 def sweep_row(sweep: dict[str, Any]) -> str:
+    """One sweep's table row; a sweep cut short or smaller than the report's 30 runs also gets their time at its
+    pace, so the two launchers compare on the same count."""
     per_run = f", {sweep['train_time_s_per_run']} s of training per run" if sweep["finished"] else ""
     cut = " (stopped at its time limit)" if sweep["timed_out"] else ""
-    if sweep["estimated_s_for_all"]:
-        cut += f"; all {sweep['expected']} at that pace: ~{sweep['estimated_s_for_all']} s"
+    if sweep["estimated_s_for_30"]:
+        cut += f"; 30 runs at that pace: ~{sweep['estimated_s_for_30']} s"
+    seeds = sweep["expected"] // CONFIGURATIONS
     return (
-        f"| report's 6 configurations x 5 seeds, {sweep['launcher']} | {sweep['finished']} of {sweep['expected']} "
-        f"runs finished in {sweep['seconds']} s{cut}{per_run} |"
+        f"| report's {CONFIGURATIONS} configurations x {seeds} seed{'s' if seeds > 1 else ''}, {sweep['launcher']} "
+        f"| {sweep['finished']} of {sweep['expected']} runs finished in {sweep['seconds']} s{cut}{per_run} |"
     )
 
 
@@ -352,7 +359,8 @@ def measurement_rows(figures: dict[str, Any]) -> list[str]:
         rows.append(
             f"| side by side vs one at a time, the same run directories | {diff['runs_compared']} runs compared: "
             f"{diff['identical_test_accuracy']} with identical test accuracy, largest difference "
-            f"{diff['max_test_accuracy_points']} points (final validation loss: {diff['max_val_loss']}) |"
+            f"{diff['max_test_accuracy_points']} points; largest final validation loss difference "
+            f"{diff['max_val_loss_difference']} |"
         )
     if occlusion := figures.get("occlusion_cpu_vs_cuda"):
         dev, secs = occlusion["max_abs_difference"], occlusion["compute_s"]
@@ -378,10 +386,11 @@ def main() -> None:
     check.summary["bench_json"] = str(args.out / "bench.json")
     run_tests(check)
     adam_dir = five_epoch_runs(check)
-    parallel = run_sweep(check, "sweep_parallel", PARALLEL_SWEEP, 150)
+    parallel = run_sweep(check, "sweep_parallel", PARALLEL_SWEEP, 120)
     run_bench(check)
     occlusion_step(check, adam_dir)
-    compare_sweeps(check, parallel, run_sweep(check, "sweep", [], 24 * 3600))
+    # one seed per configuration, one run at a time: the pace of the default launcher, and six runs to compare
+    compare_sweeps(check, parallel, run_sweep(check, "sweep", [], 24 * 3600, seeds=(0,)))
     shutil.rmtree(check.scratch, ignore_errors=True)
     print((args.out / "gpu_check.md").read_text(), flush=True)
 

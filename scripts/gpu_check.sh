@@ -6,7 +6,7 @@
 # nothing else), unpacks MNIST into data/MNIST/raw/ unless verified files are already there, then runs
 # scripts/gpu_check.py, which must be done GPU_CHECK_BUDGET_S seconds after this script started (default 450): the
 # CUDA tests, 5-epoch runs, the report's sweep as parallel processes, cnnlab-bench on cuda, occlusion on the CPU against
-# CUDA and the sweep one run at a time, each step timed and cut off at its own limit. Writes gpu_check.json,
+# CUDA and a sixth of the sweep one run at a time, each step timed and cut off at its own limit. Writes gpu_check.json,
 # gpu_check.md, bench.json, steps.log and gpu_check.log.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
