@@ -77,8 +77,8 @@ def tuned_section(
 
 
 def _on_seeds(untuned: ConfigResult | None, seeds: Sequence[int], confidence: float) -> ConfigResult | None:
-    """Table 1's result on the tuned setting's seeds, so that tuned and untuned compare seed for seed; all of Table
-    1's seeds when it has none of those."""
+    """The untuned configuration's result (its row of Table 1 or 2) on the tuned setting's seeds, so that tuned and
+    untuned compare seed for seed; on all of its seeds when it has none of those."""
     if untuned is None:
         return None
     same = [r for r in untuned.runs if r.seed in seeds]
