@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESERVE_S = 10  # kept back from every step for writing the summary before the deadline
 CONFIGURATIONS = 6  # the report's
 SEEDS = (0, 1, 2, 3, 4)
+REPORT_RUNS = CONFIGURATIONS * len(SEEDS)  # the 30 runs of the sweep target
 # the sweep as processes sharing the GPU, one torch thread each. The expectation to check: a batch-64 step of this
 # CNN is bound by one process launching its kernels, so processes side by side fill the GPU that one leaves idle;
 # 10 jobs run the 30 runs in three waves
@@ -266,7 +267,7 @@ def run_sweep(
         "timed_out": bool(step.get("timed_out")),
         "train_time_s_per_run": round(statistics.fmean(m["train_time_s"] for m in runs.values()), 2) if n else None,
         # the report's 30 runs at the pace of those that finished, when the sweep was cut short or smaller
-        "estimated_s_for_30": round(pace * CONFIGURATIONS * len(SEEDS)) if pace and n < 30 else None,
+        "estimated_s_for_30": round(pace * REPORT_RUNS) if pace and n < REPORT_RUNS else None,
         "test_accuracy_by_config": {k: round(statistics.fmean(v), 2) for k, v in sorted(by_config.items())},
         "seeds_by_config": {k: len(v) for k, v in sorted(by_config.items())},
     }
@@ -329,7 +330,7 @@ def sweep_row(sweep: dict[str, Any]) -> str:
     per_run = f", {sweep['train_time_s_per_run']} s of training per run" if sweep["finished"] else ""
     cut = " (stopped at its time limit)" if sweep["timed_out"] else ""
     if sweep["estimated_s_for_30"]:
-        cut += f"; 30 runs at that pace: ~{sweep['estimated_s_for_30']} s"
+        cut += f"; {REPORT_RUNS} runs at that pace: ~{sweep['estimated_s_for_30']} s"
     seeds = sweep["expected"] // CONFIGURATIONS
     return (
         f"| report's {CONFIGURATIONS} configurations x {seeds} seed{'s' if seeds > 1 else ''}, {sweep['launcher']} "
