@@ -140,7 +140,7 @@ def test_the_report_shows_the_replayed_test_accuracy_beside_the_published_one(ma
 
     html = result.html.read_text()
     assert "<th>notebook replay %</th>" in html and f"<td>{sgd['test_accuracy']:.2f}</td>" in html
-    rows = list(csv.DictReader(result.replay_csv.open()))
+    rows = list(csv.DictReader(result.tables["replay"].open()))
     assert len(rows) == 1 and rows[0]["replay_run"] == "sgd" and rows[0]["report_runs"] == "sgd"
     assert (
         float(rows[0]["test_accuracy"]) == round(sgd["test_accuracy"], 4) and rows[0]["published_test_accuracy"] == ""

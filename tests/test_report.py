@@ -14,12 +14,11 @@ import pytest
 import torch
 from scipy import stats as scipy_stats
 
+from cnnlab.analysis.report_section import AnalysisStatus, parse_entries, title
 from cnnlab.analysis.results import NOT_OPTIONS
 from cnnlab.config import to_plain
 from cnnlab.errors import ConfigError
 from cnnlab.reporting import build_report
-from cnnlab.reporting.analyses import AnalysisStatus, parse_entries
-from cnnlab.reporting.analysis_section import title
 from cnnlab.reporting.collect import Run
 from cnnlab.reporting.results import summarize_config
 from cnnlab.runs.layout import run_dir_for
@@ -115,7 +114,7 @@ def test_tables_hold_exactly_the_runs_with_their_statistics(outputs):
     assert [r["run"] for r in table(text, "Table 2")] == ["SGD", "SGD + batch norm"]
     assert table(text, "Table 2")[1]["test accuracy % (mean ± std, min–max)"] == "missing"
 
-    with result.csv.open() as fh:
+    with result.tables["results"].open() as fh:
         by_config = {row["report_run"]: row for row in csv.DictReader(fh)}
     assert set(by_config) == {"sgd", "adam"}
     sgd_acc = [metrics(dirs["sgd", s])["test"]["accuracy"] for s in (0, 1)]
@@ -173,7 +172,7 @@ def test_best_model_is_chosen_by_validation_accuracy_not_test_accuracy(outputs):
         )
     result = build_report(report_cfg(out))
     assert (result.report_dir / "best_model.pt").read_bytes() == (dirs["sgd", 1] / "checkpoint.pt").read_bytes()
-    assert result.best_label == "SGD seed 1"
+    assert f"best:   SGD seed 1 -> {result.report_dir / 'best_model.pt'}" in result.lines()
     assert "**SGD** (`" in result.markdown.read_text().split("## Best configuration")[1]
 
 
@@ -187,8 +186,8 @@ def test_a_best_checkpoint_that_does_not_load_as_weights_is_never_published(outp
     torch.save({"model": CreatesFile(marker), "config": {}}, dirs["sgd", 1] / "checkpoint.pt")
     result = build_report(report_cfg(out))
     assert not marker.exists()
-    assert result.best_label.startswith("Adam seed ")
-    best = dirs["adam", int(result.best_label.rsplit(" ", 1)[1])] / "checkpoint.pt"
+    (best_line,) = [line for line in result.lines() if line.startswith("best:   Adam seed ")]
+    best = dirs["adam", int(best_line.split(" ")[-3])] / "checkpoint.pt"
     assert (result.report_dir / "best_model.pt").read_bytes() == best.read_bytes()
 
 
@@ -204,7 +203,7 @@ def test_non_finite_or_missing_numbers_make_a_run_failed_with_the_reason(outputs
     assert "- SGD, seed 2: **failed** (finished but its training time is inf)" in text
     rows = table(text, "Table 1")
     assert rows[0]["n"] == "2 (+1 failed)" and rows[1]["n"] == "1 (+1 failed)"
-    assert "nan" not in result.csv.read_text().lower() and "nan" not in "".join(map(str, rows)).lower()
+    assert "nan" not in result.tables["results"].read_text().lower() and "nan" not in "".join(map(str, rows)).lower()
 
 
 @pytest.mark.slow
@@ -384,7 +383,9 @@ def test_a_failing_analysis_is_listed_the_rest_is_written_and_the_command_exits_
     proc = run_command("report", f"paths.output_dir={out}", "tables.optimizers=[sgd,adam]", TRAIN_OVERRIDES, entries)
     assert proc.returncode == 1
     report = out / "report" / "REPORT.md"
-    assert proc.stderr.strip().splitlines()[-1] == f"cnnlab-report: error: 1 of 2 analyses failed; see {report}"
+    assert (
+        proc.stderr.strip().splitlines()[-1] == f"cnnlab-report: error: Analyses: 1 of 2 analyses failed; see {report}"
+    )
     assert "analyses: 1 shown, 0 skipped (run missing), 1 failed" in proc.stdout
     text = report.read_text()
     assert "**Failed:** image=99999 is out of range: the test set has images 0..9999" in text

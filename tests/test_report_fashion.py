@@ -108,7 +108,7 @@ def test_a_replay_of_the_mnist_notebook_never_enters_a_fashion_report(tmp_path):
     assert "notebook replay %" in build_report(compose_config("report", *base)).markdown.read_text()
     result = build_report(compose_config("report", *base, "data=fashion_mnist"))
     text = result.markdown.read_text()
-    assert result.replay_csv is None and "notebook replay" not in text and "cnnlab-replay" not in text
+    assert "replay" not in result.tables and "notebook replay" not in text and "cnnlab-replay" not in text
     assert (tmp_path / "outputs" / "report" / "replay.csv").is_file()  # the MNIST report's own is left alone
 
 
@@ -219,7 +219,7 @@ def test_a_report_over_tiny_real_fashion_runs_names_the_classes(tmp_path):
     result = build_report(cfg)
     text = result.markdown.read_text()
 
-    assert result.report_dir == out / "report-fashion_mnist" and not result.failed_analyses
+    assert result.report_dir == out / "report-fashion_mnist" and not result.failed
     accuracy = json.loads((dirs["adam_bn"] / "metrics.json").read_text())["test"]["accuracy"]
     adam_bn = table(text, "Table 2")[1]
     assert list(adam_bn) == [
@@ -236,7 +236,7 @@ def test_a_report_over_tiny_real_fashion_runs_names_the_classes(tmp_path):
         f"{accuracy:.2f}",
         "800,206",
     )
-    assert "None: every expected run finished." in text and result.best_model.is_file()
+    assert "None: every expected run finished." in text and (result.report_dir / "best_model.pt").is_file()
     per_run = text.split("## Per-run results", 1)[1].split("\n## ", 1)[0]
     assert per_run.count("Ankle boot") == 2 and "T-shirt/top" in per_run  # both runs' classification reports
 
@@ -247,7 +247,7 @@ def test_a_report_over_tiny_real_fashion_runs_names_the_classes(tmp_path):
     targets = [r["target"] for r in table(analyses.split("### Untargeted", 1)[1], "")]
     assert targets == list(FASHION_MNIST_SPEC.classes)
 
-    with result.csv.open() as fh:
+    with result.tables["results"].open() as fh:
         rows = list(csv.DictReader(fh))
     assert sorted(r["report_run"] for r in rows) == ["adam_bn", "sgd"] and {r["data"] for r in rows} == {
         "fashion_mnist"

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from cnnlab.errors import ConfigError
-from cnnlab.reporting.replay_section import replay_command
+from cnnlab.replay.report_section import replay_command
 from tests.helpers import BN_SECTION, five_epoch_replay, table
 from tests.helpers import replay_column as column
 from tests.helpers import replay_report as report
@@ -42,7 +42,7 @@ def test_batch_norm_runs_get_the_evaluation_section_and_replays_outside_toleranc
     ]
     assert "Batch norm in the notebook" in result.html.read_text()
 
-    by_run = {row["replay_run"]: row for row in csv.DictReader(result.replay_csv.open())}
+    by_run = {row["replay_run"]: row for row in csv.DictReader(result.tables["replay"].open())}
     assert list(by_run) == ["sgd", "adam", "sgd_bn", "adam_bn"]  # the notebook's order
     assert by_run["adam"]["within_tolerance"] == "False" and float(by_run["adam"]["difference"]) == pytest.approx(-0.5)
     assert by_run["sgd_bn"]["report_runs"] == "sgd_bn" and float(
@@ -54,7 +54,7 @@ def test_without_a_replay_the_report_says_how_to_make_one_and_has_no_column(make
     replay_dir = tmp_path / "replay"
     five_epoch_replay(replay_dir, {"sgd": 81.11}, {"sgd": 81.11})
     result, text = report(make_cfg, replay_dir)
-    assert result.replay_csv.is_file() and "notebook replay %" in text
+    assert result.tables["replay"].is_file() and "notebook replay %" in text
 
     shutil.rmtree(replay_dir)
     result, text = report(make_cfg, replay_dir)
@@ -69,7 +69,7 @@ def test_without_a_replay_the_report_says_how_to_make_one_and_has_no_column(make
     assert (
         BN_SECTION not in text and "notebook replay" not in result.html.read_text().split("No notebook replay yet")[0]
     )
-    assert result.replay_csv is None and not (result.report_dir / "replay.csv").exists()  # the stale one is gone
+    assert "replay" not in result.tables and not (result.report_dir / "replay.csv").exists()  # the stale one is gone
 
 
 def test_the_hint_names_only_settings_that_differ_from_the_defaults(tmp_path):

@@ -11,21 +11,19 @@ from cnnlab.cli.entry import command
 from cnnlab.errors import run_cli
 from cnnlab.reporting import build_report
 
-# the report was written, but some of its analyses failed (bad settings exit with 2 and write nothing)
-EXIT_ANALYSIS_FAILED = 1
+# the report was written, but some of its sections failed (bad settings exit with 2 and write nothing)
+EXIT_SECTION_FAILED = 1
 
 
 @command("cnnlab-report", "report")
 def main(cfg: DictConfig) -> None:
     result = run_cli("cnnlab-report", lambda: build_report(cfg))
     print("\n".join(result.lines()))
-    if failed := result.failed_analyses:
+    for section in result.failed:
         # the report is complete otherwise; a script still learns that part of it is missing
-        print(
-            f"cnnlab-report: error: {len(failed)} of {len(result.analyses)} analyses failed; see {result.markdown}",
-            file=sys.stderr,
-        )
-        raise SystemExit(EXIT_ANALYSIS_FAILED)
+        print(f"cnnlab-report: error: {section.title}: {section.error}; see {result.markdown}", file=sys.stderr)
+    if result.failed:
+        raise SystemExit(EXIT_SECTION_FAILED)
 
 
 if __name__ == "__main__":

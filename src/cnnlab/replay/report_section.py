@@ -1,17 +1,16 @@
 """The notebook replay in the report: `cnnlab-replay`'s runs matched to the report's configurations by optimizer and
-batch norm, the "notebook replay" cell of Tables 1 and 2, the section on batch norm in the notebook's evaluation,
+batch norm, the "notebook replay" column of Tables 1 and 2, the section on batch norm in the notebook's evaluation,
 `replay.csv`, and the one-line hint when there is no replay."""
 
 from __future__ import annotations
 
-import csv
-import io
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cnnlab.checks import positive_int
 from cnnlab.data import MNIST_SPEC
 from cnnlab.replay.published import (
     ADAPTIVE_TEST_TOLERANCE,
@@ -21,28 +20,14 @@ from cnnlab.replay.published import (
     VAL_ACCURACY_TOLERANCE,
 )
 from cnnlab.replay.results import load_replay, summary_path
-from cnnlab.reporting.expected import Expected
+from cnnlab.reporting.expected import Expected, default_paths
 from cnnlab.reporting.markdown import md_table
+from cnnlab.reporting.sections import ReportContext, RunColumn, Section
 
 # the notebook trained on MNIST (cnnlab-replay reads MNIST only): a report on another dataset has no replay to show
 REPLAYED_DATA = MNIST_SPEC
 # cnnlab-replay's default: as many epochs as the notebook published
 PUBLISHED_EPOCHS = len(NOTEBOOK_RUNS[0].epochs)
-CSV_FIELDS = (
-    "replay_run",
-    "label",
-    "report_runs",
-    "optimizer",
-    "batch_norm",
-    "epochs",
-    "published_test_accuracy",
-    "test_accuracy",
-    "difference",
-    "test_accuracy_eval_mode",
-    "eval_minus_training",
-    "within_tolerance",
-    "run_dir",
-)
 
 
 @dataclass(frozen=True)
@@ -95,7 +80,7 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def how_to_read(replay: Replay) -> list[str]:
+def _how_to_read(replay: Replay) -> str:
     s = replay.summary
     if replay.epochs == PUBLISHED_EPOCHS:
         test = (
@@ -108,25 +93,103 @@ def how_to_read(replay: Replay) -> list[str]:
             f" after {replay.epochs} of the notebook's {PUBLISHED_EPOCHS} epochs, whose test accuracy was never "
             f"published. **outside tolerance** marks a replay"
         )
-    return [
+    return (
         f"Notebook replay: the original notebook's run with the same optimizer and batch norm, replayed from its one "
         f"random stream by `cnnlab-replay` ({_count(replay.epochs, 'epoch')}, {s['device']}, "
         f"{_count(s['threads'], 'thread')}, torch {s['torch']}; `{replay.path}`). Its test accuracy is the notebook's "
         f"training-mode one{test} whose per-epoch train loss or validation accuracy (SGD, Momentum, SGD + batch norm) "
-        f"is more than {TRAIN_LOSS_TOLERANCE:g} or {VAL_ACCURACY_TOLERANCE:g} points from the published one.",
-        "",
-    ]
+        f"is more than {TRAIN_LOSS_TOLERANCE:g} or {VAL_ACCURACY_TOLERANCE:g} points from the published one."
+    )
 
 
-def batch_norm_section(replay: Replay, keys: Sequence[str], labels: Mapping[str, str]) -> list[str]:
+def check_replay(context: ReportContext) -> None:
+    positive_int("replay_epochs", context.settings.replay_epochs)
+
+
+def _replay(context: ReportContext) -> Replay | None:
+    """The replay of the report's epochs, where it applies: the notebook trained on MNIST only."""
+    if context.settings.data.name != REPLAYED_DATA.name:
+        return None
+    return find_replay(Path(context.settings.paths.replay_dir), context.settings.replay_epochs, context.expected)
+
+
+def replay_column(context: ReportContext) -> RunColumn | None:
+    """The "notebook replay %" column of the tables, after the published accuracy (or the interval)."""
+    replay = _replay(context)
+    if replay is None:
+        return None
+    cells = {key: replay_cell(replay, key) for key in context.expected}
+    return RunColumn("notebook replay %", cells, ("published %", f"{context.level} interval"), _how_to_read(replay))
+
+
+def notebook_replay(context: ReportContext) -> Section:
+    """The batch-norm evaluation section when batch-norm runs were replayed, with replay.csv; without a replay, how to
+    make one."""
+    if context.settings.data.name != REPLAYED_DATA.name:
+        return Section(
+            "", "notebook-replay", "", summary=[f"replay: none (the notebook trained on {REPLAYED_DATA.title})"]
+        )
+    replay = _replay(context)
+    if replay is None:
+        paths = context.settings.paths
+        command = replay_command(
+            context.settings.replay_epochs, Path(paths.replay_dir), Path(default_paths()["replay_dir"])
+        )
+        hint = (
+            f"No notebook replay yet: `{command}` (about 25 minutes on 2 CPU cores) replays the original notebook's "
+            'runs and adds a "notebook replay" column and a section on batch norm in its evaluation.'
+        )
+        return Section("", "notebook-replay", hint, summary=["replay: none (cnnlab-replay adds it to the report)"])
+    keys = list(dict.fromkeys([*context.settings.tables.optimizers, *context.settings.tables.batch_norm]))
+    rows = _batch_norm_rows(replay, keys, context.labels)
+    title, text = "", ""
+    if rows:
+        title = "Batch norm in the notebook's evaluation"
+        text = "\n".join(
+            [
+                "The notebook never called `net.eval()`, so during validation and test its batch-norm layers "
+                "normalised each batch of 64 by that batch's own statistics (and folded the test data into their "
+                "running statistics) instead of using the running statistics learned in training. The same final "
+                f"weights of the replay, evaluated both ways ({replay.epochs} epochs):",
+                "",
+                *md_table(
+                    [
+                        "run",
+                        "published % (training mode)",
+                        "notebook replay % (training mode)",
+                        "eval mode % (same weights)",
+                        "eval − training",
+                    ],
+                    rows,
+                ),
+                "The independently seeded runs in the tables above are always evaluated in eval mode.",
+            ]
+        )
+    note = (
+        "holds the notebook replay's runs: published, replayed (training mode) and eval-mode test accuracy, and the "
+        "report runs each stands beside."
+    )
+    return Section(
+        title,
+        "batch-norm-in-the-notebooks-evaluation",
+        text,
+        {"replay": _csv_rows(replay)},
+        table_notes={"replay": note},
+    )
+
+
+def _batch_norm_rows(replay: Replay, keys: Sequence[str], labels: Mapping[str, str]) -> list[list[str]]:
     """Training-mode (published, replayed) against eval-mode accuracy of the same weights, for the batch-norm runs."""
     rows = []
-    for key in dict.fromkeys(keys):
+    for key in keys:
         run = replay.by_key.get(key)
         if run is None or not run["batch_norm"]:
             continue
-        published = run["published_test_accuracy"]
-        train_mode, eval_mode = run["test_accuracy"], run["test_accuracy_eval_mode"]
+        published, train_mode, eval_mode = (
+            run["published_test_accuracy"],
+            run["test_accuracy"],
+            run["test_accuracy_eval_mode"],
+        )
         rows.append(
             [
                 labels[key],
@@ -136,52 +199,19 @@ def batch_norm_section(replay: Replay, keys: Sequence[str], labels: Mapping[str,
                 f"{eval_mode - train_mode:+.2f}",
             ]
         )
-    if not rows:
-        return []
-    return [
-        "## Batch norm in the notebook's evaluation",
-        "",
-        "The notebook never called `net.eval()`, so during validation and test its batch-norm layers normalised each "
-        "batch of 64 by that batch's own statistics (and folded the test data into their running statistics) instead "
-        "of using the running statistics learned in training. "
-        "The same final weights of the replay, evaluated both ways "
-        f"({replay.epochs} epochs):",
-        "",
-        *md_table(
-            [
-                "run",
-                "published % (training mode)",
-                "notebook replay % (training mode)",
-                "eval mode % (same weights)",
-                "eval − training",
-            ],
-            rows,
-        ),
-        "The independently seeded runs in the tables above are always evaluated in eval mode.",
-        "",
-    ]
+    return rows
 
 
-def missing_hint(command: str) -> list[str]:
-    return [
-        f"No notebook replay yet: `{command}` (about 25 minutes on 2 CPU cores) replays the original notebook's runs "
-        f'and adds a "notebook replay" column and a section on batch norm in its evaluation.',
-        "",
-    ]
-
-
-def replay_csv(replay: Replay) -> str:
+def _csv_rows(replay: Replay) -> list[dict[str, Any]]:
     """One row per replayed run, with the report runs it stands beside."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
-    writer.writeheader()
+    rows = []
     for name, run in replay.summary["runs"].items():
         published, train_mode, eval_mode = (
             run["published_test_accuracy"],
             run["test_accuracy"],
             run["test_accuracy_eval_mode"],
         )
-        writer.writerow(
+        rows.append(
             {
                 "replay_run": name,
                 "label": run["label"],
@@ -198,4 +228,4 @@ def replay_csv(replay: Replay) -> str:
                 "run_dir": run["run_dir"],
             }
         )
-    return buffer.getvalue()
+    return rows

@@ -28,6 +28,7 @@ from cnnlab.reporting.expected import Expected, default_paths
 from cnnlab.reporting.figures import cached_figure
 from cnnlab.reporting.markdown import md_image, md_table
 from cnnlab.reporting.results import ConfigResult, summarize_config
+from cnnlab.reporting.sections import ReportContext, Section
 from cnnlab.reporting.stats import interval, spread
 from cnnlab.runs.layout import config_name
 from cnnlab.runs.status import RunStatus
@@ -50,30 +51,26 @@ class TunedRow:
     train_command: str | None  # trains the missing seeds of the tuned setting
 
 
-def tuned_section(
-    cfg: DictConfig,
-    *,
-    keys: Sequence[str],
-    expected: Mapping[str, Expected],
-    results: Mapping[str, ConfigResult],
-    everything: Mapping[str, ConfigResult],
-    report_dir: Path,
-) -> list[str]:
-    """The section's Markdown lines (its figures written under `report_dir`), or none when no study exists."""
+def tuned_comparison(context: ReportContext) -> Section | None:
+    """The section (its figures written under the report's figures folder), or None when no study exists."""
+    cfg = context.settings
     tuning = cfg.get("tuning")
     if tuning is None or not tuning.enabled:
-        return []
+        return None
     overrides = list(tuning.tune_overrides or [])
     where = (
         [] if cfg.paths.output_dir == default_paths()["output_dir"] else [f"paths.output_dir={cfg.paths.output_dir}"]
     )
     storages: dict[str, Any] = {}
-    rows = [_row(key, expected[key], [*where, *overrides], everything, cfg, storages) for key in dict.fromkeys(keys)]
+    keys = dict.fromkeys([*cfg.tables.optimizers, *(cfg.tables.get("batch_norm") or [])])
+    rows = [_row(key, context.expected[key], [*where, *overrides], context, storages) for key in keys]
     if not any(row.study for row in rows):
-        return []
-    figures = _figures(rows, report_dir)
-    untuned = {row.key: _on_seeds(results.get(row.key), row.settings.seeds, cfg.confidence) for row in rows}
-    return _render(rows, untuned, figures, level=f"{cfg.confidence:.0%}")
+        return None
+    figures = _figures(rows, context.report_dir)
+    untuned = {row.key: _on_seeds(context.results.get(row.key), row.settings.seeds, context.confidence) for row in rows}
+    return Section(
+        "Tuned comparison", "tuned-comparison", "\n".join(_render(rows, untuned, figures, level=context.level))
+    )
 
 
 def _on_seeds(untuned: ConfigResult | None, seeds: Sequence[int], confidence: float) -> ConfigResult | None:
@@ -87,14 +84,7 @@ def _on_seeds(untuned: ConfigResult | None, seeds: Sequence[int], confidence: fl
     return summarize_config(untuned.name, same, untuned.target, confidence)
 
 
-def _row(
-    key: str,
-    e: Expected,
-    extra: list[str],
-    everything: Mapping[str, ConfigResult],
-    cfg: DictConfig,
-    storages: dict[str, Any],
-) -> TunedRow:
+def _row(key: str, e: Expected, extra: list[str], context: ReportContext, storages: dict[str, Any]) -> TunedRow:
     args = (*e.train_args, *extra)
     tune_cfg = _compose_tune(args)
     settings = tune_settings(tune_cfg, check_storage_now=False)
@@ -105,9 +95,9 @@ def _row(
         return row
     params = state.best.params
     name = config_name(to_plain(seed_config(tune_cfg, settings, params, settings.seeds[0])))
-    found = everything.get(name)
+    found = context.everything.get(name)
     runs = [r for r in (found.runs if found else []) if r.seed in settings.seeds]
-    result = summarize_config(name, runs, cfg.target_accuracy, cfg.confidence)
+    result = summarize_config(name, runs, context.target, context.confidence)
     final = {
         r.seed for r in runs if r.status in (RunStatus.FINISHED, RunStatus.DIVERGED)
     }  # a diverged seed repeats if trained again
@@ -250,7 +240,7 @@ def _incomplete(rows: Sequence[TunedRow]) -> list[str]:
 def _render(
     rows: Sequence[TunedRow], untuned: Mapping[str, ConfigResult | None], figures: Mapping[str, Path], *, level: str
 ) -> list[str]:
-    lines = ["## Tuned comparison", "", _protocol(rows[0].settings, level), ""]
+    lines = [_protocol(rows[0].settings, level), ""]
     columns = [column.format(level=level) for column in COLUMNS]
     lines += md_table(columns, [_cells(row, untuned.get(row.key)) for row in rows])
     lines += _incomplete(rows)
