@@ -483,3 +483,34 @@ def test_the_interval_column_names_its_confidence_level(outputs):
         rows = table(text, heading)
         assert "90% interval" in rows[0] and "95% interval" not in rows[0]
     assert "the 90% interval is the Student-t interval" in text
+
+
+def broken_section(context):
+    """A feature's section that fails (its input cannot be read): the report shows it as failed, writes the rest."""
+    raise RuntimeError("the feature's file is unreadable")
+
+
+def test_a_failing_section_is_shown_failed_and_the_rest_of_the_report_is_written(tmp_path):
+    cfg = compose_config("report", "analyses_enabled=false", output_dir=tmp_path)
+    cfg.sections = ["tests.test_report.broken_section", *cfg.sections]
+    result = build_report(cfg)
+    assert [(s.title, s.error) for s in result.failed] == [
+        ("broken_section", "RuntimeError: the feature's file is unreadable")
+    ]
+    text = result.markdown.read_text()
+    assert "## broken_section\n\n**Failed:** RuntimeError: the feature's file is unreadable\n" in text
+    assert "## Table 1" in text and "## Runs not in the tables" in text and result.html.is_file()
+
+
+def test_a_section_that_is_not_an_importable_function_is_a_config_error_before_anything_is_written(tmp_path):
+    cfg = compose_config("report", "sections=[cnnlab.training.report_section.no_such_section]", output_dir=tmp_path)
+    with pytest.raises(ConfigError, match=re.escape("sections[0]='cnnlab.training.report_section.no_such_section' is")):
+        build_report(cfg)
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_html_shows_markup_in_labels_as_text(tmp_path):
+    label = "<script>alert(1)</script>"
+    cfg = compose_config("report", f"runs.sgd.label='{label}'", "analyses_enabled=false", output_dir=tmp_path)
+    page = build_report(cfg).html.read_text()
+    assert label not in page and "<td>&lt;script&gt;alert(1)&lt;/script&gt;</td>" in page

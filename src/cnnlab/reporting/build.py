@@ -6,6 +6,7 @@ complete one."""
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import os
 from collections.abc import Callable, Sequence
@@ -14,7 +15,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import get_method
 from omegaconf import DictConfig
 
 from cnnlab.atomic import write_text
@@ -70,15 +70,21 @@ def _confidence(value: Any) -> float:
 
 
 def _providers(cfg: DictConfig, key: str) -> list[tuple[str, Callable[[ReportContext], Any]]]:
-    """The functions `cfg.<key>` lists by import path, resolved by Hydra; a bad entry is a ConfigError."""
+    """The functions `cfg.<key>` lists by import path; a bad entry is a ConfigError. (importlib rather than Hydra's
+    get_method, which logs three lines of its own before the one-line error.)"""
     out = []
     for i, path in enumerate(cfg.get(key) or []):
+        module, _, name = str(path).rpartition(".")
         try:
-            out.append((str(path), get_method(str(path))))
-        except Exception as err:  # noqa: BLE001 (Hydra raises ImportError, ValueError or others, by version)
+            function = getattr(importlib.import_module(module), name, None) if module else None
+        except ImportError:
+            function = None
+        if not callable(function):
             raise ConfigError(
-                f"{key}[{i}]={path!r} is not a function of an importable module: {one_line(err)}"
-            ) from None
+                f"{key}[{i}]={path!r} is not an importable function; give its module path and name, e.g. "
+                "cnnlab.training.report_section.curves"
+            )
+        out.append((str(path), function))
     return out
 
 

@@ -1,6 +1,6 @@
 """REPORT.md and report.html from the templates in templates/: the header, then each section under its heading. The
-HTML escapes every value it is given (autoescape); a section's body is Markdown, converted by Python-Markdown with
-its figures embedded as data URIs, so report.html is one self-contained file."""
+HTML escapes every value it is given (autoescape); a section's body is Markdown, converted by Python-Markdown (raw
+HTML in it shown as text) with its figures embedded as data URIs, so report.html is one self-contained file."""
 
 from __future__ import annotations
 
@@ -32,13 +32,16 @@ class _EmbedImages(Treeprocessor):
             img.set("src", f"data:{kind};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}")
 
 
-class _EmbedImagesExtension(Extension):
+class _ReportExtension(Extension):
     def __init__(self, base_dir: Path):
         super().__init__()
         self.base_dir = base_dir
 
     def extendMarkdown(self, md: markdown.Markdown) -> None:  # noqa: N802 (Python-Markdown's name)
         md.treeprocessors.register(_EmbedImages(md, self.base_dir), "cnnlab_embed_images", 0)
+        # raw HTML in a body (a label, a path, an error message) is shown as text, never run as markup
+        md.preprocessors.deregister("html_block")
+        md.inlinePatterns.deregister("html")
 
 
 def _environment(base_dir: Path) -> Environment:
@@ -49,8 +52,8 @@ def _environment(base_dir: Path) -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    extensions = ["tables", "fenced_code", "toc", _EmbedImagesExtension(base_dir)]
-    # marked safe: a body is Markdown our sections wrote (Python-Markdown escapes what they put in code spans)
+    extensions = ["tables", "fenced_code", "toc", _ReportExtension(base_dir)]
+    # marked safe: Python-Markdown escapes the text of a body, raw HTML included (see _ReportExtension)
     env.filters["markdown"] = lambda text: Markup(markdown.markdown(text, extensions=extensions))  # noqa: S704
     return env
 
