@@ -10,7 +10,7 @@ import shlex
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ class AnalysisEntry:
         return shlex.join([f"cnnlab-{self.analysis}", f"run={run_dir}", *option_overrides(self.analysis, self.options)])
 
 
-class AnalysisStatus(str, Enum):
+class AnalysisStatus(StrEnum):
     """What became of an entry: done (result and its figures, relative to the report directory), skipped (no
     finished run; the message is the command that trains it) or failed (the message is the one-line error).
     Members equal their strings, so JSON and text show the plain word."""
@@ -53,9 +53,6 @@ class AnalysisStatus(str, Enum):
     DONE = "done"
     SKIPPED = "skipped"
     FAILED = "failed"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import importlib
 import io
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.reporting.collect import Run, collect_runs
 from cnnlab.reporting.expected import Expected, expected_runs
 from cnnlab.reporting.render import render_html, render_markdown
-from cnnlab.reporting.results import ConfigResult, summarize_config
+from cnnlab.reporting.results import summarize_config
 from cnnlab.reporting.sections import ReportContext, RunColumn, Section, one_line
 
 
@@ -201,7 +201,7 @@ def build_report(cfg: DictConfig) -> ReportResult:
         check(context)
     report_dir = writable_report_dir(context.report_dir)
     columns: list[RunColumn] = [c for _, provider in providers["columns"] if (c := provider(context)) is not None]
-    context = ReportContext(**{**vars(context), "columns": columns})
+    context = replace(context, columns=columns)
     sections = [s for path, provider in providers["sections"] if (s := _call(path, provider, context)) is not None]
     sections += [s for s in (_missing(sections), _files(sections)) if s is not None]
     published = any(dict(run.get("published") or {}) for run in to_plain(cfg.runs).values())
@@ -230,6 +230,3 @@ def _hardware(runs: Sequence[Run]) -> str:
     )
     torch_versions = sorted({r.metrics.get("versions", {}).get("torch", "?") for r in runs})
     return f"{', '.join(seen)}; torch {', '.join(torch_versions)}" if seen else ""
-
-
-__all__ = ["ConfigResult", "ReportResult", "build_report"]
