@@ -139,10 +139,12 @@ def _rows(context: ReportContext, columns: list[tuple[str, Cell]], keys: Sequenc
 
 
 def _settings(context: ReportContext, keys: Sequence[str]) -> str:
+    """The settings a table's runs share, or each value they take, in order (numbers before "all" images)."""
     configs = [context.expected[k].config for k in keys]
 
     def join(values: set[Any]) -> str:
-        return "/".join(f"{v:g}" if isinstance(v, float) else str(v) for v in sorted(values, key=str))
+        ordered = sorted(values, key=lambda v: (isinstance(v, str), v if not isinstance(v, str) else 0))
+        return "/".join(f"{v:g}" if isinstance(v, float) else str(v) for v in ordered)
 
     lrs, epochs = {c["optimizer"]["lr"] for c in configs}, {c["trainer"]["epochs"] for c in configs}
     batches, subsets = {c["data"]["batch_size"] for c in configs}, {c["data"]["subset"] or "all" for c in configs}
