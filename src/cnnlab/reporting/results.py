@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnnlab.reporting.collect import Run
-from cnnlab.reporting.stats import Summary, summarize
+from cnnlab.reporting.stats import Summary, spread, summarize
 
 PERCENT = (0.0, 100.0)  # the range of an accuracy, which its interval over seeds is cut to
 
@@ -38,6 +38,13 @@ class ConfigResult:
         """The finished run whose per-seed results are shown: the first expected seed that finished, else the first."""
         by_seed = {r.seed: r for r in self.finished}
         return next((by_seed[s] for s in preferred_seeds if s in by_seed), self.finished[0] if self.finished else None)
+
+    def accuracy(self) -> str:
+        """Test accuracy over seeds as the tables show it; when no seed finished, the other statuses (a diverged run
+        is not a number), or "missing"."""
+        if self.test_accuracy:
+            return spread(self.test_accuracy)
+        return " / ".join(sorted({r.status for r in self.runs})) or "missing"
 
     @property
     def best_seed_run(self) -> Run | None:

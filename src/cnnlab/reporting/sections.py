@@ -28,12 +28,12 @@ from cnnlab.reporting.results import ConfigResult
 
 @dataclass(frozen=True)
 class RunColumn:
-    """A column of cells by run key, placed after the column headed `after` (or last); `note` is a paragraph on how
-    to read it, shown below the first table that has it."""
+    """A column of cells by run key for the tables of runs (Tables 1 and 2), placed after the first of the `after`
+    headers a table has (or last); `note`, a paragraph on how to read it, is shown below Table 1."""
 
     header: str
     cells: Mapping[str, str]
-    after: Sequence[str] = ()  # the first of these headers a table has
+    after: Sequence[str] = ()
     note: str = ""
 
 

@@ -68,13 +68,6 @@ def _n(result: ConfigResult) -> str:
     return f"{len(result.finished)}" + (f" ({', '.join(extra)})" if extra else "")
 
 
-def _accuracy(result: ConfigResult) -> str:
-    """Mean ± std over seeds; when no seed finished, the other statuses (a diverged run is not a number)."""
-    if result.test_accuracy:
-        return spread(result.test_accuracy)
-    return " / ".join(sorted({r.status for r in result.runs})) or "missing"
-
-
 def _published_accuracy(context: ReportContext, key: str) -> str:
     value = _published(context, key).get("test_accuracy")
     if value is None:
@@ -95,7 +88,7 @@ INTERVAL = "{level} interval"
 PUBLISHED = ("published %", "published time s")
 LABEL: tuple[str, Cell] = ("run", lambda c, k: c.labels[k])
 N: tuple[str, Cell] = ("n", lambda c, k: _n(c.results[k]))
-ACCURACY: tuple[str, Cell] = ("test accuracy % (mean ± std, min–max)", lambda c, k: _accuracy(c.results[k]))
+ACCURACY: tuple[str, Cell] = ("test accuracy % (mean ± std, min–max)", lambda c, k: c.results[k].accuracy())
 CI: tuple[str, Cell] = (INTERVAL, lambda c, k: interval(r.test_accuracy) if (r := c.results[k]).test_accuracy else "—")
 TIME: tuple[str, Cell] = (
     "train time s",
@@ -332,7 +325,7 @@ def lr_sensitivity(context: ReportContext) -> Section | None:
         context.figures_dir / "lr_sensitivity.png", points, lambda: lr_figure(points, marked_lr=report_lr)
     )
     lrs = sorted({lr for found in series.values() for lr in found})
-    rows = [[label, *(_accuracy(found[lr]) if lr in found else "—" for lr in lrs)] for label, found in series.items()]
+    rows = [[label, *(found[lr].accuracy() if lr in found else "—" for lr in lrs)] for label, found in series.items()]
     lines = [
         "Test accuracy % (mean ± std over seeds) for each optimizer at each learning rate, all other settings as in "
         "Table 1 (`cnnlab-train experiment=lr_sweep`). Rankings at one untuned learning rate can flip at another.",

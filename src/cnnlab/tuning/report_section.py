@@ -140,11 +140,7 @@ def _trials(row: TunedRow) -> str:
 
 
 def _tuned(row: TunedRow) -> str:
-    if row.result is None or not row.result.runs:
-        return "—"
-    if row.result.test_accuracy:
-        return spread(row.result.test_accuracy)
-    return " / ".join(sorted({r.status for r in row.result.runs}))
+    return row.result.accuracy() if row.result is not None and row.result.runs else "—"
 
 
 def _untuned(result: ConfigResult | None) -> str:
