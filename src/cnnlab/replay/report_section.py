@@ -103,6 +103,7 @@ def _how_to_read(replay: Replay) -> str:
 
 
 def check_replay(context: ReportContext) -> None:
+    """Which replay the report shows, checked before anything is written."""
     positive_int("replay_epochs", context.settings.replay_epochs)
 
 

@@ -163,6 +163,7 @@ def _call(path: str, provider: Callable[[ReportContext], Section | None], contex
 
 
 def _csv(rows: Sequence[dict[str, Any]]) -> str:
+    """A table as CSV, its columns in the order the rows first name them."""
     fields = list(dict.fromkeys(key for row in rows for key in row))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
@@ -172,12 +173,14 @@ def _csv(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def _files(sections: Sequence[Section]) -> Section:
+    """The report's own last section: what each CSV beside REPORT.md holds."""
     notes = [f"`{name}.csv` {note}" for s in sections for name, note in s.table_notes.items()]
     text = " ".join([*notes, "`report.html` is this report as one file."])
     return Section("Files", "files", text)
 
 
 def _missing(sections: Sequence[Section]) -> Section | None:
+    """What the sections lacked, gathered in one list with the commands that make it."""
     items = [f"- {item}" for s in sections for item in s.missing]
     return Section("What else is missing", "what-else-is-missing", "\n".join(items)) if items else None
 
@@ -200,6 +203,7 @@ def build_report(cfg: DictConfig) -> ReportResult:
     for _, check in providers["checks"]:
         check(context)
     report_dir = writable_report_dir(context.report_dir)
+    context.figures_dir.mkdir(exist_ok=True)  # a section may save its figures there by its own means
     columns: list[RunColumn] = [c for _, provider in providers["columns"] if (c := provider(context)) is not None]
     context = replace(context, columns=columns)
     sections = [s for path, provider in providers["sections"] if (s := _call(path, provider, context)) is not None]
