@@ -9,15 +9,28 @@ from collections.abc import Callable
 
 from cnnlab.analysis.activations import activations
 from cnnlab.analysis.adversarial import adversarial
+from cnnlab.analysis.attributions import attributions
 from cnnlab.analysis.filters import filters
 from cnnlab.analysis.occlusion import occlusion
 from cnnlab.analysis.results import AnalysisResult
+from cnnlab.analysis.robustness import robustness
 
 ANALYSES: dict[str, Callable[..., AnalysisResult]] = {
     "filters": filters,
     "activations": activations,
     "occlusion": occlusion,
     "adversarial": adversarial,
+    "robustness": robustness,
+    "attributions": attributions,
 }
 
-__all__ = ["ANALYSES", "AnalysisResult", "activations", "adversarial", "filters", "occlusion"]
+__all__ = [
+    "ANALYSES",
+    "AnalysisResult",
+    "activations",
+    "adversarial",
+    "attributions",
+    "filters",
+    "occlusion",
+    "robustness",
+]

@@ -1,0 +1,175 @@
+"""The report's "Robustness and attributions" section: robust accuracy against epsilon per configuration over its
+seeds, one seed's attribution maps per configuration, and the attribution checks over seeds.
+
+Every finished seed of every configuration is attacked and explained with `conf/report.yaml`'s `robustness.options`
+and `attributions.options` (the commands' own defaults otherwise); results are cached in each run's `analysis/`
+folder, so a second report computes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from cnnlab.analysis import ANALYSES
+from cnnlab.analysis.attributions import check_settings as check_attributions
+from cnnlab.analysis.results import AnalysisResult, merge_options
+from cnnlab.analysis.robustness import check_settings as check_attacks
+from cnnlab.checks import one_of
+from cnnlab.config import to_plain
+from cnnlab.errors import ConfigError
+from cnnlab.reporting.figures import cached_figure, copy_if_changed
+from cnnlab.reporting.markdown import md_image, md_table
+from cnnlab.reporting.sections import ReportContext, Section
+from cnnlab.reporting.stats import Summary, summarize
+
+PERCENT = (0.0, 100.0)
+CHECKS = {"robustness": check_attacks, "attributions": check_attributions}
+
+
+def _settings(context: ReportContext) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(robustness options, attribution options), or None when the section is turned off."""
+    plain = to_plain(context.settings)
+    robust, attrs = plain.get("robustness") or {}, plain.get("attributions") or {}
+    enabled = robust.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"robustness.enabled={enabled!r} must be true or false")
+    return (robust.get("options") or {}, attrs.get("options") or {}) if enabled else None
+
+
+def check_robustness(context: ReportContext) -> None:
+    """The section's options, checked by the analyses' own checks before anything is computed or written."""
+    if (options := _settings(context)) is None:
+        return
+    for (name, check), opts in zip(CHECKS.items(), options):
+        settings = merge_options(name, opts)
+        settings.pop("force")
+        check(settings)
+    one_of("analysis_device", context.settings.get("analysis_device", "auto"), ("auto", "cpu", "cuda"))
+
+
+def _results(context: ReportContext, name: str, options: Mapping[str, Any]) -> dict[str, list[AnalysisResult]]:
+    device = context.settings.get("analysis_device", "auto")
+    data_dir = Path(context.settings.paths.data_dir)
+    return {key: [ANALYSES[name](run, options, device, data_dir) for run in runs] for key, runs in context.runs.items()}
+
+
+def _cell(s: Summary) -> str:
+    return f"{s.mean:.1f}" if s.ci is None else f"{s.mean:.1f} [{s.ci[0]:.1f}, {s.ci[1]:.1f}]"
+
+
+def _curves(context: ReportContext, robust: Mapping[str, list[AnalysisResult]]) -> tuple[list, list[dict], dict]:
+    """Markdown rows, CSV rows and the figure's inputs: per configuration and attack, the accuracy at each epsilon
+    summarised over seeds (mean and t-interval cut to 0-100%)."""
+    rows, csv, series = [], [], {}
+    for key, results in robust.items():
+        if not results:
+            continue
+        first = results[0].summary
+        for attack in first["accuracy"]:
+            per_eps = [[r.summary["accuracy"][attack][i] for r in results] for i in range(len(first["epsilons"]))]
+            summaries = [summarize(v, context.confidence, PERCENT) for v in per_eps]
+            rows.append([context.labels[key], attack.upper(), len(results), *map(_cell, summaries)])
+            series[(context.labels[key], attack)] = (first["epsilons"], summaries)
+            csv += [
+                {
+                    "configuration": context.labels[key],
+                    "attack": attack,
+                    "epsilon": eps,
+                    "seeds": s.n,
+                    "mean": s.mean,
+                    "ci_low": s.ci[0] if s.ci else None,
+                    "ci_high": s.ci[1] if s.ci else None,
+                }
+                for eps, s in zip(first["epsilons"], summaries)
+            ]
+    return rows, csv, series
+
+
+def _figure(series: Mapping[tuple[str, str], tuple[Sequence[float], Sequence[Summary]]]) -> Figure:
+    attacks = sorted({attack for _, attack in series})
+    fig = Figure(figsize=(5 * len(attacks), 3.8), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(attacks), sharey=True))
+    for ax, attack in zip(axes, attacks):
+        for (label, which), (eps, summaries) in series.items():
+            if which != attack:
+                continue
+            (line,) = ax.plot(eps, [s.mean for s in summaries], marker="o", label=label)
+            if all(s.ci for s in summaries):
+                ax.fill_between(
+                    eps, [s.ci[0] for s in summaries], [s.ci[1] for s in summaries], alpha=0.2, color=line.get_color()
+                )
+        ax.set(title=attack.upper(), xlabel="epsilon (L-inf, pixel units)", ylim=(0, 100))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy (%)")
+    axes[-1].legend(fontsize=8)
+    return fig
+
+
+def _checks(context: ReportContext, attrs: Mapping[str, list[AnalysisResult]]) -> tuple[list, list[dict]]:
+    rows, csv = [], []
+    for key, results in attrs.items():
+        if not results:
+            continue
+        for method in results[0].summary["checks"]:
+            corr = summarize([r.summary["checks"][method]["randomisation_rank_correlation"] for r in results])
+            infid = summarize([r.summary["checks"][method]["infidelity"] for r in results])
+            fmt = lambda s: f"{s.mean:.3g}" if s.ci is None else f"{s.mean:.3g} [{s.ci[0]:.3g}, {s.ci[1]:.3g}]"  # noqa: E731
+            rows.append([context.labels[key], method.replace("_", " "), corr.n, fmt(corr), fmt(infid)])
+            csv.append(
+                {
+                    "configuration": context.labels[key],
+                    "method": method,
+                    "seeds": corr.n,
+                    "randomisation_rank_correlation": corr.mean,
+                    "infidelity": infid.mean,
+                }
+            )
+    return rows, csv
+
+
+def _attribution_figures(context: ReportContext, attrs: Mapping[str, list[AnalysisResult]]) -> list[str]:
+    lines = []
+    for key, results in attrs.items():
+        if results:
+            source = results[0].figures[0]
+            dest = copy_if_changed(source, context.figures_dir / f"attributions_{key}.png")
+            seed = Path(results[0].summary["checkpoint"]).parent.name
+            lines += md_image(dest.relative_to(context.report_dir), f"attributions, {context.labels[key]}, {seed}")
+    return lines
+
+
+def robustness_section(context: ReportContext) -> Section | None:
+    """Robust accuracy, attribution maps and their checks for every configuration with finished runs."""
+    if (options := _settings(context)) is None:
+        return None
+    robust = _results(context, "robustness", options[0])
+    attrs = _results(context, "attributions", options[1])
+    if not any(robust.values()):
+        return Section("Robustness and attributions", "robustness", "No finished runs to attack yet.")
+    rows, curve_csv, series = _curves(context, robust)
+    eps = next(r[0].summary["epsilons"] for r in robust.values() if r)
+    figure = cached_figure(context.figures_dir / "robustness.png", curve_csv, lambda: _figure(series))
+    check_rows, check_csv = _checks(context, attrs)
+    level = context.level
+    lines = [
+        f"Test accuracy (%) under attack, mean over seeds with its {level} interval, on the same "
+        f"{next(r[0].summary['images_attacked'] for r in robust.values() if r)} test images for every run "
+        "(`cnnlab-robustness`; epsilon in pixel units, 0 is the clean accuracy).",
+        "",
+        *md_table(["configuration", "attack", "seeds", *[f"eps {e:g}" for e in eps]], rows),
+        *md_image(figure.relative_to(context.report_dir), f"robust accuracy against epsilon, {level} bands"),
+        f"Attribution checks (`cnnlab-attributions`), mean over seeds [{level} interval]: the rank correlation "
+        "between the trained model's maps and those of the same network with random weights (near 1: the map "
+        "ignores what the model learned), and Captum's infidelity (lower is better).",
+        "",
+        *md_table(["configuration", "method", "seeds", "randomisation rank corr.", "infidelity"], check_rows),
+        *_attribution_figures(context, attrs),
+    ]
+    tables = {"robustness": curve_csv, "attribution_checks": check_csv}
+    summary = [f"robustness: {sum(map(len, robust.values()))} runs attacked"]
+    return Section("Robustness and attributions", "robustness", "\n".join(lines), tables=tables, summary=summary)
