@@ -132,6 +132,15 @@ ANALYSIS_CASES = [
     ("filters", ["run={unfinished}"], "is not finished (status trained)"),
     ("occlusion", ["run=/nonexistent/run"], "run /nonexistent/run does not exist"),
     ("activations", ["checkpoint=/nonexistent.pt"], "checkpoint=/nonexistent.pt is not a file"),
+    ("robustness", ["epsilons=[0,1.5]"], "epsilons contains 1.5; each must be a number in [0, 1] (pixel units)"),
+    ("robustness", ["epsilons=[]"], "epsilons=[] must be a non-empty list of numbers in [0, 1]"),
+    ("robustness", ["steps=-1"], "steps=-1 must be a positive integer"),
+    ("robustness", ["step_size=-0.1"], "step_size=-0.1 must be a number in (0, 1]"),
+    ("robustness", ["attacks=[pdg]"], "attacks contains 'pdg' (did you mean 'pgd'?); allowed: fgsm, pgd"),
+    ("robustness", ["images=20000"], "images=20000 is out of range: the test set has 10000 images"),
+    ("robustness", ["run={unfinished}"], "is not finished (status trained)"),
+    ("attributions", ["methods=[saliancy]"], "methods contains 'saliancy' (did you mean 'saliency'?)"),
+    ("attributions", ["noise=2"], "noise=2 must be a number in [0, 1] (pixel units)"),
 ]
 
 
@@ -182,7 +191,7 @@ def test_the_battery_is_large_and_covers_every_command():
 def documented(command: str, args: list[str]) -> str:
     """How docs/reliability.md writes a case's command line."""
     line = " ".join(args).replace("{run}", "<run dir>").replace("{unfinished}", "<unfinished run dir>")
-    is_analysis = command in ("filters", "activations", "occlusion", "adversarial")
+    is_analysis = command in ("filters", "activations", "occlusion", "adversarial", "robustness", "attributions")
     if is_analysis and not any(arg.startswith(("run=", "checkpoint=")) for arg in args):
         line += " run=<run dir>"
     return f"`cnnlab-{command} {line}`"

@@ -34,6 +34,8 @@ PRIMARY_CONFIG = {
     "replay": "replay",
     "bench": "bench",
     "tune": "tune",
+    "robustness": "robustness",
+    "attributions": "attributions",
 }
 # what a shell variable the docs do not assign stands for: any path composes, since run=/checkpoint= are plain strings
 PLACEHOLDER = "/tmp/cnnlab-docs-placeholder"

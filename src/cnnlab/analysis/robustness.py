@@ -101,7 +101,7 @@ def check_settings(settings: Mapping[str, Any]) -> tuple[Robustness, str]:
     return s, f"pgd{s.steps}-ss{size}{start}-n{s.images or 'all'}-seed{s.subset_seed}"
 
 
-def test_subset(n_test: int, images: int | None, seed: int) -> Tensor:
+def attacked_images(n_test: int, images: int | None, seed: int) -> Tensor:
     """The indices of the attacked test images: the same for every run given the same count and seed."""
     if images is None:
         return torch.arange(n_test)
@@ -152,7 +152,7 @@ def curve_figure(epsilons: Sequence[float], accuracy: Mapping[str, Sequence[floa
 
 def outputs(loaded: LoadedRun, s: Robustness) -> Outputs:
     test = loaded.test
-    index = test_subset(len(test), s.images, s.subset_seed).to(test.x.device)
+    index = attacked_images(len(test), s.images, s.subset_seed).to(test.x.device)
     x, y = test.x[index], test.y[index]
     accuracy = attack_accuracy(loaded.classifier, x, y, s)
     steps = f"PGD-{s.steps}{' random start' if s.random_start else ''}"
