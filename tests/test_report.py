@@ -301,7 +301,7 @@ TINY_ANALYSES = [
 
 
 def analyses_cfg(out, entries=TINY_ANALYSES):
-    cfg = report_cfg(out, "analyses_enabled=true", "analysis_device=cpu")
+    cfg = report_cfg(out, "analyses_enabled=true", "analysis_device=cpu", "robustness.enabled=false")
     cfg.analyses = entries
     return cfg
 

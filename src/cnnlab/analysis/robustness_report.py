@@ -32,13 +32,16 @@ CHECKS = {"robustness": check_attacks, "attributions": check_attributions}
 
 
 def _settings(context: ReportContext) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """(robustness options, attribution options), or None when the section is turned off."""
+    """(robustness options, attribution options), or None when the section is turned off: by `robustness.enabled`,
+    or with every analysis by `analyses_enabled=false` (which promises that nothing is computed)."""
     plain = to_plain(context.settings)
     robust, attrs = plain.get("robustness") or {}, plain.get("attributions") or {}
     enabled = robust.get("enabled", True)
     if not isinstance(enabled, bool):
         raise ConfigError(f"robustness.enabled={enabled!r} must be true or false")
-    return (robust.get("options") or {}, attrs.get("options") or {}) if enabled else None
+    if not enabled or plain.get("analyses_enabled") is False:
+        return None
+    return robust.get("options") or {}, attrs.get("options") or {}
 
 
 def check_robustness(context: ReportContext) -> None:
