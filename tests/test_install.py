@@ -79,3 +79,4 @@ def test_the_wheel_holds_every_config(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     shipped = sorted(n.removeprefix("cnnlab/conf/") for n in names if n.startswith("cnnlab/conf/"))
     assert shipped == sorted(str(p.relative_to(REPO / "conf")) for p in (REPO / "conf").rglob("*.yaml"))
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
