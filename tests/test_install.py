@@ -3,6 +3,7 @@ be named by an environment variable, and a user's own config folder works as Hyd
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import zipfile
@@ -80,3 +81,18 @@ def test_the_wheel_holds_every_config(tmp_path):
     shipped = sorted(n.removeprefix("cnnlab/conf/") for n in names if n.startswith("cnnlab/conf/"))
     assert shipped == sorted(str(p.relative_to(REPO / "conf")) for p in (REPO / "conf").rglob("*.yaml"))
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+
+
+@pytest.mark.slow
+def test_the_documented_python_api_runs(tmp_path):
+    """docs/install.md's Python snippets, run in order in one namespace (outputs redirected under tmp_path)."""
+    text = (REPO / "docs" / "install.md").read_text()
+    snippets = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(snippets) == 3
+    code = "\n".join(snippets)
+    redirected = code.replace('"trainer.progress=false"]', f'"trainer.progress=false", "paths.output_dir={tmp_path}"]')
+    assert redirected != code
+    namespace: dict = {}
+    exec(compile(redirected, "docs/install.md", "exec"), namespace)
+    assert namespace["metrics"]["status"] == "finished"
+    assert namespace["analysis"].out_dir.is_relative_to(tmp_path)
