@@ -27,6 +27,8 @@ else
 fi
 "$venv_py" -m pip install -q --no-deps "$work"/dist/cnnlab-*.whl
 echo "wheel-smoke: built and installed in $((SECONDS - start)) s"
+# cnnlab and its configs come from the wheel in the fresh venv, never from the checkout
+"$venv_py" -c 'import cnnlab.config as c, sys; assert str(c.CONF_DIR).startswith(sys.prefix), c.CONF_DIR'
 
 mkdir "$work/empty" && cd "$work/empty"
 export CNNLAB_DATA_DIR=${CNNLAB_DATA_DIR:-$repo/data} OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
