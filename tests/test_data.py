@@ -108,7 +108,7 @@ def test_wrong_magic_is_a_clear_error(tmp_path):
 
 def test_missing_files_without_sources_say_where_to_put_them(tmp_path):
     spec = spec_for(dict(MNIST.sha256))
-    with pytest.raises(DataError, match=r"files missing from .*MNIST/raw: train-images-idx3-ubyte.*Copy the four"):
+    with pytest.raises(DataError, match=r"files missing from .*MNIST/raw: train-images-idx3-ubyte.*copy the four"):
         ensure_files(spec, tmp_path, download=False)
 
 
@@ -121,7 +121,7 @@ def test_data_root_that_is_a_file(tmp_path):
 def test_unwritable_data_root_when_fetching():
     # /sys is a read-only filesystem even for root, unlike a chmod-ed folder
     with pytest.raises(DataError, match=r"data.root=/sys/cnnlab-data: cannot create"):
-        ensure_files(spec_for(dict(MNIST.sha256)), "/sys/cnnlab-data", download=False)
+        ensure_files(spec_for(dict(MNIST.sha256)), "/sys/cnnlab-data", download=True)
 
 
 def test_batches_cover_every_sample_once_in_a_seeded_order():
@@ -130,3 +130,9 @@ def test_batches_cover_every_sample_once_in_a_seeded_order():
     assert sorted(order(0).tolist()) == list(range(10))
     assert torch.equal(order(0), order(0)) and not torch.equal(order(0), order(1))
     assert [len(y) for _, y in Batches(split, 4)] == [4, 4, 2]
+
+
+def test_download_false_never_fetches_and_names_the_missing_files(tmp_path):
+    with pytest.raises(DataError, match=r"data.download=false: .*train-images-idx3-ubyte.*`cnnlab-data data=mnist"):
+        ensure_files(MNIST, tmp_path / "data", download=False)
+    assert not (tmp_path / "data").exists()

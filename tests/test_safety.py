@@ -158,7 +158,7 @@ def test_data_missing_file_with_no_source_says_where_to_put_it(tmp_path):
     raw = mnist_copy(tmp_path, "t10k-images-idx3-ubyte", None)
     no_npm = {**os.environ, "PATH": os.path.dirname(sys.executable)}
     proc = run_command("data", f"data.root={tmp_path}", "data.download=false", env=no_npm)
-    assert_one_line(proc, "cnnlab-data", f"files missing from {raw}: t10k-images-idx3-ubyte", "Copy the four")
+    assert_one_line(proc, "cnnlab-data", f"files missing from {raw}: t10k-images-idx3-ubyte", "cnnlab-data data=mnist")
 
 
 @pytest.mark.slow

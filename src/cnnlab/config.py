@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -20,15 +21,18 @@ from omegaconf.errors import OmegaConfBaseException
 from cnnlab.errors import ConfigError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+# the configs ship inside the package: in a checkout `src/cnnlab/conf` is a link to the top-level conf/ (their one
+# source), in a wheel it is a copy, so every command finds them wherever it is run from
+CONF_DIR = PACKAGE_DIR / "conf"
+# where the data lives when `paths.data_dir` is not given: e.g. one shared copy of MNIST for several checkouts
+DATA_DIR_ENV = "CNNLAB_DATA_DIR"
 
 
 def project_root() -> Path:
-    """The repository root (the folder holding `conf/`), or the working directory for a non-editable install."""
+    """The checkout's root (holding pyproject.toml and conf/) when cnnlab runs from one (editable install or
+    PYTHONPATH=src), else the working directory: an installed wheel writes its outputs and data where it is run."""
     root = PACKAGE_DIR.parents[1]
-    return root if (root / "conf").is_dir() else Path.cwd()
-
-
-CONF_DIR = project_root() / "conf"
+    return root if (root / "pyproject.toml").is_file() and (root / "conf").is_dir() else Path.cwd()
 
 
 def _published(key: str) -> DictConfig:
@@ -125,3 +129,34 @@ def override_value(value: Any) -> str:
     if isinstance(value, Sequence):
         return "[" + ",".join(override_value(v) for v in value) + "]"
     raise ConfigError(f"{value!r} ({type(value).__name__}) cannot be given as a config value")
+
+
+def with_config_dir(overrides: Sequence[str], config_dir: str | None) -> list[str]:
+    """Hydra's `--config-dir <folder>` (a user's own configs, e.g. their `experiment/*.yaml`) as the
+    `hydra.searchpath` override that the compose API understands, so a check composed before the command runs sees
+    the same configs as the command. A folder that is not there is a ConfigError naming it and the search path."""
+    if config_dir is None:
+        return list(overrides)
+    folder = Path(config_dir).expanduser().absolute()
+    if not folder.is_dir():
+        raise ConfigError(f"--config-dir {config_dir}: no such folder (configs are searched there, then in {CONF_DIR})")
+    _check_yaml(folder)
+    searchpath, rest = [f"file://{folder}"], []
+    for text in overrides:
+        if text.lstrip("+~").partition("=")[0] == "hydra.searchpath":
+            searchpath += list(OverridesParser.create().parse_override(text).value() or [])
+        else:
+            rest.append(text)
+    return [*rest, f"hydra.searchpath={override_value(searchpath)}"]
+
+
+def _check_yaml(folder: Path) -> None:
+    """Every YAML file of a user's config folder parses: Hydra would report a broken one as a long traceback."""
+    for path in sorted(folder.rglob("*.yaml")):
+        try:
+            yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            problem = getattr(err, "problem", None) or _first_line(err)
+            raise ConfigError(f"{path}: not a readable YAML config ({problem}{where})") from None

@@ -25,7 +25,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from cnnlab.config import CONF_DIR
+from cnnlab.config import CONF_DIR, with_config_dir
 from cnnlab.errors import ConfigError, run_cli
 
 Check = Callable[[DictConfig], None]
@@ -42,8 +42,9 @@ def command(prog: str, config_name: str, check: Check | None = None) -> Callable
         @functools.wraps(task)
         def main() -> Any:
             args = get_args_parser().parse_args()
+            overrides = run_cli(prog, lambda: with_config_dir(args.overrides, args.config_dir))  # --help too
             if not any(getattr(args, flag, None) for flag in INFO_FLAGS):
-                run_cli(prog, lambda: check_command_line(prog, config_name, args.overrides, check))
+                run_cli(prog, lambda: check_command_line(prog, config_name, overrides, check))
             return hydra_main()
 
         return main

