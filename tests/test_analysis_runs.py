@@ -157,14 +157,6 @@ def test_command_line_with_run_prints_the_table(run_dir):
 
 
 @pytest.mark.slow
-def test_command_line_error_is_one_line_and_exit_2(tmp_path):
-    proc = run_command("occlusion", f"run={tmp_path / 'nowhere'}")
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
-    assert proc.stderr.startswith("cnnlab-occlusion: error: run ") and "does not exist" in proc.stderr
-
-
-@pytest.mark.slow
 def test_a_composed_config_takes_a_checkpoint_file_and_needs_exactly_one_source(run_dir, make_cfg):
     cfg = make_cfg(f"checkpoint={run_dir / 'checkpoint.pt'}", "layer=conv2", config_name="filters")
     result = run_analysis("filters", cfg)

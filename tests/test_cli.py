@@ -49,19 +49,6 @@ def test_report_experiment_composes_six_distinct_jobs(make_cfg):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("args", "needle"),
-    [(["trainer.epochs=0"], "trainer.epochs=0"), (["data.subset=999999"], "data.subset=999999")],
-)
-def test_bad_input_is_one_line_and_exit_2(tmp_path, args, needle):
-    proc = run_command("train", "debug=smoke", f"paths.output_dir={tmp_path}", *args)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
-    assert proc.stderr.startswith("cnnlab-train: error: ") and needle in proc.stderr
-    assert not list(tmp_path.glob("runs/**/metrics.json"))
-
-
-@pytest.mark.slow
 def test_summary_prints_the_report_counts():
     proc = run_command("summary")
     assert proc.returncode == 0, proc.stderr
