@@ -38,6 +38,7 @@ def report_cfg(output_dir, *extra):
         "tables.batch_norm=[sgd,sgd_bn]",
         "target_accuracy=40",
         "analyses_enabled=false",
+        "tuning.enabled=false",  # the tuned comparison is test_tune's
         *extra,
         output_dir=output_dir,
     )
