@@ -93,7 +93,7 @@ CASES = [
     ("bench", ["optimizer.lr=nan"], "optimizer.lr=nan must be a positive number"),
     ("bench", ["repeat=3"], "repeat is not a setting of cnnlab-bench; did you mean repeats?"),
     # cnnlab-report
-    ("report", ["seeds=[-1]"], "seeds=[-1] must be a non-empty list of integers >= 0"),
+    ("report", ["seeds=[-1]"], "seeds=[-1] must be a non-empty list of integers >= 0, e.g. seeds=[0,1,2]"),
     ("report", ["seeds=[]"], "seeds=[] must be a non-empty list of integers >= 0"),
     ("report", ["confidence=2"], "confidence=2.0 must be between 0 and 1 (exclusive)"),
     ("report", ["target_accuracy=nan"], "target_accuracy=nan must be a positive number"),
