@@ -41,7 +41,7 @@ pytestmark = pytest.mark.slow  # real subprocess runs: about two minutes on 2 bu
 
 def start(out: Path, *args: str, log: Path | None = None) -> subprocess.Popen:
     """`cnnlab-train RUN args` in the background: its output goes to `log`, or without one to a pipe that
-    `await_output` reads."""
+    `await_epoch_2` reads."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with log.open("w") if log else contextlib.nullcontext(subprocess.PIPE) as out_file:
         # Ctrl-C must reach the run even where the test process ignores SIGINT (pytest-xdist's workers do, and children
