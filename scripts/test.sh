@@ -7,8 +7,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
 # The suite is mostly process start-up and small training runs, which gain little from more torch threads: one pytest
 # worker per core (at most 4), each with one torch thread (its subprocesses inherit it), keeps every core busy and gets
-# through the suite faster than one process using every core. Each test file stays on one worker (--dist loadfile), so
-# a module's fixture that trains its runs does so once.
+# through the suite faster than one process using every core. The tests that share a fixture which trains runs stay
+# on one worker, so it trains them once (tests/conftest.py groups them); every other test goes to the next free worker
+# (--dist loadgroup).
 workers=$(nproc); [ "$workers" -gt 4 ] && workers=4
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-exec .venv/bin/python -m pytest -n "$workers" --dist loadfile "$@"
+exec .venv/bin/python -m pytest -n "$workers" --dist loadgroup "$@"

@@ -11,6 +11,27 @@ from omegaconf import DictConfig
 
 from tests.helpers import compose_config, run_command
 
+# Fixtures that train or start runs once for several tests (scope: module or session). Under `--dist loadgroup`
+# (scripts/test.sh) the tests that use one of them share a worker, so it is built once; every other test goes to
+# whichever worker is free.
+SHARED_FIXTURES = {
+    "runs": "module",  # test_report.py, test_bad_inputs.py
+    "run_dir": "module",  # test_analysis_runs.py
+    "crashed": "module",  # test_resume.py
+    "first_sgd_replay": "session",
+    "slurm_cluster": "session",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        shared = [name for name in SHARED_FIXTURES if name in getattr(item, "fixturenames", ())]
+        if shared and not any(item.iter_markers("xdist_group")):  # a module's own group (test_cuda.py's) stands
+            name = shared[0]
+            group = name if SHARED_FIXTURES[name] == "session" else f"{item.nodeid.split('::')[0]}:{name}"
+            item.add_marker(pytest.mark.xdist_group(group))
+
 
 @pytest.fixture
 def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:

@@ -144,11 +144,12 @@ def invoke(command: str, *args: str) -> tuple[int | None, str]:
     return None, err.getvalue()
 
 
-# the report settings of the replay tests: both tables with the runs a replay maps to, no analyses
+# the report settings of the replay tests: both tables with the runs a replay maps to, no analyses or tuned comparison
 REPLAY_TABLES = (
     "tables.optimizers=[sgd,adam]",
     "tables.batch_norm=[sgd,sgd_bn,adam,adam_bn]",
     "analyses_enabled=false",
+    "tuning.enabled=false",
 )
 BN_SECTION = "## Batch norm in the notebook's evaluation"
 

@@ -2,7 +2,6 @@
 
 import json
 import shutil
-import time
 
 import numpy as np
 import pytest
@@ -121,15 +120,15 @@ def test_report_preset_uses_the_0_255_range(run_dir):
 def test_a_second_call_is_served_from_summary_json_until_forced_or_changed(run_dir):
     options = {"layer": "conv1", "image": 2}
     first = ANALYSES["activations"](run_dir, options)
-    start = time.perf_counter()
+    npz, summary = first.out_dir / "activations.npz", first.out_dir / "summary.json"
+    before = npz.stat().st_mtime_ns, summary.stat().st_mtime_ns
     cached = ANALYSES["activations"](run_dir, options)
-    assert time.perf_counter() - start < 1.0
+    assert (npz.stat().st_mtime_ns, summary.stat().st_mtime_ns) == before  # read back, not computed and written again
     assert cached.summary == first.summary and cached.figures == first.figures
-    npz = first.out_dir / "activations.npz"
-    before = npz.stat().st_mtime_ns
     forced = ANALYSES["activations"](run_dir, {**options, "force": True})
     assert (
-        npz.stat().st_mtime_ns != before and forced.summary["checkpoint_sha256"] == first.summary["checkpoint_sha256"]
+        npz.stat().st_mtime_ns != before[0]
+        and forced.summary["checkpoint_sha256"] == first.summary["checkpoint_sha256"]
     )
     assert json.loads((first.out_dir / "summary.json").read_text())["settings"] == {"layer": "conv1", "image": 2}
 
@@ -155,14 +154,6 @@ def test_command_line_with_run_prints_the_table(run_dir):
     assert "target  predicted  confidence" in proc.stdout and "mean MSE to source" in proc.stdout
     summary = json.loads((run_dir / "analysis/adversarial/untargeted-input_domain/summary.json").read_text())
     assert summary["settings"]["seed"] == 3 and summary["settings"]["adversarial_preset"]["iterations"] == 5
-
-
-@pytest.mark.slow
-def test_command_line_error_is_one_line_and_exit_2(tmp_path):
-    proc = run_command("occlusion", f"run={tmp_path / 'nowhere'}")
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
-    assert proc.stderr.startswith("cnnlab-occlusion: error: run ") and "does not exist" in proc.stderr
 
 
 @pytest.mark.slow

@@ -110,14 +110,6 @@ def test_bad_settings_are_rejected_before_anything_is_written(make_cfg, tmp_path
 
 
 @pytest.mark.slow
-def test_bad_setting_on_the_command_line_is_one_line_and_exit_2(tmp_path):
-    proc = run_command("replay", "runs=9", f"paths.output_dir={tmp_path}")
-    assert proc.returncode == 2
-    assert proc.stderr.strip() == "cnnlab-replay: error: runs=9 must be between 1 and 6 (the notebook's runs)"
-    assert not (tmp_path / "replay").exists()
-
-
-@pytest.mark.slow
 def test_the_report_shows_the_replayed_test_accuracy_beside_the_published_one(make_cfg, first_sgd_replay):
     """In this file, beside the replay's own test, so that the shared replay runs once (a file stays on one worker)."""
     replay_dir = first_sgd_replay[1] / "replay"

@@ -38,6 +38,7 @@ def report_cfg(output_dir, *extra):
         "tables.batch_norm=[sgd,sgd_bn]",
         "target_accuracy=40",
         "analyses_enabled=false",
+        "tuning.enabled=false",  # the tuned comparison is test_tune's
         *extra,
         output_dir=output_dir,
     )
@@ -265,7 +266,7 @@ def test_lr_sweep_is_five_log_spaced_rates_per_optimizer():
 
 
 @pytest.mark.slow
-def test_cli_writes_the_report_and_rejects_bad_seeds(outputs):
+def test_cli_writes_the_report(outputs):
     out, _ = outputs
     proc = run_command("report", f"paths.output_dir={out}", "tables.optimizers=[sgd,adam]", TRAIN_OVERRIDES)
     assert proc.returncode == 0, proc.stderr
@@ -274,10 +275,6 @@ def test_cli_writes_the_report_and_rejects_bad_seeds(outputs):
     assert (
         "analyses: 0 shown, 9 skipped (run missing), 0 failed" in proc.stdout
     )  # the report's runs with BN are missing
-    bad = run_command("report", f"paths.output_dir={out}", "seeds=[-1]")
-    assert bad.returncode == 2 and bad.stderr.strip() == (
-        "cnnlab-report: error: seeds=[-1] must be a non-empty list of integers >= 0, e.g. seeds=[0,1,2]"
-    )
 
 
 # Tiny analysis options (few iterations, two occlusion images) on the tiny runs; sgd_bn has no run, so it is skipped.
@@ -473,9 +470,10 @@ def test_an_accuracys_interval_over_seeds_stays_within_0_and_100_percent(tmp_pat
         for summary in (result.test_accuracy, result.val_accuracy):
             assert summary.ci == pytest.approx((max(mean - half, 0.0), min(mean + half, 100.0)))
         assert result.test_accuracy.contains(100.0) and not result.test_accuracy.contains(100.01)
-        assert result.train_time.ci is None or result.train_time.ci == (1.0, 1.0)  # times are not cut to [0, 100]
+        assert result.train_time.ci == (1.0, 1.0)  # equal times: a zero-width interval, not cut to [0, 100]
 
 
+@pytest.mark.slow
 def test_the_interval_column_names_its_confidence_level(outputs):
     out, _ = outputs
     text = build_report(report_cfg(out, "confidence=0.9")).markdown.read_text()

@@ -4,12 +4,13 @@ One module fixture trains, in parallel subprocesses, a reference run, a victim t
 finished run beside it; each test copies that state and re-runs the command line on it.
 """
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -30,21 +31,24 @@ RUN = [
     "data.eval_batch_size=500",
     "trainer.epochs=2",
     "trainer.num_threads=1",
-    "trainer.progress=false",
+    "trainer.progress=true",  # each epoch's progress bar on the output marks its start
     "optimizer=momentum",
 ]
+MARK = b"epoch 2:"  # the start of epoch 2's progress bar
 TIMINGS = ("epoch_time_s", "images_per_s")
 pytestmark = pytest.mark.slow  # real subprocess runs: about two minutes on 2 busy cores
 
 
-def start(out: Path, *args: str, log: Path) -> subprocess.Popen:
+def start(out: Path, *args: str, log: Path | None = None) -> subprocess.Popen:
+    """`cnnlab-train RUN args` in the background: its output goes to `log`, or without one to a pipe that
+    `await_epoch_2` reads."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    with log.open("w") as fh:
+    with log.open("w") if log else contextlib.nullcontext(subprocess.PIPE) as out_file:
         # Ctrl-C must reach the run even where the test process ignores SIGINT (pytest-xdist's workers do, and children
         # inherit an ignored signal, which would turn Python's KeyboardInterrupt off)
         return subprocess.Popen(
             command_argv("train", *RUN, f"paths.output_dir={out}", *args),
-            stdout=fh,
+            stdout=out_file,
             stderr=subprocess.STDOUT,
             env=env,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
@@ -56,12 +60,26 @@ def the_run_dir(out: Path, epochs: int = 2) -> Path:
     return path
 
 
-def wait_for(predicate, proc: subprocess.Popen, what: str, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert proc.poll() is None, f"process ended before {what}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
+def await_epoch_2(proc: subprocess.Popen, timeout: float = 240) -> None:
+    """Block on the run's output until its epoch-2 progress bar appears: epoch 1 is then checkpointed and recorded
+    (the engine records an epoch before it starts the next) and epoch 2 is training. A timer kills a run that hangs."""
+    seen = b""
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    try:
+        while MARK not in seen:
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            assert chunk, f"the run ended (or hung for {timeout:.0f} s) before epoch 2: {seen[-2000:]!r}"
+            seen += chunk
+    finally:
+        timer.cancel()
+
+
+def stop(proc: subprocess.Popen, sig: signal.Signals) -> int:
+    """Send `sig` and return the exit status, reading what the run prints meanwhile so that it never blocks on it."""
+    proc.send_signal(sig)
+    proc.communicate()
+    return proc.returncode
 
 
 def metrics_of(run_dir: Path) -> dict:
@@ -91,15 +109,9 @@ def crashed(tmp_path_factory):
     ref, crash = base / "ref", base / "crash"
     reference = start(ref, log=base / "ref.log")
     short = start(crash, "trainer.epochs=1", log=base / "short.log")
-    victim = start(crash, log=base / "victim.log")
-
-    # kill once epoch 1 is checkpointed and recorded, i.e. while epoch 2 is training
-    def epoch_one_recorded() -> bool:
-        return any(metrics_of(last.parent).get("history") for last in crash.glob("runs/mnist/*/e2-*/seed42/last.pt"))
-
-    wait_for(epoch_one_recorded, victim, "epoch 1 of the victim")
-    victim.send_signal(signal.SIGKILL)
-    assert victim.wait() == -signal.SIGKILL
+    victim = start(crash)
+    await_epoch_2(victim)
+    assert stop(victim, signal.SIGKILL) == -signal.SIGKILL
     assert reference.wait() == 0 and short.wait() == 0, (base / "ref.log").read_text()[-2000:]
     return ref, crash
 
@@ -116,10 +128,9 @@ def test_kill_9_then_ctrl_c_leave_complete_files_and_resume_to_identical_results
     assert (run_dir / ".lock").exists()  # the killed process could not remove it; the kernel released its flock
 
     # re-run, and interrupt that too (Ctrl-C raises inside the run): recorded as failed, last.pt kept
-    proc = start(out, log=tmp_path / "interrupted.log")
-    wait_for(lambda: metrics_of(run_dir)["started_at"] != metrics["started_at"], proc, "the resumed run to start")
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait() != 0
+    proc = start(out)
+    await_epoch_2(proc)
+    assert stop(proc, signal.SIGINT) != 0
     failed = metrics_of(run_dir)
     assert failed["status"] == "failed" and "KeyboardInterrupt" in failed["error"]
     assert load_checkpoint(run_dir / "last.pt")["epoch"] == 1
@@ -168,17 +179,12 @@ def test_an_interrupted_overwrite_leaves_nothing_stale_that_looks_current(crashe
     assert old["status"] == "finished" and (run_dir / "checkpoint.pt").exists()
     (run_dir / "analysis" / "filters").mkdir(parents=True)  # an analysis of the old weights
 
-    proc = start(out, "overwrite=true", log=tmp_path / "overwrite.log")
-
-    def retrained_one_epoch() -> bool:
-        metrics = metrics_of(run_dir)  # {} while the retrain has cleared the old files and written none yet
-        return metrics.get("started_at", old["started_at"]) != old["started_at"] and bool(metrics["history"])
-
-    wait_for(retrained_one_epoch, proc, "epoch 1 of the retrain")
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL
+    proc = start(out, "overwrite=true")
+    await_epoch_2(proc)
+    assert stop(proc, signal.SIGKILL) == -signal.SIGKILL
 
     metrics = metrics_of(run_dir)
+    assert metrics["started_at"] != old["started_at"]
     assert metrics["status"] == "running" and len(metrics["history"]) == 1 and "test" not in metrics
     left = sorted(p.name for p in run_dir.iterdir())
     stale = {"checkpoint.pt", "classification_report.txt", "confusion_matrix.csv", "confusion_matrix.png"}

@@ -182,20 +182,3 @@ def test_train_bad_paths_and_settings_write_nothing(make_cfg, tmp_path, override
     with pytest.raises(error, match=re.escape(needle)):
         train(make_cfg(*TINY, "logger=tensorboard", override))
     assert not list((tmp_path / "outputs").glob("runs/**/*.*"))
-
-
-@pytest.mark.slow
-def test_unknown_config_keys_are_one_line_with_the_closest_name(tmp_path):
-    proc = run_command("train", "trainer.epoch=3", f"paths.output_dir={tmp_path}")
-    expected = "trainer.epoch is not a setting of cnnlab-train; did you mean trainer.epochs?"
-    assert_one_line(proc, "cnnlab-train", expected)
-    assert not list(tmp_path.iterdir())
-
-
-@pytest.mark.slow
-def test_summary_bad_setting():
-    assert_one_line(
-        run_command("summary", "model.batch_norm=maybe"),
-        "cnnlab-summary",
-        "model.batch_norm='maybe' must be true or false",
-    )
