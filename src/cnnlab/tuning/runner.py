@@ -18,8 +18,8 @@ from optuna.trial import FrozenTrial, TrialState
 from cnnlab.config import to_plain
 from cnnlab.errors import RunInUseError
 from cnnlab.runs.layout import config_name
-from cnnlab.training.engine import RunResult
 from cnnlab.tracking.mlflow import study_parent
+from cnnlab.training.engine import RunResult
 from cnnlab.training.runner import train
 from cnnlab.tuning.settings import TuneSettings, train_config, tune_settings
 from cnnlab.tuning.study import StudyState, open_study, quiet_optuna, study_state, work
