@@ -25,7 +25,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     # shellcheck disable=SC2086
     "$VENV_PY" -m pip install -q $TORCH_SPEC
   fi
-  "$VENV_PY" -m pip install -q -e ".[dev]"
+  "$VENV_PY" -m pip install -q -e ".[dev,mlflow]"
   echo "$want" > "$stamp"
 fi
 

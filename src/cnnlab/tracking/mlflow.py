@@ -22,9 +22,9 @@ import logging
 import os
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from cnnlab.atomic import write_json
@@ -33,6 +33,7 @@ from cnnlab.runs.layout import CHECKPOINT, config_name
 from cnnlab.runs.status import RunStatus, read_metrics
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PARENT_ENV = "CNNLAB_MLFLOW_PARENT_RUN_ID"
 RUN_ID_FILE = "mlflow.json"
@@ -64,7 +65,7 @@ def _quick_failing_http() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 
-def check_tracking_uri(uri: Any) -> None:
+def check_tracking_uri(uri: Any, setting: str = SETTING) -> None:
     """Reject a tracking URI that is malformed, or a server that does not answer, before anything is written."""
     text = str(uri)
     parsed = urlparse(text)
@@ -75,15 +76,15 @@ def check_tracking_uri(uri: Any) -> None:
         try:
             requests.get(url, timeout=HEALTH_TIMEOUT_S).raise_for_status()
         except requests.RequestException as err:
-            raise ConfigError(f"{SETTING}={text}: no MLflow server answered at {url} ({type(err).__name__})") from None
+            raise ConfigError(f"{setting}={text}: no MLflow server answered at {url} ({type(err).__name__})") from None
         return
     if parsed.scheme == "sqlite" and text.startswith("sqlite:///") and len(text) > len("sqlite:///"):
         folder = Path(text[len("sqlite:///") :]).parent
         existing = next(p for p in (folder, *folder.parents) if p.exists())
         if not os.access(existing, os.W_OK):
-            raise ConfigError(f"{SETTING}={text}: cannot create the store, {existing} is not writable")
+            raise ConfigError(f"{setting}={text}: cannot create the store, {existing} is not writable")
         return
-    raise ConfigError(f"{SETTING}={text!r} is not a tracking URI; use sqlite:///<file> or http(s)://<host>:<port>")
+    raise ConfigError(f"{setting}={text!r} is not a tracking URI; use sqlite:///<file> or http(s)://<host>:<port>")
 
 
 def artifact_location(uri: str) -> str | None:
@@ -159,7 +160,8 @@ class TrackingStopped(Exception):
 
 
 class MlflowLogger:
-    """One run directory's MLflow run: continued when the directory records one, else started."""
+    """One run directory's MLflow run: continued when the directory records one, else started (with the epochs the
+    run directory already holds, so a run resumed into a fresh MLflow run still shows all of them)."""
 
     def __init__(self, settings: Mapping[str, Any], run_dir: Path, config: Mapping[str, Any]):
         self.settings, self.run_dir = settings, run_dir
@@ -201,6 +203,8 @@ class MlflowLogger:
             _log_params(client, self.run_id, config)
             write_json(self.run_dir / RUN_ID_FILE, {"run_id": self.run_id, "tracking_uri": uri})
         self.client = client
+        for entry in read_metrics(self.run_dir).get("history", []):  # epochs trained before (resumed, untracked)
+            self.log_epoch(entry)
 
     def log_epoch(self, record: Mapping[str, Any]) -> None:
         epoch = int(record["epoch"])
@@ -319,21 +323,23 @@ def _restore_env(previous: str | None) -> None:
 # --- the report ----------------------------------------------------------------------------------------------------
 
 
-def log_report(tracking_uri: str | None, report_dir: Path, *, experiment: str = "cnnlab") -> str | None:
-    """Log a built report as an MLflow run of its own, its files (checkpoints aside) as artifacts; its run id."""
+def tracked_report(tracking_uri: str | None, build: Callable[[], T]) -> T:
+    """Build the report (`build`, whose result has a `report_dir`) and, with a tracking URI, log it as an MLflow run of
+    its own, its files (checkpoints aside) as artifacts. The URI is checked before anything is built."""
     if not tracking_uri:
-        return None
-    check_tracking_uri(tracking_uri)
-    client, experiment_id = open_client({"tracking_uri": tracking_uri, "experiment": experiment})
+        return build()
+    check_tracking_uri(tracking_uri, setting="mlflow_tracking_uri")
+    result = build()
+    client, experiment_id = open_client({"tracking_uri": tracking_uri, "experiment": "cnnlab"})
     run_id = client.create_run(experiment_id, tags={"mlflow.runName": "report", "cnnlab.kind": "report"}).info.run_id
-    for path in sorted(report_dir.iterdir()):
+    for path in sorted(Path(result.report_dir).iterdir()):
         if path.is_dir():
             client.log_artifacts(run_id, str(path), artifact_path=path.name)
         elif path.suffix != ".pt":
             client.log_artifact(run_id, str(path))
     client.set_terminated(run_id, status="FINISHED")
-    log.info("report logged to MLflow run %s (%s)", run_id, tracking_uri)
-    return run_id
+    log.info("report logged as MLflow run %s (%s)", run_id, tracking_uri)
+    return result
 
 
 def study_parent(cfg: Mapping[str, Any], study_name: str) -> contextlib.AbstractContextManager[str | None]:
