@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from cnnlab.training.runner import train  # noqa: E402
 from tests.helpers import TINY, command_argv, compose_config, run_command  # noqa: E402
 
 EPOCH_METRICS = ("train_loss", "val_loss", "val_accuracy", "images_per_s", "epoch_time_s")
-SERVER_READY = "Application startup complete"
+SERVER_READY = "Uvicorn running on"  # one worker: printed once the application has started and the port is bound
 
 
 class Server:
@@ -43,13 +44,14 @@ class Server:
         )
         for line in self.proc.stdout:  # blocks until the server says it serves (or exits)
             if SERVER_READY in line:
+                # its request log keeps coming: read it, or a full pipe would stall the server
+                threading.Thread(target=self.proc.stdout.read, daemon=True).start()
                 return
         raise AssertionError(f"mlflow server exited with {self.proc.wait()} before it served")
 
     def stop(self) -> None:
         os.killpg(self.proc.pid, signal.SIGTERM)  # the server and its worker: the session this test started
         self.proc.wait()
-        self.proc.stdout.close()
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +132,7 @@ def test_study_is_one_parent_with_its_trials_beneath(tmp_path, store):
     assert len(trials) == 3 == len(everything) - 1 and parent.info.status == "FINISHED"
     for trial in trials:
         status = trial.data.tags["cnnlab.status"]
-        assert (status, trial.info.status) in {("trained", "FINISHED"), ("pruned", "KILLED")}
+        assert (status, trial.info.status) in {("trained", "FINISHED"), ("pruned", "KILLED"), ("diverged", "FAILED")}
         assert "optimizer.lr" in trial.data.params
         trained = 2 if status == "trained" else len(steps(store, trial.info.run_id, "val_accuracy"))
         assert steps(store, trial.info.run_id, "val_accuracy") == list(range(1, trained + 1))

@@ -288,10 +288,10 @@ def start_parent(settings: Mapping[str, Any], name: str, tags: Mapping[str, str]
 
 
 def end_parent(settings: Mapping[str, Any], run_id: str) -> None:
-    """FAILED when any child failed, else FINISHED."""
+    """FAILED when any child's run failed (crashed); a diverged child is an outcome of the sweep, not its failure."""
     client, experiment_id = open_client(settings)
     children = client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'")
-    failed = any(child.info.status == "FAILED" for child in children)
+    failed = any(child.data.tags.get("cnnlab.status") == str(RunStatus.FAILED) for child in children)
     client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
 
 
