@@ -274,6 +274,7 @@ def start_parent(settings: Mapping[str, Any], name: str, tags: Mapping[str, str]
     """Start (or, with `reuse`, continue the one tagged alike) a parent run; its id goes to children via PARENT_ENV.
 
     A parent started inside another (a study in a sweep) becomes its child."""
+    check_tracking_uri(settings["tracking_uri"])
     client, experiment_id = open_client(settings)
     tags = {"mlflow.runName": name, **tags}
     if parent := os.environ.get(PARENT_ENV):
