@@ -17,6 +17,7 @@ carries on without it.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -67,6 +68,8 @@ def _quick_failing_http() -> None:
 
 def check_tracking_uri(uri: Any, setting: str = SETTING) -> None:
     """Reject a tracking URI that is malformed, or a server that does not answer, before anything is written."""
+    if importlib.util.find_spec("mlflow") is None:
+        raise ConfigError(f"{setting} needs the mlflow package: pip install -e '.[mlflow]'")
     text = str(uri)
     parsed = urlparse(text)
     if parsed.scheme in ("http", "https") and parsed.netloc:
