@@ -27,7 +27,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "$VENV_PY" -m pip install -q --no-deps -e .
   else
     echo "setup: requirements.lock is for Linux x86_64 and Python 3.11; installing from pyproject.toml's ranges"
-    "$VENV_PY" -m pip install -q -e ".[dev]"
+    "$VENV_PY" -m pip install -q -e ".[dev,mlflow]"
   fi
   echo "$want" > "$stamp"
 fi

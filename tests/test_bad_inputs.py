@@ -19,7 +19,7 @@ CASES = [
     ("train", ["optimizer=bogus"], "optimizer=bogus is not an option of cnnlab-train; choose one of: adam, momentum"),
     ("train", ["optimizer=adma"], "did you mean adam?"),
     ("train", ["data=mnsit"], "data=mnsit is not an option of cnnlab-train; did you mean mnist?"),
-    ("train", ["logger=wandb"], "logger=wandb is not an option of cnnlab-train; choose one of: tensorboard"),
+    ("train", ["logger=wandb"], "logger=wandb is not an option of cnnlab-train; choose one of: mlflow, tensorboard"),
     ("train", ["launcher=slurm"], "launcher=slurm is not an option of cnnlab-train"),
     ("train", ["experiment=reprot"], "did you mean report?"),
     ("train", ["+foo=1"], "foo is not a setting of cnnlab-train"),
@@ -40,6 +40,17 @@ CASES = [
     ("train", ["trainer.precision=fp16"], "trainer.precision='fp16' is not allowed; choose one of: fp32, bf16"),
     ("train", ["trainer.device=tpu"], "trainer.device='tpu' is not allowed; choose one of: auto, cpu, cuda"),
     ("train", ["logger=tensorboard", "logger.name=wandb"], "logger.name='wandb' is not allowed"),
+    # MLflow stores: checked before any run directory exists (port 1: nothing listens there)
+    (
+        "train",
+        ["logger=mlflow", "logger.mlflow.tracking_uri=http://127.0.0.1:1"],
+        "logger.mlflow.tracking_uri=http://127.0.0.1:1: no MLflow server answered at http://127.0.0.1:1/health",
+    ),
+    (
+        "train",
+        ["logger=mlflow", "logger.mlflow.tracking_uri=mlflow.db"],
+        "tracking_uri='mlflow.db' is not a tracking URI",
+    ),
     # numbers: finite, in range, and values torch accepts
     ("train", ["optimizer.lr=nan"], "optimizer.lr=nan must be a positive number"),
     ("train", ["optimizer.lr=inf"], "optimizer.lr=inf must be a positive number"),
@@ -98,6 +109,7 @@ CASES = [
     ("report", ["confidence=2"], "confidence=2.0 must be between 0 and 1 (exclusive)"),
     ("report", ["target_accuracy=nan"], "target_accuracy=nan must be a positive number"),
     ("report", ["replay_epochs=0"], "replay_epochs=0 must be a positive integer"),
+    ("report", ["mlflow_tracking_uri=mlflow.db"], "mlflow_tracking_uri='mlflow.db' is not a tracking URI"),
     ("report", ["analysis_device=tpu"], "analysis_device='tpu' is not allowed; choose one of: auto, cpu, cuda"),
     ("report", ["analyses_enabled=maybe"], "analyses_enabled='maybe' must be true or false"),
     ("report", ['train_overrides=["trainer.epochs=0"]'], "trainer.epochs=0 must be a positive integer"),

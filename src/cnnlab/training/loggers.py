@@ -1,7 +1,9 @@
-"""Optional experiment loggers (`logger=tensorboard`); the default logs nothing, so the runner never branches on it.
+"""Optional experiment loggers (`logger=tensorboard`, `logger=mlflow`, both: `logger=[tensorboard,mlflow]`); the
+default logs nothing, so the runner never branches on it.
 
 TensorBoard gets per-epoch scalars (losses, accuracy, images/s, epoch time), the test result, the run's config as
-text and the curves/confusion figures, under `<run_dir>/<logger.log_dir>/`.
+text and the curves/confusion figures, under `<run_dir>/<logger.log_dir>/`. MLflow's settings sit under
+`logger.mlflow` (`cnnlab.tracking.mlflow`), so the two configs of the `logger` group merge without clashing.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from cnnlab.checks import one_of
 from cnnlab.errors import ConfigError
 
-LOGGERS = ("tensorboard",)
+LOGGERS = ("tensorboard",)  # logger.name; MLflow is selected by its own key, logger.mlflow
 
 # history key -> TensorBoard tag; the tags group into "loss", "accuracy" and "speed" sections
 EPOCH_SCALARS = {
@@ -66,18 +68,56 @@ class TensorBoardLogger(NullLogger):
 
 
 def check_logger(cfg: Mapping[str, Any] | None) -> None:
-    """Reject an unknown logger, or one whose package is missing, before a run writes anything."""
+    """Reject an unknown logger, one whose package is missing, or an MLflow store that cannot be reached, before a run
+    writes anything."""
     if cfg is None:
         return
-    one_of("logger.name", cfg["name"], LOGGERS)
-    if importlib.util.find_spec("tensorboard") is None:
-        raise ConfigError("logger=tensorboard needs the tensorboard package: pip install tensorboard")
+    if "name" in cfg or "mlflow" not in cfg:
+        one_of("logger.name", cfg.get("name"), LOGGERS)
+        if importlib.util.find_spec("tensorboard") is None:
+            raise ConfigError("logger=tensorboard needs the tensorboard package: pip install tensorboard")
+    if "mlflow" in cfg:
+        if importlib.util.find_spec("mlflow") is None:
+            raise ConfigError("logger=mlflow needs the mlflow package: pip install -e '.[mlflow]'")
+        from cnnlab.tracking.mlflow import check_tracking_uri
+
+        check_tracking_uri(cfg["mlflow"]["tracking_uri"])
+
+
+class Loggers(NullLogger):
+    """Several loggers as one (`logger=[tensorboard,mlflow]`)."""
+
+    def __init__(self, loggers: Sequence[NullLogger]):
+        self.loggers = list(loggers)
+
+    def log_epoch(self, record: Mapping[str, Any]) -> None:
+        for logger in self.loggers:
+            logger.log_epoch(record)
+
+    def log_test(self, epoch: int, accuracy: float, loss: float, figures: Sequence[Path]) -> None:
+        for logger in self.loggers:
+            logger.log_test(epoch, accuracy, loss, figures)
+
+    def close(self) -> None:
+        for logger in self.loggers:
+            logger.close()
 
 
 def open_logger(cfg: Mapping[str, Any] | None, run_dir: Path, first_epoch: int, config_yaml: str) -> NullLogger:
-    """The logger the `logger` config group asks for (none selected: a NullLogger)."""
-    check_logger(cfg)
+    """The loggers the `logger` config group asks for (none selected: a NullLogger)."""
     if cfg is None:
         return NullLogger()
-    log_dir = Path(cfg["log_dir"])
-    return TensorBoardLogger(log_dir if log_dir.is_absolute() else run_dir / log_dir, first_epoch, config_yaml)
+    loggers: list[NullLogger] = []
+    if cfg.get("name") == "tensorboard":
+        log_dir = Path(cfg["log_dir"])
+        loggers.append(
+            TensorBoardLogger(log_dir if log_dir.is_absolute() else run_dir / log_dir, first_epoch, config_yaml)
+        )
+    if cfg.get("mlflow"):
+        from omegaconf import OmegaConf
+
+        from cnnlab.tracking.mlflow import MlflowLogger
+
+        config = OmegaConf.to_container(OmegaConf.create(config_yaml))
+        loggers.append(MlflowLogger(cfg["mlflow"], run_dir, config))
+    return loggers[0] if len(loggers) == 1 else Loggers(loggers)

@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from cnnlab.config import to_plain
 from cnnlab.errors import RunInUseError
 from cnnlab.runs.layout import config_name
+from cnnlab.tracking.mlflow import study_parent
 from cnnlab.training.engine import RunResult
 from cnnlab.training.runner import train
 from cnnlab.tuning.settings import TuneSettings, train_config, tune_settings
@@ -55,10 +56,11 @@ def tune(cfg: DictConfig) -> TuneResult:
     log.info(
         "study %s in %s: %d trials of %s", settings.study_name, settings.storage.shown, settings.trials, OBJECTIVE_TEXT
     )
-    if settings.n_jobs == 1:
-        work(cfg, settings, study, on_trial=lambda t: _log_trial(t, settings))
-    else:
-        _work_in_processes(cfg, settings)
+    with study_parent(cfg, settings.study_name):  # logger=mlflow: the study one parent run, its trials beneath
+        if settings.n_jobs == 1:
+            work(cfg, settings, study, on_trial=lambda t: _log_trial(t, settings))
+        else:
+            _work_in_processes(cfg, settings)
     state = study_state(study)
     best = state.best
     summary = f"study {settings.study_name}: {state.spent} of {settings.trials} trials spent ({state.counts()})"

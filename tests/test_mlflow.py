@@ -1,0 +1,225 @@
+"""`logger=mlflow` against the real thing: an `mlflow server` on 127.0.0.1 and the default SQLite store, read back with
+`mlflow.MlflowClient`: a sweep and a study as parents with their runs beneath, params, every epoch's metrics exactly
+once after a kill and a resume, statuses, and what happens when the store is missing a run or goes away."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("mlflow")
+from mlflow import MlflowClient  # noqa: E402
+
+from cnnlab.reporting import build_report  # noqa: E402
+from cnnlab.tracking.mlflow import tracked_report  # noqa: E402
+from cnnlab.training.runner import train  # noqa: E402
+from tests.helpers import TINY, command_argv, compose_config, run_command  # noqa: E402
+
+EPOCH_METRICS = ("train_loss", "val_loss", "val_accuracy", "images_per_s", "epoch_time_s")
+SERVER_READY = "Uvicorn running on"  # one worker: printed once the application has started and the port is bound
+
+
+class Server:
+    """A real `mlflow server` on a free port of 127.0.0.1, ready once it announces that its application started."""
+
+    def __init__(self, root: Path):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.uri = f"http://127.0.0.1:{port}"
+        argv = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+        argv += ["--backend-store-uri", f"sqlite:///{root}/server.db", "--artifacts-destination", str(root / "art")]
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
+        for line in self.proc.stdout:  # blocks until the server says it serves (or exits)
+            if SERVER_READY in line:
+                # its request log keeps coming: read it, or a full pipe would stall the server
+                threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+                return
+        raise AssertionError(f"mlflow server exited with {self.proc.wait()} before it served")
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)  # the server and its worker: the session this test started
+        self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = Server(tmp_path_factory.mktemp("mlflow-server"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(params=["server", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A tracking URI: the module's server, or the default SQLite store under this test's output folder."""
+    if request.param == "server":
+        return request.getfixturevalue("server").uri
+    return f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+
+
+def tracking(out: Path, uri: str) -> list[str]:
+    """Log to `uri`, in an experiment of this test's own (the module's server is shared)."""
+    return ["logger=mlflow", f"logger.mlflow.tracking_uri={uri}", f"logger.mlflow.experiment={out.name}"]
+
+
+def runs(uri: str, out: Path) -> list:
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(out.name)
+    return client.search_runs([experiment.experiment_id]) if experiment else []
+
+
+def kind(all_runs: list, name: str) -> list:
+    return [r for r in all_runs if r.data.tags.get("cnnlab.kind") == name]
+
+
+def children(all_runs: list, parent) -> list:
+    return [r for r in all_runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+
+
+def steps(uri: str, run_id: str, key: str) -> list[int]:
+    return sorted(m.step for m in MlflowClient(uri).get_metric_history(run_id, key))
+
+
+@pytest.mark.slow
+def test_sweep_is_one_parent_with_its_jobs_beneath(tmp_path, store):
+    launcher = ["launcher=joblib"] if store.startswith("http") else []  # joblib's workers are other processes
+    proc = run_command(
+        "train",
+        "-m",
+        *TINY,
+        "optimizer=sgd,adam",
+        *launcher,
+        *tracking(tmp_path, store),
+        f"paths.output_dir={tmp_path}",
+    )
+    assert proc.returncode == 0, proc.stderr
+    everything = runs(store, tmp_path)
+    (parent,) = kind(everything, "sweep")
+    jobs = children(everything, parent)
+    assert len(jobs) == 2 and len(everything) == 3 and parent.info.status == "FINISHED"
+    assert {j.data.params["optimizer.name"] for j in jobs} == {"sgd", "adam"}
+    for job in jobs:
+        assert job.info.status == "FINISHED" and job.data.tags["cnnlab.status"] == "finished"
+        assert job.data.tags["cnnlab.seed"] == "42" and Path(job.data.tags["cnnlab.run_dir"]).is_dir()
+        assert job.data.params["data.subset"] == "256" and "test_accuracy" in job.data.metrics
+        assert all(steps(store, job.info.run_id, key) == [1] for key in EPOCH_METRICS)
+        files = {a.path for a in MlflowClient(store).list_artifacts(job.info.run_id)}
+        assert {"metrics.json", "config.yaml", "classification_report.txt", "confusion_matrix.png"} <= files
+
+
+@pytest.mark.slow
+def test_study_is_one_parent_with_its_trials_beneath(tmp_path, store):
+    args = (*TINY, "trainer.epochs=2", "tune.trials=3", "tune.seeds=[]", "tune.pruner.n_startup_trials=1")
+    proc = run_command(
+        "tune", *args, "tune.pruner.n_warmup_steps=0", *tracking(tmp_path, store), f"paths.output_dir={tmp_path}"
+    )
+    assert proc.returncode == 0, proc.stderr
+    everything = runs(store, tmp_path)
+    (parent,) = kind(everything, "study")
+    trials = children(everything, parent)
+    assert len(trials) == 3 == len(everything) - 1 and parent.info.status == "FINISHED"
+    for trial in trials:
+        status = trial.data.tags["cnnlab.status"]
+        assert (status, trial.info.status) in {("trained", "FINISHED"), ("pruned", "KILLED"), ("diverged", "FAILED")}
+        assert "optimizer.lr" in trial.data.params
+        trained = 2 if status == "trained" else len(steps(store, trial.info.run_id, "val_accuracy"))
+        assert steps(store, trial.info.run_id, "val_accuracy") == list(range(1, trained + 1))
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_its_mlflow_run_and_logs_each_epoch_once(tmp_path, store):
+    """Killed (SIGKILL) as soon as its first epoch is reported, wherever the bookkeeping after it then is."""
+    args = [
+        *TINY,
+        "trainer.epochs=2",
+        "trainer.progress=false",
+        *tracking(tmp_path, store),
+        f"paths.output_dir={tmp_path}",
+    ]
+    victim = subprocess.Popen(command_argv("train", *args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in victim.stdout:  # blocks until the run reports epoch 1
+        if "epoch 1/2" in line:
+            victim.kill()
+            break
+    victim.wait()
+    victim.stdout.close()
+    (run_dir,) = tmp_path.glob("runs/mnist/*/e2-*/seed42")
+    recorded = json.loads((run_dir / "mlflow.json").read_text())["run_id"]
+    proc = run_command("train", *args)
+    assert proc.returncode == 0, proc.stderr
+    (run,) = runs(store, tmp_path)
+    assert run.info.run_id == recorded and run.info.status == "FINISHED"
+    assert all(steps(store, recorded, key) == [1, 2] for key in EPOCH_METRICS)
+
+
+def test_failed_run_then_missing_recorded_run_then_reuse(tmp_path, make_cfg, caplog):
+    """A run that fails ends FAILED; when the store no longer has its recorded run, the retry starts a fresh one (one
+    line says so); once finished, training it again is a reuse and logs nothing."""
+    uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+    cfg = make_cfg(*TINY, "trainer.epochs=2", *tracking(tmp_path, uri))
+
+    def crash(entry):
+        raise RuntimeError("stop here")
+
+    with pytest.raises(RuntimeError):
+        train(cfg, on_epoch=crash)
+    (failed,) = runs(uri, tmp_path)
+    assert failed.info.status == "FAILED" and failed.data.tags["cnnlab.status"] == "failed"
+    MlflowClient(uri).delete_run(failed.info.run_id)
+    with caplog.at_level(logging.WARNING, logger="cnnlab"):
+        train(cfg)
+    lines = [r.getMessage() for r in caplog.records if "is not in" in r.getMessage()]
+    assert len(lines) == 1 and failed.info.run_id in lines[0]
+    (fresh,) = runs(uri, tmp_path)
+    assert fresh.info.run_id != failed.info.run_id and fresh.info.status == "FINISHED"
+    assert steps(uri, fresh.info.run_id, "train_loss") == [1, 2]
+    assert train(cfg).reused
+    (again,) = runs(uri, tmp_path)
+    assert again.info.run_id == fresh.info.run_id and again.info.end_time == fresh.info.end_time
+
+
+def test_diverged_run_ends_failed(tmp_path, make_cfg):
+    uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+    result = train(make_cfg(*TINY, "optimizer=sgd", "optimizer.lr=1e6", *tracking(tmp_path, uri)))
+    assert result.status == "diverged"
+    (run,) = runs(uri, tmp_path)
+    assert run.info.status == "FAILED" and run.data.tags["cnnlab.status"] == "diverged"
+
+
+@pytest.mark.slow
+def test_server_gone_mid_run_the_run_finishes_untracked(tmp_path, make_cfg, caplog):
+    own = Server(tmp_path / "server")  # its own server: this test stops it
+    cfg = make_cfg(*TINY, "trainer.epochs=2", *tracking(tmp_path, own.uri))
+
+    def stop_server(entry):
+        if entry["epoch"] == 1:
+            own.stop()
+        return False
+
+    with caplog.at_level(logging.WARNING, logger="cnnlab"):
+        result = train(cfg, on_epoch=stop_server)
+    assert result.status == "finished" and (result.run_dir / "checkpoint.pt").exists()
+    assert len([r for r in caplog.records if "tracking stopped" in r.getMessage()]) == 1
+
+
+def test_report_is_a_run_of_its_own_with_its_files(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+    cfg = compose_config("report", "analyses_enabled=false", f"mlflow_tracking_uri={uri}", output_dir=tmp_path)
+    result = tracked_report(cfg.mlflow_tracking_uri, lambda: build_report(cfg))
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("cnnlab").experiment_id])
+    assert run.data.tags["cnnlab.kind"] == "report" and run.info.status == "FINISHED"
+    assert {"REPORT.md", "report.html"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert result.markdown.is_file()
