@@ -44,5 +44,6 @@ def test_kept_memory_serves_large_blocks_from_the_heap_and_keeps_them_after_free
     out = subprocess.run([sys.executable, "-c", BLOCKS_SCRIPT], capture_output=True, text=True, check=True)
     default, kept, again = (json.loads(line) for line in out.stdout.splitlines())
     assert default[0] >= MIB16 and default[1:] == [0, 0]  # glibc's default: mapped on malloc, unmapped on free
-    assert kept[0] == 0 and kept[1] >= MIB16 and kept[2] == kept[1]  # from the heap, which keeps it after free
+    # from the heap, which keeps it after free; the heap grows by the block less whatever free space it already had
+    assert kept[0] == 0 and kept[1] >= MIB16 - (1 << 20) and kept[2] == kept[1]
     assert again == [0, 0, 0]  # the next block of that size reuses the kept memory: no new mapping, no growth
