@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from cnnlab.errors import ConfigError
@@ -61,6 +62,25 @@ def one_of(name: str, value: Any, allowed: Iterable[Any]) -> Any:
     if value not in allowed:
         raise ConfigError(f"{name}={value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")
     return value
+
+
+def names_from(name: str, value: Any, allowed: Sequence[str]) -> tuple[str, ...]:
+    """A non-empty list of names from `allowed`, in order, without repeats; an unknown one is named with the closest."""
+    if isinstance(value, str) or not isinstance(value, Sequence) or not value:
+        raise ConfigError(f"{name}={value!r} must be a non-empty list of {', '.join(allowed)}")
+    for item in value:
+        if item not in allowed:
+            near = difflib.get_close_matches(str(item), allowed, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ConfigError(f"{name} contains {item!r}{hint}; allowed: {', '.join(allowed)}")
+    return tuple(dict.fromkeys(value))
+
+
+def pixel_value(name: str, value: Any) -> float:
+    """A value in the pixel range of images in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ConfigError(f"{name}={value!r} must be a number in [0, 1] (pixel units)")
+    return float(value)
 
 
 def boolean(name: str, value: Any) -> bool:

@@ -12,7 +12,6 @@ Every method explains `LoadedRun.classifier` (pixel units, normalisation inside)
 from __future__ import annotations
 
 import copy
-import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from torch import Tensor, nn
 
 from cnnlab.analysis.loading import LoadedRun
 from cnnlab.analysis.results import AnalysisResult, Outputs, analyse
-from cnnlab.checks import positive_int
+from cnnlab.checks import names_from, pixel_value, positive_int, seed
 from cnnlab.errors import ConfigError
 from cnnlab.plotting import image_grid
 
@@ -53,31 +52,16 @@ class Attributions:
 
 
 def check_settings(settings: Mapping[str, Any]) -> tuple[Attributions, str]:
-    methods = settings["methods"]
-    if isinstance(methods, str) or not isinstance(methods, Sequence) or not methods:
-        raise ConfigError(f"methods={methods!r} must be a non-empty list of {', '.join(METHODS)}")
-    for name in methods:
-        if name not in METHODS:
-            near = difflib.get_close_matches(str(name), METHODS, n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise ConfigError(f"methods contains {name!r}{hint}; allowed: {', '.join(METHODS)}")
-    for key in ("fill", "noise"):
-        value = settings[key]
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-            raise ConfigError(f"{key}={value!r} must be a number in [0, 1] (pixel units)")
-    seed = settings["seed"]
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed={seed!r} must be a non-negative integer")
     s = Attributions(
-        methods=tuple(dict.fromkeys(methods)),
+        methods=names_from("methods", settings["methods"], METHODS),
         images=positive_int("images", settings["images"]),
         ig_steps=positive_int("ig_steps", settings["ig_steps"]),
         occlusion_size=positive_int("occlusion_size", settings["occlusion_size"]),
         occlusion_stride=positive_int("occlusion_stride", settings["occlusion_stride"]),
-        fill=float(settings["fill"]),
-        noise=float(settings["noise"]),
+        fill=pixel_value("fill", settings["fill"]),
+        noise=pixel_value("noise", settings["noise"]),
         perturbations=positive_int("perturbations", settings["perturbations"]),
-        seed=seed,
+        seed=seed("seed", settings["seed"]),
     )
     return s, f"n{s.images}-ig{s.ig_steps}-occ{s.occlusion_size}s{s.occlusion_stride}-fill{s.fill:g}-seed{s.seed}"
 

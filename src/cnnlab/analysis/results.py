@@ -49,6 +49,12 @@ def merge_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     return _options_of(compose_config(name, option_overrides(name, options)))
 
 
+def options_of(name: str, options: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+    """`merge_options` without `force` (how to run, not a setting: it is not part of the cache key), and `force`."""
+    settings = merge_options(name, options)
+    return settings, settings.pop("force")
+
+
 def _options_of(cfg: DictConfig) -> dict[str, Any]:
     return {key: value for key, value in to_plain(cfg).items() if key not in NOT_OPTIONS}
 
@@ -127,8 +133,7 @@ def analyse(
     """What every analysis does around its own work: compose its options (`force` is how to run, not a setting),
     `check` them before anything is read (giving the checked values and the name of their folder under
     `<run>/analysis/<name>/`), then serve the cached result or `compute` it from the loaded run."""
-    settings = merge_options(name, options)
-    force = settings.pop("force")
+    settings, force = options_of(name, options)
     checked, setting = check(settings)
     checkpoint = checkpoint_path(run_dir)
     return run_cached(

@@ -8,7 +8,6 @@ At epsilon 0 no attack runs: the accuracy is the clean accuracy on those images,
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from torch import Tensor, nn
 
 from cnnlab.analysis.loading import LoadedRun
 from cnnlab.analysis.results import AnalysisResult, Outputs, analyse
-from cnnlab.checks import positive_int
+from cnnlab.checks import boolean, names_from, positive_int, seed
 from cnnlab.errors import ConfigError
 
 ATTACKS = ("fgsm", "pgd")
@@ -41,20 +40,6 @@ class Robustness:
     images: int | None  # None: the whole test set
     subset_seed: int
     batch_size: int
-
-
-def _closest(name: Any, allowed: Sequence[str]) -> str:
-    near = difflib.get_close_matches(str(name), allowed, n=1)
-    return f" (did you mean {near[0]!r}?)" if near else ""
-
-
-def _attacks(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str) or not isinstance(value, Sequence) or not value:
-        raise ConfigError(f"attacks={value!r} must be a non-empty list of {', '.join(ATTACKS)}")
-    for name in value:
-        if name not in ATTACKS:
-            raise ConfigError(f"attacks contains {name!r}{_closest(name, ATTACKS)}; allowed: {', '.join(ATTACKS)}")
-    return tuple(dict.fromkeys(value))
 
 
 def _epsilons(value: Any) -> tuple[float, ...]:
@@ -81,19 +66,14 @@ def check_settings(settings: Mapping[str, Any]) -> tuple[Robustness, str]:
         isinstance(step_size, bool) or not isinstance(step_size, int | float) or not 0 < step_size <= 1
     ):
         raise ConfigError(f"step_size={step_size!r} must be a number in (0, 1] (pixel units) or null for 2.5*eps/steps")
-    if not isinstance(settings["random_start"], bool):
-        raise ConfigError(f"random_start={settings['random_start']!r} must be true or false")
-    seed = settings["subset_seed"]
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"subset_seed={seed!r} must be a non-negative integer")
     s = Robustness(
-        attacks=_attacks(settings["attacks"]),
+        attacks=names_from("attacks", settings["attacks"], ATTACKS),
         epsilons=_epsilons(settings["epsilons"]),
         steps=positive_int("steps", settings["steps"]),
         step_size=None if step_size is None else float(step_size),
-        random_start=settings["random_start"],
+        random_start=boolean("random_start", settings["random_start"]),
         images=_images(settings["images"]),
-        subset_seed=seed,
+        subset_seed=seed("subset_seed", settings["subset_seed"]),
         batch_size=positive_int("batch_size", settings["batch_size"]),
     )
     size = "auto" if s.step_size is None else f"{s.step_size:g}"

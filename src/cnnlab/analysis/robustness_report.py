@@ -17,11 +17,10 @@ from matplotlib.figure import Figure
 
 from cnnlab.analysis import ANALYSES
 from cnnlab.analysis.attributions import check_settings as check_attributions
-from cnnlab.analysis.results import AnalysisResult, merge_options
+from cnnlab.analysis.results import AnalysisResult, options_of
 from cnnlab.analysis.robustness import check_settings as check_attacks
-from cnnlab.checks import one_of
+from cnnlab.checks import boolean
 from cnnlab.config import to_plain
-from cnnlab.errors import ConfigError
 from cnnlab.reporting.figures import cached_figure, copy_if_changed
 from cnnlab.reporting.markdown import md_image, md_table
 from cnnlab.reporting.sections import ReportContext, Section
@@ -36,10 +35,7 @@ def _settings(context: ReportContext) -> tuple[dict[str, Any], dict[str, Any]] |
     or with every analysis by `analyses_enabled=false` (which promises that nothing is computed)."""
     plain = to_plain(context.settings)
     robust, attrs = plain.get("robustness") or {}, plain.get("attributions") or {}
-    enabled = robust.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise ConfigError(f"robustness.enabled={enabled!r} must be true or false")
-    if not enabled or plain.get("analyses_enabled") is False:
+    if not boolean("robustness.enabled", robust.get("enabled", True)) or plain.get("analyses_enabled") is False:
         return None
     return robust.get("options") or {}, attrs.get("options") or {}
 
@@ -49,10 +45,7 @@ def check_robustness(context: ReportContext) -> None:
     if (options := _settings(context)) is None:
         return
     for (name, check), opts in zip(CHECKS.items(), options):
-        settings = merge_options(name, opts)
-        settings.pop("force")
-        check(settings)
-    one_of("analysis_device", context.settings.get("analysis_device", "auto"), ("auto", "cpu", "cuda"))
+        check(options_of(name, opts)[0])
 
 
 def _results(context: ReportContext, name: str, options: Mapping[str, Any]) -> dict[str, list[AnalysisResult]]:
@@ -61,8 +54,9 @@ def _results(context: ReportContext, name: str, options: Mapping[str, Any]) -> d
     return {key: [ANALYSES[name](run, options, device, data_dir) for run in runs] for key, runs in context.runs.items()}
 
 
-def _cell(s: Summary) -> str:
-    return f"{s.mean:.1f}" if s.ci is None else f"{s.mean:.1f} [{s.ci[0]:.1f}, {s.ci[1]:.1f}]"
+def _cell(s: Summary, spec: str = ".1f") -> str:
+    """`mean [low, high]`, or the mean alone for one seed."""
+    return f"{s.mean:{spec}}" if s.ci is None else f"{s.mean:{spec}} [{s.ci[0]:{spec}}, {s.ci[1]:{spec}}]"
 
 
 def _curves(context: ReportContext, robust: Mapping[str, list[AnalysisResult]]) -> tuple[list, list[dict], dict]:
@@ -121,8 +115,9 @@ def _checks(context: ReportContext, attrs: Mapping[str, list[AnalysisResult]]) -
         for method in results[0].summary["checks"]:
             corr = summarize([r.summary["checks"][method]["randomisation_rank_correlation"] for r in results])
             infid = summarize([r.summary["checks"][method]["infidelity"] for r in results])
-            fmt = lambda s: f"{s.mean:.3g}" if s.ci is None else f"{s.mean:.3g} [{s.ci[0]:.3g}, {s.ci[1]:.3g}]"  # noqa: E731
-            rows.append([context.labels[key], method.replace("_", " "), corr.n, fmt(corr), fmt(infid)])
+            rows.append(
+                [context.labels[key], method.replace("_", " "), corr.n, _cell(corr, ".3g"), _cell(infid, ".3g")]
+            )
             csv.append(
                 {
                     "configuration": context.labels[key],
@@ -155,16 +150,16 @@ def robustness_section(context: ReportContext) -> Section | None:
     if not any(robust.values()):
         return Section("Robustness and attributions", "robustness", "No finished runs to attack yet.")
     rows, curve_csv, series = _curves(context, robust)
-    eps = next(r[0].summary["epsilons"] for r in robust.values() if r)
+    first = next(r[0].summary for r in robust.values() if r)
     figure = cached_figure(context.figures_dir / "robustness.png", curve_csv, lambda: _figure(series))
     check_rows, check_csv = _checks(context, attrs)
     level = context.level
     lines = [
         f"Test accuracy (%) under attack, mean over seeds with its {level} interval, on the same "
-        f"{next(r[0].summary['images_attacked'] for r in robust.values() if r)} test images for every run "
+        f"{first['images_attacked']} test images for every run "
         "(`cnnlab-robustness`; epsilon in pixel units, 0 is the clean accuracy).",
         "",
-        *md_table(["configuration", "attack", "seeds", *[f"eps {e:g}" for e in eps]], rows),
+        *md_table(["configuration", "attack", "seeds", *[f"eps {e:g}" for e in first["epsilons"]]], rows),
         *md_image(figure.relative_to(context.report_dir), f"robust accuracy against epsilon, {level} bands"),
         f"Attribution checks (`cnnlab-attributions`), mean over seeds [{level} interval]: the rank correlation "
         "between the trained model's maps and those of the same network with random weights (near 1: the map "
