@@ -33,9 +33,10 @@ RUN = [
     "trainer.num_threads=1",
     "trainer.progress=true",  # each epoch's progress bar on the output marks its start
     "optimizer=momentum",
+    "trainer.eval_every=0.25",  # three validations during each epoch: a resumed run records the same ones
 ]
 MARK = b"epoch 2:"  # the start of epoch 2's progress bar
-TIMINGS = ("epoch_time_s", "images_per_s")
+TIMINGS = ("epoch_time_s", "train_s", "images_per_s", "train_seconds")
 pytestmark = pytest.mark.slow  # real subprocess runs: about two minutes on 2 busy cores
 
 
@@ -90,12 +91,16 @@ def metrics_of(run_dir: Path) -> dict:
 
 
 def without_timings(metrics: dict) -> list[dict]:
-    return [{k: v for k, v in h.items() if k not in TIMINGS} for h in metrics["history"]]
+    def strip(entry: dict) -> dict:
+        return {k: [strip(p) for p in v] if k == "evals" else v for k, v in entry.items() if k not in TIMINGS}
+
+    return [strip(h) for h in metrics["history"]]
 
 
 def assert_same_result(run_dir: Path, reference: Path) -> None:
     got, want = metrics_of(run_dir), metrics_of(reference)
     assert got["status"] == want["status"] == "finished"
+    assert [len(h["evals"]) for h in want["history"]] == [3, 3]  # 24 steps per epoch, every 6
     assert without_timings(got) == without_timings(want) and got["test"] == want["test"]
     a, b = load_checkpoint(run_dir / "checkpoint.pt")["model"], load_checkpoint(reference / "checkpoint.pt")["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -30,7 +30,7 @@ from cnnlab.replay.results import compare_run, load_replay, summary_path
 from cnnlab.runs.layout import run_dir_for
 from cnnlab.runs.record import now, run_description
 from cnnlab.training.engine import Run, TestOutcome, execute, locked_run_dir
-from cnnlab.training.loop import evaluate
+from cnnlab.training.loop import StepHook, evaluate
 from cnnlab.training.optimizers import build_optimizer, check_optimizer
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,17 @@ class NotebookSteps:
     def train_images(self) -> int:
         return len(self.loaders.train.dataset)
 
-    def train(self, epoch: int) -> float:
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.loaders.train)
+
+    @property
+    def batch_size(self) -> int:
+        return self.loaders.train.batch_size
+
+    def train(self, epoch: int, on_step: StepHook | None = None) -> float:
+        if on_step is not None:  # the notebook's validation updates batch norm's statistics: it must not run mid-epoch
+            raise ValueError("the notebook replay validates only after each epoch")
         description = f"{self.published.label} epoch {epoch}"
         return notebook.train_pass(
             self.model, self.loaders.train, self.optimizer, self.device, self.progress, description

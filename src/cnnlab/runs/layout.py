@@ -20,6 +20,9 @@ NON_IDENTITY_KEYS = {
     "trainer": {"device", "progress", "num_threads"},
 }
 IDENTITY_GROUPS = ("data", "model", "optimizer", "trainer", "protocol")
+# Settings added after runs were made: they count only when set, so that those runs keep their directories.
+# trainer.eval_every counts because it changes what metrics.json records, though not the weights.
+IDENTITY_WHEN_SET = {"trainer": {"eval_every"}}
 
 CHECKPOINT = "checkpoint.pt"
 LAST = "last.pt"
@@ -32,7 +35,8 @@ def identity(cfg: Mapping[str, Any]) -> dict[str, Any]:
     for group in IDENTITY_GROUPS:
         value = cfg.get(group)
         if isinstance(value, Mapping):
-            value = {k: v for k, v in value.items() if k not in NON_IDENTITY_KEYS.get(group, set())}
+            skip, when_set = NON_IDENTITY_KEYS.get(group, set()), IDENTITY_WHEN_SET.get(group, set())
+            value = {k: v for k, v in value.items() if k not in skip and (v is not None or k not in when_set)}
         out[group] = value
     return out
 

@@ -41,6 +41,8 @@ RUN_ID_FILE = "mlflow.json"
 SETTING = "logger.mlflow.tracking_uri"
 # what metrics.json's history calls an epoch's numbers -> their MLflow metric names
 EPOCH_METRICS = ("train_loss", "val_loss", "val_accuracy", "images_per_s", "epoch_time_s")
+# the validations during an epoch (trainer.eval_every), logged as step_<name> with the optimizer step as MLflow's step
+STEP_METRICS = ("val_loss", "val_accuracy", "images_seen", "train_seconds")
 RUN_ARTIFACTS = (
     "metrics.json",
     "config.yaml",
@@ -214,6 +216,8 @@ class MlflowLogger:
         if epoch in self.logged:
             return
         self._log_metrics({key: record[key] for key in EPOCH_METRICS}, epoch)
+        for point in record.get("evals", ()):  # trainer.eval_every: validation during the epoch, by optimizer step
+            self._log_metrics({f"step_{key}": point[key] for key in STEP_METRICS}, point["step"])
         self.logged.add(epoch)
 
     def log_test(self, epoch: int, accuracy: float, loss: float, figures: Sequence[Path]) -> None:

@@ -28,6 +28,7 @@ def epoch_entry(
         "val_loss": val_loss,
         "val_accuracy": val_accuracy,
         "epoch_time_s": round(epoch_s, 3),
+        "train_s": round(train_s, 3),
         "images_per_s": round(images / train_s, 1),
     }
 

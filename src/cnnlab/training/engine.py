@@ -4,7 +4,9 @@ failure path.
 A run is a `Run` (its directory, config, model, optimizer, data-order generator and history) and an `EpochSteps`
 (how one epoch trains, how validation and the test pass evaluate). `cnnlab-train` gives the standard steps; the
 notebook replay gives the notebook's (its data order from the one random stream, training-mode evaluation), and
-nothing else differs. `execute` is called with the run directory's lock held (`locked_run_dir`).
+nothing else differs. With `eval_every` the engine also validates during the epoch (`InEpochEvaluation`), which
+changes no weight: time to a target accuracy then has step resolution. `execute` is called with the run directory's
+lock held (`locked_run_dir`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from torch import nn
 
 from cnnlab.data import Split
+from cnnlab.errors import ConfigError
 from cnnlab.runs.checkpoint import rng_state, save_checkpoint
 from cnnlab.runs.layout import CHECKPOINT, LAST
 from cnnlab.runs.lock import run_lock
@@ -30,6 +33,7 @@ from cnnlab.runs.record import make_run_dir, now, remove_stale_temp_files, write
 from cnnlab.runs.status import RunStatus
 from cnnlab.training.artifacts import epoch_entry, history_summary, write_curves, write_history, write_test_results
 from cnnlab.training.loggers import NullLogger, open_logger
+from cnnlab.training.loop import StepHook
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +60,11 @@ class EpochSteps(Protocol):
     """What differs between kinds of run: one training pass, the validation pass and the final test pass."""
 
     train_images: int  # images per training pass, for images/s
+    steps_per_epoch: int  # optimizer steps per training pass
+    batch_size: int  # training images per step (the last step of a pass may have fewer)
 
-    def train(self, epoch: int) -> float:
-        """Train for one epoch; the mean training loss."""
+    def train(self, epoch: int, on_step: StepHook | None = None) -> float:
+        """Train for one epoch, calling `on_step` after each step when given; the mean training loss."""
 
     def validate(self) -> Scores:
         """Validation loss and accuracy (percent) after an epoch."""
@@ -130,6 +136,66 @@ def divergence(train_loss: float, val_loss: float, num_classes: int) -> str | No
     return None
 
 
+def eval_interval(eval_every: Any, steps_per_epoch: int, setting: str = "trainer.eval_every") -> int | None:
+    """`trainer.eval_every` in optimizer steps: an integer is steps, a float in (0, 1] a fraction of an epoch (rounded
+    up, so 0.25 gives three evaluations during the epoch and the usual one at its end); None evaluates only then."""
+    if eval_every is None:
+        return None
+    allowed = (
+        f"allowed: null, a number of steps from 1 to {steps_per_epoch} (one epoch), or a fraction of an epoch in (0, 1]"
+    )
+    if isinstance(eval_every, bool) or not isinstance(eval_every, (int, float)):
+        raise ConfigError(f"{setting}={eval_every!r} is not a number; {allowed}")
+    if isinstance(eval_every, float):
+        if not 0 < eval_every <= 1:
+            raise ConfigError(f"{setting}={eval_every!r} is not a fraction of an epoch in (0, 1]; {allowed}")
+        return math.ceil(eval_every * steps_per_epoch)
+    if not 1 <= eval_every <= steps_per_epoch:
+        raise ConfigError(f"{setting}={eval_every!r} steps is outside one epoch; {allowed}")
+    return eval_every
+
+
+def training_seconds(history: Sequence[Mapping[str, Any]]) -> float:
+    """Seconds spent in training passes over `history`, evaluation excluded (for epochs recorded before `train_s` was
+    kept: the epoch's time, validation included)."""
+    return sum(h.get("train_s", h["epoch_time_s"]) for h in history)
+
+
+@dataclass
+class InEpochEvaluation:
+    """Validation every `every` steps during one epoch, as a `StepHook`: each point records the optimizer step, the
+    images seen and the training seconds so far (since the run started, evaluation time excluded) beside validation
+    loss and accuracy. Evaluation changes no weight, batch-norm statistic or random stream, so a run trains the same
+    weights with or without it, and a resumed run records the same points."""
+
+    steps: EpochSteps
+    every: int
+    epoch: int
+    started: float  # perf_counter when the epoch's training began
+    before_s: float  # training seconds of the earlier epochs
+    points: list[dict[str, Any]] = field(default_factory=list)
+    paused_s: float = 0.0  # evaluation time so far this epoch
+
+    def __call__(self, step: int) -> None:
+        if step % self.every or step >= self.steps.steps_per_epoch:
+            return  # the epoch's end has its own validation
+        pause = time.perf_counter()
+        trained_s = pause - self.started - self.paused_s
+        val = self.steps.validate()  # returns host numbers, so the training steps before it have completed
+        self.paused_s += time.perf_counter() - pause
+        done = (self.epoch - 1) * self.steps.steps_per_epoch + step
+        images = (self.epoch - 1) * self.steps.train_images + min(step * self.steps.batch_size, self.steps.train_images)
+        self.points.append(
+            {
+                "step": done,
+                "images_seen": images,
+                "train_seconds": round(self.before_s + trained_s, 3),
+                "val_loss": val.loss,
+                "val_accuracy": val.accuracy,
+            }
+        )
+
+
 EpochHook = Callable[[Mapping[str, Any]], bool]
 
 
@@ -142,12 +208,14 @@ def execute(
     logger_cfg: Mapping[str, Any] | None = None,
     on_epoch: EpochHook | None = None,
     test: bool = True,
+    eval_every: int | None = None,
 ) -> RunResult:
     """Train `run` from its last recorded epoch to `epochs`, test it and record the outcome.
 
-    `on_epoch` sees each epoch's history entry once its snapshot is saved and may stop the run there (`pruned`, e.g.
-    by a tuner). `test=False` ends a complete run as `trained` without reading the test set; last.pt stays, so
-    training the same run later only adds the test pass. From the first write on, any exception (Ctrl-C included) is
+    `eval_every` (steps, `eval_interval`) also validates during each epoch. `on_epoch` sees each epoch's history
+    entry once its snapshot is saved and may stop the run there (`pruned`, e.g. by a tuner). `test=False` ends a
+    complete run as `trained` without reading the test set; last.pt stays, so training the same run later only adds
+    the test pass. From the first write on, any exception (Ctrl-C included) is
     recorded as `failed` before it propagates; a failure to record it (a full disk) never hides the original error.
     """
     logger = NullLogger()
@@ -155,7 +223,8 @@ def execute(
         config_yaml = write_config(run.run_dir, run.config)
         run.record(RunStatus.RUNNING)
         logger = open_logger(logger_cfg, run.run_dir, first_epoch=len(run.history) + 1, config_yaml=config_yaml)
-        if stopped := fit(run, steps, epochs=epochs, num_classes=len(classes), logger=logger, on_epoch=on_epoch):
+        loop = EpochLoop(epochs=epochs, num_classes=len(classes), eval_every=eval_every, on_epoch=on_epoch)
+        if stopped := fit(run, steps, loop, logger=logger):
             return stopped
         if not test:
             return RunResult(
@@ -170,21 +239,30 @@ def execute(
         logger.close()
 
 
-def fit(
-    run: Run, steps: EpochSteps, *, epochs: int, num_classes: int, logger: NullLogger, on_epoch: EpochHook | None = None
-) -> RunResult | None:
+@dataclass(frozen=True)
+class EpochLoop:
+    """How `fit` runs the epochs: how many, the classes' count (for the divergence bound), validation during the
+    epoch every `eval_every` steps, and the hook that may stop the run after an epoch."""
+
+    epochs: int
+    num_classes: int
+    eval_every: int | None = None
+    on_epoch: EpochHook | None = None
+
+
+def fit(run: Run, steps: EpochSteps, loop: EpochLoop, *, logger: NullLogger) -> RunResult | None:
     """The epoch loop: train, validate, record, snapshot to last.pt; a RunResult only when the run diverged or
-    `on_epoch` stopped it."""
-    for epoch in range(len(run.history) + 1, epochs + 1):
-        entry = train_one_epoch(run, steps, epoch=epoch, epochs=epochs)
+    `loop.on_epoch` stopped it."""
+    for epoch in range(len(run.history) + 1, loop.epochs + 1):
+        entry = train_one_epoch(run, steps, epoch=epoch, loop=loop)
         write_history(run.run_dir, run.history)
         logger.log_epoch(entry)
-        if reason := divergence(entry["train_loss"], entry["val_loss"], num_classes):
+        if reason := divergence(entry["train_loss"], entry["val_loss"], loop.num_classes):
             log.error("%s diverged at epoch %d: %s; try a smaller optimizer.lr", run.label, epoch, reason)
             extra = {"finished_at": now(), "diverged_at_epoch": epoch, "diverged_because": reason}
             return RunResult(run.run_dir, RunStatus.DIVERGED, run.record(RunStatus.DIVERGED, **extra))
         save_checkpoint(run.run_dir / LAST, run.snapshot())
-        if on_epoch is not None and on_epoch(entry):
+        if loop.on_epoch is not None and loop.on_epoch(entry):
             log.info("%s stopped after epoch %d (pruned)", run.label, epoch)
             summary = history_summary(run.history)
             return RunResult(run.run_dir, RunStatus.PRUNED, run.record(RunStatus.PRUNED, **summary))
@@ -192,11 +270,17 @@ def fit(
     return None
 
 
-def train_one_epoch(run: Run, steps: EpochSteps, *, epoch: int, epochs: int) -> dict[str, Any]:
-    """Train and validate once, timed; the epoch's history entry, appended to the run's history and logged."""
+def train_one_epoch(run: Run, steps: EpochSteps, *, epoch: int, loop: EpochLoop) -> dict[str, Any]:
+    """Train and validate once, timed; the epoch's history entry, appended to the run's history and logged.
+
+    The entry counts optimizer steps and images seen since the run began and the training seconds of this pass
+    (`train_s`, evaluation excluded); with `loop.eval_every`, `evals` holds the validations during the epoch."""
     start = time.perf_counter()
-    train_loss = steps.train(epoch)
-    train_seconds = time.perf_counter() - start
+    during = None
+    if loop.eval_every is not None:
+        during = InEpochEvaluation(steps, loop.eval_every, epoch, start, before_s=training_seconds(run.history))
+    train_loss = steps.train(epoch, during) if during else steps.train(epoch)
+    train_seconds = time.perf_counter() - start - (during.paused_s if during else 0.0)
     val = steps.validate()
     epoch_seconds = time.perf_counter() - start
     run.train_time += epoch_seconds
@@ -209,10 +293,13 @@ def train_one_epoch(run: Run, steps: EpochSteps, *, epoch: int, epochs: int) -> 
         train_s=train_seconds,
         images=steps.train_images,
     )
+    entry.update(step=epoch * steps.steps_per_epoch, images_seen=epoch * steps.train_images)
+    if during:
+        entry["evals"] = during.points
     run.history.append(entry)
     log.info(
         "%s epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.2f%%  %.1fs  %.0f img/s",
-        *(run.label, epoch, epochs, train_loss, val.loss, val.accuracy, epoch_seconds, entry["images_per_s"]),
+        *(run.label, epoch, loop.epochs, train_loss, val.loss, val.accuracy, epoch_seconds, entry["images_per_s"]),
     )
     return entry
 

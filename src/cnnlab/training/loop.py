@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -11,6 +12,8 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from cnnlab.data import Batches, Split
+
+StepHook = Callable[[int], None]  # called after each optimizer step with its 1-based number within the epoch
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -29,13 +32,15 @@ def train_epoch(
     memory_format: torch.memory_format = torch.contiguous_format,
     progress: bool = False,
     description: str = "train",
+    on_step: StepHook | None = None,
 ) -> Tensor:
-    """Train for one pass over `batches`; returns the mean of the per-batch losses as a 0-d tensor on the device."""
+    """Train for one pass over `batches`; returns the mean of the per-batch losses as a 0-d tensor on the device.
+    `on_step` (e.g. an evaluation during the epoch) runs after each step and must leave the model in training mode."""
     model.train()
     device = next(model.parameters()).device
     total = torch.zeros((), device=device)
     with tqdm(total=len(batches), desc=description, disable=not progress, leave=False, unit="batch") as bar:
-        for x, y in batches:
+        for step, (x, y) in enumerate(batches, start=1):
             with autocast(device, precision):
                 loss = F.cross_entropy(model(x.contiguous(memory_format=memory_format)), y)
             optimizer.zero_grad(set_to_none=True)
@@ -43,6 +48,8 @@ def train_epoch(
             optimizer.step()
             total += loss.detach().float()
             bar.update()
+            if on_step is not None:
+                on_step(step)
     return total / len(batches)
 
 

@@ -9,6 +9,7 @@ data order, eval-mode evaluation, and resuming from last.pt.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,9 +30,9 @@ from cnnlab.runs.checkpoint import load_checkpoint, load_weights, restore_rng_st
 from cnnlab.runs.layout import LAST, identity, run_dir_for
 from cnnlab.runs.record import clear_results, run_description
 from cnnlab.runs.status import RunStatus, read_metrics, status_of
-from cnnlab.training.engine import EpochHook, Run, RunResult, TestOutcome, execute, locked_run_dir
+from cnnlab.training.engine import EpochHook, Run, RunResult, TestOutcome, eval_interval, execute, locked_run_dir
 from cnnlab.training.loggers import check_logger
-from cnnlab.training.loop import Evaluation, evaluate, train_epoch
+from cnnlab.training.loop import Evaluation, StepHook, evaluate, train_epoch
 from cnnlab.training.optimizers import build_optimizer, check_optimizer
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ def check_settings(cfg: DictConfig) -> None:
     boolean("trainer.progress", cfg.trainer.progress)
     if cfg.trainer.num_threads is not None:
         positive_int("trainer.num_threads", cfg.trainer.num_threads)
+    eval_interval(cfg.trainer.get("eval_every"), steps_per_epoch(cfg.data))
     resolve_device(cfg.trainer.device)
     check_logger(cfg.get("logger"))
 
@@ -71,6 +73,15 @@ def check_data(data: DictConfig) -> None:
         seed("data.split_seed", data.split_seed)
     boolean("data.normalize", data.normalize)
     boolean("data.download", data.download)
+
+
+def steps_per_epoch(data: DictConfig) -> int:
+    """Optimizer steps in one pass over the training split the data settings select (checked by `check_data`)."""
+    spec = get_spec(data.name)
+    images = spec.train_size - data.val_size
+    if data.subset is not None:
+        images = min(images, data.subset)
+    return math.ceil(images / data.batch_size)
 
 
 def seed_everything(seed: int) -> None:
@@ -99,7 +110,15 @@ class StandardSteps:
     def train_images(self) -> int:
         return len(self.batches.split)
 
-    def train(self, epoch: int) -> float:
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.batches)
+
+    @property
+    def batch_size(self) -> int:
+        return self.batches.batch_size
+
+    def train(self, epoch: int, on_step: StepHook | None = None) -> float:
         loss = train_epoch(
             self.model,
             self.batches,
@@ -108,6 +127,7 @@ class StandardSteps:
             memory_format=self.memory_format,
             progress=self.progress,
             description=f"epoch {epoch}",
+            on_step=on_step,
         )
         return loss.item()
 
@@ -162,10 +182,15 @@ def train(cfg: DictConfig, *, on_epoch: EpochHook | None = None, test: bool = Tr
         if cfg.overwrite:
             clear_results(run_dir)
         run, steps = prepare(cfg, plain, run_dir, splits)
-        logger_cfg = cfg.get("logger")
-        epochs = cfg.trainer.epochs
         return execute(
-            run, steps, epochs=epochs, classes=splits.classes, logger_cfg=logger_cfg, on_epoch=on_epoch, test=test
+            run,
+            steps,
+            epochs=cfg.trainer.epochs,
+            classes=splits.classes,
+            logger_cfg=cfg.get("logger"),
+            on_epoch=on_epoch,
+            test=test,
+            eval_every=eval_interval(cfg.trainer.get("eval_every"), steps.steps_per_epoch),
         )
 
 

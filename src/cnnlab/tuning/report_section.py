@@ -34,7 +34,7 @@ from cnnlab.runs.layout import config_name
 from cnnlab.runs.status import RunStatus
 from cnnlab.tuning.runner import seed_config
 from cnnlab.tuning.settings import TuneSettings, train_config, tune_settings
-from cnnlab.tuning.storage import exists, open_storage
+from cnnlab.tuning.storage import find_study
 from cnnlab.tuning.study import StudyState, study_state
 
 
@@ -49,6 +49,12 @@ class TunedRow:
     result: ConfigResult | None  # the tuned setting's runs on the tune seeds; None without a best trial or seeds
     missing_seeds: list[int]
     train_command: str | None  # trains the missing seeds of the tuned setting
+
+
+def _sampler(settings: TuneSettings) -> str:
+    if settings.sampler == "random":
+        return f"random sampler (independent draws, seed {settings.sampler_seed})"
+    return f"TPE sampler (seed {settings.sampler_seed}, random for the first {settings.startup_trials} trials)"
 
 
 def tuned_comparison(context: ReportContext) -> Section | None:
@@ -88,7 +94,7 @@ def _row(key: str, e: Expected, extra: list[str], context: ReportContext, storag
     args = (*e.train_args, *extra)
     tune_cfg = _compose_tune(args)
     settings = tune_settings(tune_cfg, check_storage_now=False)
-    study = _load(settings, storages)
+    study = find_study(settings.storage, settings.study_name, storages)
     state = study_state(study) if study else None
     row = TunedRow(key, e.label, settings, shlex.join(("cnnlab-tune", *args)), study, state, None, [], None)
     if state is None or state.best is None or not settings.seeds:
@@ -116,18 +122,6 @@ def _compose_tune(overrides: Sequence[str]) -> DictConfig:
         return compose_config("tune", overrides)
     except ConfigError as err:
         raise ConfigError(f"tuning.tune_overrides do not compose with the tune config: {err}") from None
-
-
-def _load(settings: TuneSettings, storages: dict[str, Any]) -> optuna.Study | None:
-    url = settings.storage.url
-    if url not in storages:
-        storages[url] = open_storage(settings.storage, create=False) if exists(settings.storage) else None
-    if storages[url] is None:
-        return None
-    try:
-        return optuna.load_study(study_name=settings.study_name, storage=storages[url])
-    except KeyError:
-        return None
 
 
 # --- rendering -----------------------------------------------------------------------------------------------------
@@ -202,13 +196,12 @@ def _protocol(settings: TuneSettings, level: str) -> str:
     epochs = f"{settings.epochs} epoch{'s' if settings.epochs != 1 else ''}"
     return (
         f"Each configuration tuned with Optuna on the validation split, the same budget for every optimizer: "
-        f"{settings.trials} trials over {ranges}; TPE sampler (seed {settings.sampler_seed}, random for the first "
-        f"{settings.startup_trials} trials), pruned on each epoch's validation accuracy by {pruning}. A trial trains "
-        f"{epochs}; its objective is the final epoch's validation accuracy, and the test set is never read while "
-        f"tuning. The best trial's setting is then trained on seeds {seeds} and tested; the {level} interval is the "
-        "Student-t interval of the mean, cut at 0 and 100%. Untuned: the same configuration at its lr of Tables 1 "
-        "and 2, on those seeds (on all of its seeds when it has none of them). Difference: the tuned mean minus the "
-        "untuned mean, in percentage points."
+        f"{settings.trials} trials over {ranges}; {_sampler(settings)}, pruned on each epoch's validation accuracy "
+        f"by {pruning}. A trial trains {epochs}; its objective is the final epoch's validation accuracy, and the test "
+        f"set is never read while tuning. The best trial's setting is then trained on seeds {seeds} and tested; the "
+        f"{level} interval is the Student-t interval of the mean, cut at 0 and 100%. Untuned: the same configuration "
+        "at its lr of Tables 1 and 2, on those seeds (on all of its seeds when it has none of them). Difference: the "
+        "tuned mean minus the untuned mean, in percentage points."
     )
 
 

@@ -21,6 +21,9 @@ from cnnlab.tuning.space import Space, parse_space
 from cnnlab.tuning.storage import Storage, check_storage, parse_storage
 
 PRUNERS = ("median", "hyperband", "none")
+# tpe: Optuna's TPE (random for the first tune.startup_trials trials); random: independent draws, which the expected
+# best accuracy against the number of trials (the report's budget curves) assumes
+SAMPLERS = ("tpe", "random")
 # the settings of each pruner (conf/tune.yaml's `tune.pruner`); a setting of another pruner is ignored
 PRUNER_SETTINGS = {"median": ("n_startup_trials", "n_warmup_steps"), "hyperband": ("min_resource", "reduction_factor")}
 
@@ -29,6 +32,7 @@ PRUNER_SETTINGS = {"median": ("n_startup_trials", "n_warmup_steps"), "hyperband"
 class TuneSettings:
     trials: int  # the budget: complete + pruned (+ running) trials per study, whichever workers run them
     space: Space
+    sampler: str  # one of SAMPLERS
     sampler_seed: int
     startup_trials: int  # TPE samples at random until this many trials finished
     pruner: dict[str, Any]  # name and that pruner's settings
@@ -52,6 +56,7 @@ def tune_settings(cfg: DictConfig, *, check_storage_now: bool = True) -> TuneSet
     tune = cfg.tune
     trials = positive_int("tune.trials", tune.trials)
     space = parse_space(to_plain(tune.space) if tune.space is not None else None, cfg)
+    sampler = one_of("tune.sampler", tune.get("sampler", "tpe"), SAMPLERS)
     sampler_seed = seed("tune.sampler_seed", tune.sampler_seed)
     startup = positive_int("tune.startup_trials", tune.startup_trials)
     pruner = _pruner(to_plain(tune.pruner) if isinstance(tune.pruner, DictConfig) else tune.pruner)
@@ -63,7 +68,13 @@ def tune_settings(cfg: DictConfig, *, check_storage_now: bool = True) -> TuneSet
     heartbeat = None if tune.heartbeat_s is None else positive_int("tune.heartbeat_s", tune.heartbeat_s)
     if not isinstance(tune.runs_dir, str) or not tune.runs_dir:
         raise ConfigError(f"tune.runs_dir={tune.runs_dir!r} must be a folder")
-    settings = {"space": space, "sampler_seed": sampler_seed, "startup_trials": startup, "pruner": pruner}
+    settings = {
+        "space": space,
+        "sampler": sampler,
+        "sampler_seed": sampler_seed,
+        "startup_trials": startup,
+        "pruner": pruner,
+    }
     name = tune.study_name
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise ConfigError(f"tune.study_name={name!r} must be a non-empty name, or null for the derived one")
@@ -110,7 +121,9 @@ def _seeds(seeds: Any) -> list[int]:
     return sorted({seed(f"tune.seeds[{i}]", s) for i, s in enumerate(seeds)})
 
 
-def study_name(cfg: DictConfig, *, space: Space, sampler_seed: int, startup_trials: int, pruner: dict[str, Any]) -> str:
+def study_name(
+    cfg: DictConfig, *, space: Space, sampler: str, sampler_seed: int, startup_trials: int, pruner: dict[str, Any]
+) -> str:
     """`<data>/<optimizer>[-bn]/e<epochs>-bs<batch>[-n<subset>]-<hash>`: a run directory's name without the tuned
     settings (the learning rate), whose hash covers what the study's trials compute and how they are chosen: the
     training identity minus the tuned settings, the training seed, the space, the sampler and the pruner. The budget
@@ -122,7 +135,9 @@ def study_name(cfg: DictConfig, *, space: Space, sampler_seed: int, startup_tria
         "seed": plain["seed"],
         "space": [(d.name, d.low, d.high, d.log) for d in space.dimensions],
         "templates": space.templates,
-        "sampler": {"name": "tpe", "seed": sampler_seed, "startup_trials": startup_trials},
+        "sampler": {"name": "tpe", "seed": sampler_seed, "startup_trials": startup_trials}
+        if sampler == "tpe"
+        else {"name": sampler, "seed": sampler_seed},
         "pruner": pruner,
     }
     blob = json.dumps({"identity": ident, "protocol": protocol}, sort_keys=True, default=str)

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import optuna
 import sqlalchemy
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
@@ -171,3 +172,16 @@ def budget_lock(storage: Storage) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def find_study(storage: Storage, study_name: str, opened: dict[str, BaseStorage | None]) -> optuna.Study | None:
+    """The study if the storage holds it, else None; never creates either. `opened` caches storages by URL across
+    calls, so a report reading many studies of one storage opens it once."""
+    if storage.url not in opened:
+        opened[storage.url] = open_storage(storage, create=False) if exists(storage) else None
+    if opened[storage.url] is None:
+        return None
+    try:
+        return optuna.load_study(study_name=study_name, storage=opened[storage.url])
+    except KeyError:
+        return None

@@ -63,9 +63,12 @@ def make_pruner(pruner: Mapping[str, Any], epochs: int) -> optuna.pruners.BasePr
     return optuna.pruners.NopPruner()
 
 
-def make_sampler(settings: TuneSettings, spent: int) -> optuna.samplers.TPESampler:
-    """TPE seeded from the study's seed and the number of trials spent: the same history gives the same next trial."""
+def make_sampler(settings: TuneSettings, spent: int) -> optuna.samplers.BaseSampler:
+    """The sampler seeded from the study's seed and the number of trials spent: the same history gives the same next
+    trial, whichever worker asks."""
     seed = int(np.random.SeedSequence([settings.sampler_seed, spent]).generate_state(1)[0])
+    if settings.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=settings.startup_trials)
 
 
@@ -83,6 +86,7 @@ def open_study(settings: TuneSettings, *, untuned: str = "") -> optuna.Study:
         if "objective" not in study.user_attrs:
             study.set_user_attr("objective", OBJECTIVE)
             study.set_user_attr("untuned_configuration", untuned)
+            study.set_user_attr("sampler", settings.sampler)
     return study
 
 

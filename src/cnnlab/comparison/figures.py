@@ -1,0 +1,52 @@
+"""The comparison's figures: performance profiles (untuned and tuned side by side) and expected best validation
+accuracy against the number of tuning trials, one panel per workload on shared axes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from matplotlib.figure import Figure
+
+from cnnlab.comparison.stats import ExpectedMax, Profile
+from cnnlab.plotting import plt
+
+
+def profile_figure(panels: Mapping[str, Profile]) -> Figure:
+    """One panel per profile (e.g. "untuned, target 1"): for each optimizer the fraction of workloads on which its
+    time to target is within τ of the best optimizer's, a step function of τ on a log axis."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False, sharey=True)
+    for ax, (title, profile) in zip(axes[0], panels.items()):
+        for optimizer in profile.optimizers:
+            ax.step(profile.taus, profile.rho[optimizer], where="post", label=optimizer, linewidth=1.8)
+        ax.set_xscale("log")
+        ax.set_xlim(1, profile.taus[-1])
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("τ (time to target within τ × the best optimizer's)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].set_ylabel("fraction of workloads")
+    axes[0][-1].legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def budget_figure(curves: Mapping[str, Mapping[str, ExpectedMax]], level: str) -> Figure:
+    """`curves[workload][optimizer]`: the expected best validation accuracy after k trials with its bootstrap band."""
+    workloads: Sequence[str] = list(curves)
+    cols = min(len(workloads), 2)
+    rows = -(-len(workloads) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False, sharey=True)
+    for ax, workload in zip(axes.flat, workloads):
+        for optimizer, curve in curves[workload].items():
+            (line,) = ax.plot(curve.k, curve.mean, marker="o", markersize=3, label=optimizer)
+            ax.fill_between(curve.k, curve.low, curve.high, color=line.get_color(), alpha=0.15, linewidth=0)
+        ax.set_title(workload, fontsize=10)
+        ax.set_xlabel("tuning trials k")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    for ax in axes.flat[len(workloads) :]:
+        ax.set_visible(False)
+    for row in axes:
+        row[0].set_ylabel(f"expected best val. accuracy % ({level} band)")
+    fig.tight_layout()
+    return fig
