@@ -29,7 +29,7 @@ from cnnlab.replay.published import INTERLUDE_AFTER, NOTEBOOK_RUNS, PublishedRun
 from cnnlab.replay.results import compare_run, load_replay, summary_path
 from cnnlab.runs.layout import run_dir_for
 from cnnlab.runs.record import now, run_description
-from cnnlab.training.engine import Run, TestOutcome, execute, locked_run_dir
+from cnnlab.training.engine import RunState, TestOutcome, execute, locked_run_dir
 from cnnlab.training.loop import evaluate
 from cnnlab.training.optimizers import build_optimizer, check_optimizer
 
@@ -181,7 +181,7 @@ def replay_run(
     optimizer = build_optimizer(plain["optimizer"], model.parameters())
     description = run_description(plain, model, MNIST_SPEC.image_shape, device)
     title = f"{published.label} (notebook replay)"
-    run = Run(
+    run = RunState(
         run_dir, plain, model, optimizer, torch.default_generator, description, label=published.label, title=title
     )
     steps = NotebookSteps(model, optimizer, loaders, test_split, device, cfg.progress, published)

@@ -1,7 +1,7 @@
 """The one training engine every kind of run goes through: the epoch loop, the snapshot, status recording and the
 failure path.
 
-A run is a `Run` (its directory, config, model, optimizer, data-order generator and history) and an `EpochSteps`
+A run is a `RunState` (its directory, config, model, optimizer, data-order generator and history) and an `EpochSteps`
 (how one epoch trains, how validation and the test pass evaluate). `cnnlab-train` gives the standard steps; the
 notebook replay gives the notebook's (its data order from the one random stream, training-mode evaluation), and
 nothing else differs. `execute` is called with the run directory's lock held (`locked_run_dir`).
@@ -68,7 +68,7 @@ class EpochSteps(Protocol):
 
 
 @dataclass
-class Run:
+class RunState:
     """One run directory's state while its single writer trains it."""
 
     run_dir: Path
@@ -134,7 +134,7 @@ EpochHook = Callable[[Mapping[str, Any]], bool]
 
 
 def execute(
-    run: Run,
+    run: RunState,
     steps: EpochSteps,
     *,
     epochs: int,
@@ -171,7 +171,13 @@ def execute(
 
 
 def fit(
-    run: Run, steps: EpochSteps, *, epochs: int, num_classes: int, logger: NullLogger, on_epoch: EpochHook | None = None
+    run: RunState,
+    steps: EpochSteps,
+    *,
+    epochs: int,
+    num_classes: int,
+    logger: NullLogger,
+    on_epoch: EpochHook | None = None,
 ) -> RunResult | None:
     """The epoch loop: train, validate, record, snapshot to last.pt; a RunResult only when the run diverged or
     `on_epoch` stopped it."""
@@ -192,7 +198,7 @@ def fit(
     return None
 
 
-def train_one_epoch(run: Run, steps: EpochSteps, *, epoch: int, epochs: int) -> dict[str, Any]:
+def train_one_epoch(run: RunState, steps: EpochSteps, *, epoch: int, epochs: int) -> dict[str, Any]:
     """Train and validate once, timed; the epoch's history entry, appended to the run's history and logged."""
     start = time.perf_counter()
     train_loss = steps.train(epoch)
@@ -217,7 +223,7 @@ def train_one_epoch(run: Run, steps: EpochSteps, *, epoch: int, epochs: int) -> 
     return entry
 
 
-def finish(run: Run, steps: EpochSteps, *, classes: Sequence[str], logger: NullLogger) -> RunResult:
+def finish(run: RunState, steps: EpochSteps, *, classes: Sequence[str], logger: NullLogger) -> RunResult:
     """Save the final weights, run the test pass, write the run's reports and figures, and record it finished."""
     save_checkpoint(run.run_dir / CHECKPOINT, run.snapshot())
     outcome = steps.test(run.history)

@@ -29,7 +29,7 @@ from cnnlab.runs.checkpoint import load_checkpoint, load_weights, restore_rng_st
 from cnnlab.runs.layout import LAST, identity, run_dir_for
 from cnnlab.runs.record import clear_results, run_description
 from cnnlab.runs.status import RunStatus, read_metrics, status_of
-from cnnlab.training.engine import EpochHook, Run, RunResult, TestOutcome, execute, locked_run_dir
+from cnnlab.training.engine import EpochHook, RunResult, RunState, TestOutcome, execute, locked_run_dir
 from cnnlab.training.loggers import check_logger
 from cnnlab.training.loop import Evaluation, evaluate, train_epoch
 from cnnlab.training.optimizers import build_optimizer, check_optimizer
@@ -169,7 +169,7 @@ def train(cfg: DictConfig, *, on_epoch: EpochHook | None = None, test: bool = Tr
         )
 
 
-def prepare(cfg: DictConfig, plain: dict[str, Any], run_dir: Path, splits: Splits) -> tuple[Run, StandardSteps]:
+def prepare(cfg: DictConfig, plain: dict[str, Any], run_dir: Path, splits: Splits) -> tuple[RunState, StandardSteps]:
     """Seed, build the model and optimizer on the device, and resume from last.pt when there is one."""
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
@@ -186,7 +186,7 @@ def prepare(cfg: DictConfig, plain: dict[str, Any], run_dir: Path, splits: Split
     generator = torch.Generator().manual_seed(cfg.seed)
     label = f"{cfg.optimizer.name}{'+BN' if cfg.model.batch_norm else ''} seed {cfg.seed}"
     description = run_description(plain, model, splits.spec.image_shape, device)
-    run = Run(run_dir, plain, model, optimizer, generator, description, label=label, title=label)
+    run = RunState(run_dir, plain, model, optimizer, generator, description, label=label, title=label)
     if not cfg.overwrite:
         resume(run, device)
     steps = StandardSteps(
@@ -204,7 +204,7 @@ def prepare(cfg: DictConfig, plain: dict[str, Any], run_dir: Path, splits: Split
     return run, steps
 
 
-def resume(run: Run, device: torch.device) -> None:
+def resume(run: RunState, device: torch.device) -> None:
     """Continue from last.pt when an earlier attempt left one: weights, optimizer, every random stream, history."""
     last_path = run.run_dir / LAST
     if not last_path.exists():
