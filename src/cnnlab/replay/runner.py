@@ -45,7 +45,7 @@ class ReplayResult:
     reused: bool = False
 
 
-def check_settings(cfg: DictConfig) -> None:
+def check_replay_settings(cfg: DictConfig) -> None:
     """Reject bad settings before anything is written."""
     positive_int("epochs", cfg.epochs)
     runs = positive_int("runs", cfg.runs)
@@ -98,7 +98,7 @@ def run_config(cfg: DictConfig, run: PublishedRun) -> dict[str, Any]:
 
 
 def replay(cfg: DictConfig) -> ReplayResult:
-    check_settings(cfg)
+    check_replay_settings(cfg)
     runs = NOTEBOOK_RUNS[: cfg.runs]
     replay_dir = Path(cfg.paths.replay_dir)
     path = summary_path(replay_dir, cfg.epochs)

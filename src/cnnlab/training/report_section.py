@@ -25,7 +25,7 @@ from cnnlab.reporting.stats import interval, spread
 from cnnlab.runs.checkpoint import load_checkpoint, load_weights
 from cnnlab.runs.layout import CHECKPOINT, identity
 from cnnlab.runs.status import UNFINISHED
-from cnnlab.training.runner import check_settings
+from cnnlab.training.runner import check_train_settings
 
 log = logging.getLogger(__name__)
 BEST_MODEL = "best_model.pt"
@@ -39,7 +39,7 @@ def check_runs(context: ReportContext) -> None:
     overrides = list(context.settings.train_overrides)
     for e in context.expected.values():
         try:
-            check_settings(OmegaConf.create(e.config))
+            check_train_settings(OmegaConf.create(e.config))
         except ConfigError as err:
             raise ConfigError(f"train_overrides={overrides}: {err}") from None
 

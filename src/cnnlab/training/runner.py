@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16")
 
 
-def check_settings(cfg: DictConfig) -> None:
+def check_train_settings(cfg: DictConfig) -> None:
     """Reject bad settings before anything is written: every number in range, every name that selects code known."""
     seed("seed", cfg.seed)
     boolean("overwrite", cfg.overwrite)
@@ -139,7 +139,7 @@ def train(cfg: DictConfig, *, on_epoch: EpochHook | None = None, test: bool = Tr
 
     `on_epoch` and `test` are the engine's (`training.engine.execute`): a tuner's pruning hook, and whether the run
     ends with the test pass or as `trained`."""
-    check_settings(cfg)
+    check_train_settings(cfg)
     plain = to_plain(cfg)
     run_dir = run_dir_for(plain)
     if run_dir.exists() and not run_dir.is_dir():
@@ -219,4 +219,4 @@ def resume(run: RunState, device: torch.device) -> None:
     log.info("resuming %s after epoch %d", run.run_dir, state["epoch"])
 
 
-__all__ = ["RunResult", "RunStatus", "check_settings", "train"]
+__all__ = ["RunResult", "RunStatus", "check_train_settings", "train"]
