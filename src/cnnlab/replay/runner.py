@@ -120,7 +120,7 @@ def replay(cfg: DictConfig) -> ReplayResult:
         "epochs": cfg.epochs,
         "device": str(device),
         "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
+        "torch": torch.version.__version__,
         "runs": dict(previous["runs"]),
     }
     for run in runs:
