@@ -31,6 +31,8 @@ def fast_bf16(device: torch.device) -> bool:
     (AVX-512 and newer). Elsewhere bf16 falls back to slow emulated paths, slower than fp32."""
     if device.type == "cuda":
         return torch.cuda.get_device_capability(device) >= (8, 0)  # Ampere and newer; older GPUs emulate bf16
+    # torch has no public check for oneDNN's bf16 kernels (torch.backends.cpu names only the vector ISA, which misses
+    # AVX-NE-CONVERT and ARM), so its own op is asked; a torch without the op reads as no bf16
     check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
     return bool(check()) if check is not None else False
 

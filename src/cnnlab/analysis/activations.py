@@ -42,7 +42,7 @@ def check_image_index(value: Any, n_images: int) -> int:
     return value
 
 
-def check_settings(settings: Mapping[str, Any]) -> tuple[tuple[str, int], str]:
+def check_activations_settings(settings: Mapping[str, Any]) -> tuple[tuple[str, int], str]:
     """The layer and image index, and their folder name; the index is checked against the test set once loaded."""
     layer = one_of("layer", settings["layer"], LAYERS)
     image = settings["image"]
@@ -85,5 +85,11 @@ def activations(
     run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None
 ) -> AnalysisResult:
     return analyse(
-        "activations", run_dir, options, check=check_settings, compute=outputs, device=device, data_dir=data_dir
+        "activations",
+        run_dir,
+        options,
+        check=check_activations_settings,
+        compute=outputs,
+        device=device,
+        data_dir=data_dir,
     )

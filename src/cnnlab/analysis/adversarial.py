@@ -195,7 +195,7 @@ class Chosen:
     seed: int
 
 
-def check_settings(settings: Mapping[str, Any]) -> tuple[Chosen, str]:
+def check_adversarial_settings(settings: Mapping[str, Any]) -> tuple[Chosen, str]:
     """Mode, seed and preset, checked, and their folder name (mode and preset name)."""
     mode = one_of("mode", settings["mode"], MODES)
     seed = checks.seed("seed", settings["seed"])
@@ -212,7 +212,13 @@ def adversarial(
     run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None
 ) -> AnalysisResult:
     return analyse(
-        "adversarial", run_dir, options, check=check_settings, compute=outputs, device=device, data_dir=data_dir
+        "adversarial",
+        run_dir,
+        options,
+        check=check_adversarial_settings,
+        compute=outputs,
+        device=device,
+        data_dir=data_dir,
     )
 
 

@@ -51,7 +51,7 @@ class Attributions:
     seed: int
 
 
-def check_settings(settings: Mapping[str, Any]) -> tuple[Attributions, str]:
+def check_attributions_settings(settings: Mapping[str, Any]) -> tuple[Attributions, str]:
     s = Attributions(
         methods=names_from("methods", settings["methods"], METHODS),
         images=positive_int("images", settings["images"]),
@@ -154,7 +154,13 @@ def attributions(
     run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None
 ) -> AnalysisResult:
     return analyse(
-        "attributions", run_dir, options, check=check_settings, compute=outputs, device=device, data_dir=data_dir
+        "attributions",
+        run_dir,
+        options,
+        check=check_attributions_settings,
+        compute=outputs,
+        device=device,
+        data_dir=data_dir,
     )
 
 

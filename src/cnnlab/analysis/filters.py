@@ -39,7 +39,7 @@ def check_in_channel(value: Any) -> int | str:
     raise ConfigError(f"in_channel={value!r} must be an input channel index >= 0 or 'all'")
 
 
-def check_settings(settings: Mapping[str, Any]) -> tuple[tuple[str, int | str], str]:
+def check_filters_settings(settings: Mapping[str, Any]) -> tuple[tuple[str, int | str], str]:
     """The layer(s) and conv2 input channel, and their folder name (conv1 has one input channel: no suffix)."""
     layer = one_of("layer", settings["layer"], LAYERS)
     in_channel = check_in_channel(settings["in_channel"])
@@ -80,4 +80,6 @@ def outputs(loaded: LoadedRun, chosen: tuple[str, int | str]) -> Outputs:
 def filters(
     run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None
 ) -> AnalysisResult:
-    return analyse("filters", run_dir, options, check=check_settings, compute=outputs, device=device, data_dir=data_dir)
+    return analyse(
+        "filters", run_dir, options, check=check_filters_settings, compute=outputs, device=device, data_dir=data_dir
+    )

@@ -69,7 +69,7 @@ class Occlusion:
     sizes: Any
 
 
-def check_settings(settings: Mapping[str, Any]) -> tuple[Occlusion, str]:
+def check_occlusion_settings(settings: Mapping[str, Any]) -> tuple[Occlusion, str]:
     """The settings checked before anything is loaded, so a bad one costs nothing, and their folder name."""
     stride = positive_int("stride", settings["stride"])
     n_images = positive_int("images", settings["images"])
@@ -169,5 +169,5 @@ def occlusion(
     run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None
 ) -> AnalysisResult:
     return analyse(
-        "occlusion", run_dir, options, check=check_settings, compute=outputs, device=device, data_dir=data_dir
+        "occlusion", run_dir, options, check=check_occlusion_settings, compute=outputs, device=device, data_dir=data_dir
     )

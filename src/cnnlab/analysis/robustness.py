@@ -59,7 +59,7 @@ def _images(value: Any) -> int | None:
     return value
 
 
-def check_settings(settings: Mapping[str, Any]) -> tuple[Robustness, str]:
+def check_robustness_settings(settings: Mapping[str, Any]) -> tuple[Robustness, str]:
     """The settings checked before anything is loaded, and their folder name."""
     step_size = settings["step_size"]
     if step_size is not None and (
@@ -152,5 +152,11 @@ def robustness(
     run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None
 ) -> AnalysisResult:
     return analyse(
-        "robustness", run_dir, options, check=check_settings, compute=outputs, device=device, data_dir=data_dir
+        "robustness",
+        run_dir,
+        options,
+        check=check_robustness_settings,
+        compute=outputs,
+        device=device,
+        data_dir=data_dir,
     )

@@ -16,9 +16,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from cnnlab.analysis import ANALYSES
-from cnnlab.analysis.attributions import check_settings as check_attributions
+from cnnlab.analysis.attributions import check_attributions_settings
 from cnnlab.analysis.results import AnalysisResult, options_of
-from cnnlab.analysis.robustness import check_settings as check_attacks
+from cnnlab.analysis.robustness import check_robustness_settings
 from cnnlab.checks import boolean
 from cnnlab.config import to_plain
 from cnnlab.reporting.figures import cached_figure, copy_if_changed
@@ -27,7 +27,7 @@ from cnnlab.reporting.sections import ReportContext, Section
 from cnnlab.reporting.stats import Summary, summarize
 
 PERCENT = (0.0, 100.0)
-CHECKS = {"robustness": check_attacks, "attributions": check_attributions}
+CHECKS = {"robustness": check_robustness_settings, "attributions": check_attributions_settings}
 
 
 def _settings(context: ReportContext) -> tuple[dict[str, Any], dict[str, Any]] | None:

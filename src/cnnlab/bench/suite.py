@@ -43,7 +43,7 @@ def hardware() -> dict[str, Any]:
         "gpu": gpu,
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        "torch": torch.version.__version__,
         "threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_fast_bf16": fast_bf16(torch.device("cpu")),

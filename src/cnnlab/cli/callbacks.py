@@ -22,7 +22,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from cnnlab.errors import fail, run_cli
-from cnnlab.training.runner import check_settings
+from cnnlab.training.runner import check_train_settings
 
 
 class WritableOutput(Callback):
@@ -48,7 +48,7 @@ def _check_log_parent(config: DictConfig, log_dir: str) -> None:
 class SweepSettingsCheck(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         with hydra_config(config) as resolvable:
-            run_cli("cnnlab-train", lambda: check_settings(resolvable))
+            run_cli("cnnlab-train", lambda: check_train_settings(resolvable))
 
 
 @contextmanager

@@ -9,6 +9,7 @@ nothing is written. Then Hydra runs the command as usual. `HYDRA_FULL_ERROR=1` s
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import functools
 import re
@@ -17,7 +18,6 @@ from typing import Any
 
 import hydra
 from hydra import compose, initialize_config_dir
-from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
@@ -31,6 +31,47 @@ from cnnlab.errors import ConfigError, run_cli
 Check = Callable[[DictConfig], None]
 # flags with which Hydra prints something instead of running the command: left to Hydra as they are
 INFO_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion", "experimental_rerun")
+# Hydra's command-line flags (those of `hydra.main`): with a value, and without one
+VALUE_FLAGS = (
+    ("--package", "-p"),
+    ("--config-path", "-cp"),
+    ("--config-name", "-cn"),
+    ("--config-dir", "-cd"),
+    ("--experimental-rerun",),
+)
+SWITCHES = (
+    ("--help", "-h"),
+    ("--hydra-help",),
+    ("--version",),
+    ("--resolve",),
+    ("--run", "-r"),
+    ("--multirun", "-m"),
+    ("--shell-completion", "-sc"),
+)
+
+
+class UnreadCommandLine(Exception):
+    """A command line Hydra's parser refuses: Hydra reports it, with its usage."""
+
+
+class HydraArgs(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse would print our usage and exit
+        raise UnreadCommandLine(message)
+
+
+def hydra_args_parser() -> argparse.ArgumentParser:
+    """A parser for the command line `hydra.main` reads, which Hydra does not make public: every flag of Hydra's
+    (so a flag's value, or an abbreviated flag, is never taken for an override) and the overrides."""
+    parser = HydraArgs(add_help=False)
+    for names in VALUE_FLAGS:
+        parser.add_argument(*names)
+    for names in SWITCHES:
+        parser.add_argument(*names, action="store_true")
+    parser.add_argument("--cfg", "-c", choices=("job", "hydra", "all"))
+    info = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
+    parser.add_argument("--info", "-i", nargs="?", const="all", choices=info)
+    parser.add_argument("overrides", nargs="*")
+    return parser
 
 
 def command(prog: str, config_name: str, check: Check | None = None) -> Callable[[Callable[[DictConfig], Any]], Any]:
@@ -41,7 +82,12 @@ def command(prog: str, config_name: str, check: Check | None = None) -> Callable
 
         @functools.wraps(task)
         def main() -> Any:
-            args = get_args_parser().parse_args()
+            try:
+                args, unknown = hydra_args_parser().parse_known_args()
+            except UnreadCommandLine:
+                return hydra_main()  # which reports the mistake
+            if unknown or args.version:  # a flag Hydra does not know, or --version: Hydra answers before running
+                return hydra_main()
             overrides = run_cli(prog, lambda: with_config_dir(args.overrides, args.config_dir))  # --help too
             if not any(getattr(args, flag, None) for flag in INFO_FLAGS):
                 run_cli(prog, lambda: check_command_line(prog, config_name, overrides, check))

@@ -8,10 +8,10 @@ from omegaconf import DictConfig
 from cnnlab.cli.entry import command
 from cnnlab.errors import run_cli
 from cnnlab.replay.results import format_comparison
-from cnnlab.replay.runner import check_settings, replay
+from cnnlab.replay.runner import check_replay_settings, replay
 
 
-@command("cnnlab-replay", "replay", check=check_settings)
+@command("cnnlab-replay", "replay", check=check_replay_settings)
 def main(cfg: DictConfig) -> None:
     result = run_cli("cnnlab-replay", lambda: replay(cfg))
     print(format_comparison(result.summary), flush=True)

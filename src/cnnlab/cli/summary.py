@@ -7,12 +7,12 @@ from omegaconf import DictConfig
 from cnnlab.cli.entry import command
 from cnnlab.data import get_spec
 from cnnlab.errors import run_cli
-from cnnlab.models.summary import summarize
+from cnnlab.models.summary import model_size_text
 
 
 @command("cnnlab-summary", "summary")
 def main(cfg: DictConfig) -> None:
-    print(run_cli("cnnlab-summary", lambda: summarize(cfg.model, get_spec(cfg.data.name).image_shape)))
+    print(run_cli("cnnlab-summary", lambda: model_size_text(cfg.model, get_spec(cfg.data.name).image_shape)))
 
 
 if __name__ == "__main__":

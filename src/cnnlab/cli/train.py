@@ -7,10 +7,10 @@ from omegaconf import DictConfig
 
 from cnnlab.cli.entry import command
 from cnnlab.errors import run_cli
-from cnnlab.training.runner import check_settings, train
+from cnnlab.training.runner import check_train_settings, train
 
 
-@command("cnnlab-train", "train", check=check_settings)
+@command("cnnlab-train", "train", check=check_train_settings)
 def main(cfg: DictConfig) -> float | None:
     result = run_cli("cnnlab-train", lambda: train(cfg))
     # the value a Hydra sweeper would optimise: best validation accuracy (never test accuracy)

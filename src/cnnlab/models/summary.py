@@ -9,7 +9,7 @@ from cnnlab.models.counts import count_neurons, count_parameters, layer_table
 from cnnlab.models.simple_cnn import build_model
 
 
-def summarize(model_cfg: Mapping[str, Any], image_shape: tuple[int, int, int]) -> str:
+def model_size_text(model_cfg: Mapping[str, Any], image_shape: tuple[int, int, int]) -> str:
     """What `cnnlab-summary` prints for one model config, also shown in the report."""
     model = build_model(model_cfg)
     params, neurons = count_parameters(model), count_neurons(model, image_shape)

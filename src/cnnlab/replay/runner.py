@@ -29,7 +29,7 @@ from cnnlab.replay.published import INTERLUDE_AFTER, NOTEBOOK_RUNS, PublishedRun
 from cnnlab.replay.results import compare_run, load_replay, summary_path
 from cnnlab.runs.layout import run_dir_for
 from cnnlab.runs.record import now, run_description
-from cnnlab.training.engine import Run, TestOutcome, execute, locked_run_dir
+from cnnlab.training.engine import RunState, TestOutcome, execute, locked_run_dir
 from cnnlab.training.loop import StepHook, evaluate
 from cnnlab.training.optimizers import build_optimizer, check_optimizer
 
@@ -45,7 +45,7 @@ class ReplayResult:
     reused: bool = False
 
 
-def check_settings(cfg: DictConfig) -> None:
+def check_replay_settings(cfg: DictConfig) -> None:
     """Reject bad settings before anything is written."""
     positive_int("epochs", cfg.epochs)
     runs = positive_int("runs", cfg.runs)
@@ -98,7 +98,7 @@ def run_config(cfg: DictConfig, run: PublishedRun) -> dict[str, Any]:
 
 
 def replay(cfg: DictConfig) -> ReplayResult:
-    check_settings(cfg)
+    check_replay_settings(cfg)
     runs = NOTEBOOK_RUNS[: cfg.runs]
     replay_dir = Path(cfg.paths.replay_dir)
     path = summary_path(replay_dir, cfg.epochs)
@@ -120,7 +120,7 @@ def replay(cfg: DictConfig) -> ReplayResult:
         "epochs": cfg.epochs,
         "device": str(device),
         "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
+        "torch": torch.version.__version__,
         "runs": dict(previous["runs"]),
     }
     for run in runs:
@@ -191,7 +191,7 @@ def replay_run(
     optimizer = build_optimizer(plain["optimizer"], model.parameters())
     description = run_description(plain, model, MNIST_SPEC.image_shape, device)
     title = f"{published.label} (notebook replay)"
-    run = Run(
+    run = RunState(
         run_dir, plain, model, optimizer, torch.default_generator, description, label=published.label, title=title
     )
     steps = NotebookSteps(model, optimizer, loaders, test_split, device, cfg.progress, published)

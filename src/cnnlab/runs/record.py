@@ -29,7 +29,7 @@ from cnnlab.runs.status import RunStatus
 def versions() -> dict[str, str]:
     return {
         "cnnlab": cnnlab.__version__,
-        "torch": torch.__version__,
+        "torch": torch.version.__version__,
         "torchvision": torchvision.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),

@@ -1,7 +1,7 @@
 """The one training engine every kind of run goes through: the epoch loop, the snapshot, status recording and the
 failure path.
 
-A run is a `Run` (its directory, config, model, optimizer, data-order generator and history) and an `EpochSteps`
+A run is a `RunState` (its directory, config, model, optimizer, data-order generator and history) and an `EpochSteps`
 (how one epoch trains, how validation and the test pass evaluate). `cnnlab-train` gives the standard steps; the
 notebook replay gives the notebook's (its data order from the one random stream, training-mode evaluation), and
 nothing else differs. With `eval_every` the engine also validates during the epoch (`InEpochEvaluation`), which
@@ -74,7 +74,7 @@ class EpochSteps(Protocol):
 
 
 @dataclass
-class Run:
+class RunState:
     """One run directory's state while its single writer trains it."""
 
     run_dir: Path
@@ -200,7 +200,7 @@ EpochHook = Callable[[Mapping[str, Any]], bool]
 
 
 def execute(
-    run: Run,
+    run: RunState,
     steps: EpochSteps,
     *,
     epochs: int,
@@ -250,7 +250,7 @@ class EpochLoop:
     on_epoch: EpochHook | None = None
 
 
-def fit(run: Run, steps: EpochSteps, loop: EpochLoop, *, logger: NullLogger) -> RunResult | None:
+def fit(run: RunState, steps: EpochSteps, loop: EpochLoop, *, logger: NullLogger) -> RunResult | None:
     """The epoch loop: train, validate, record, snapshot to last.pt; a RunResult only when the run diverged or
     `loop.on_epoch` stopped it."""
     for epoch in range(len(run.history) + 1, loop.epochs + 1):
@@ -270,7 +270,7 @@ def fit(run: Run, steps: EpochSteps, loop: EpochLoop, *, logger: NullLogger) -> 
     return None
 
 
-def train_one_epoch(run: Run, steps: EpochSteps, *, epoch: int, loop: EpochLoop) -> dict[str, Any]:
+def train_one_epoch(run: RunState, steps: EpochSteps, *, epoch: int, loop: EpochLoop) -> dict[str, Any]:
     """Train and validate once, timed; the epoch's history entry, appended to the run's history and logged.
 
     The entry counts optimizer steps and images seen since the run began and the training seconds of this pass
@@ -304,7 +304,7 @@ def train_one_epoch(run: Run, steps: EpochSteps, *, epoch: int, loop: EpochLoop)
     return entry
 
 
-def finish(run: Run, steps: EpochSteps, *, classes: Sequence[str], logger: NullLogger) -> RunResult:
+def finish(run: RunState, steps: EpochSteps, *, classes: Sequence[str], logger: NullLogger) -> RunResult:
     """Save the final weights, run the test pass, write the run's reports and figures, and record it finished."""
     save_checkpoint(run.run_dir / CHECKPOINT, run.snapshot())
     outcome = steps.test(run.history)

@@ -14,7 +14,7 @@ from cnnlab.config import to_plain
 from cnnlab.data import get_spec
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.models import build_model, count_neurons, count_parameters
-from cnnlab.models.summary import summarize
+from cnnlab.models.summary import model_size_text
 from cnnlab.plotting import lr_sensitivity as lr_figure
 from cnnlab.plotting import training_curves
 from cnnlab.reporting.figures import cached_figure, copy_if_changed
@@ -25,7 +25,7 @@ from cnnlab.reporting.stats import interval, spread
 from cnnlab.runs.checkpoint import load_checkpoint, load_weights
 from cnnlab.runs.layout import CHECKPOINT, identity
 from cnnlab.runs.status import UNFINISHED
-from cnnlab.training.runner import check_settings
+from cnnlab.training.runner import check_train_settings
 
 log = logging.getLogger(__name__)
 BEST_MODEL = "best_model.pt"
@@ -39,7 +39,7 @@ def check_runs(context: ReportContext) -> None:
     overrides = list(context.settings.train_overrides)
     for e in context.expected.values():
         try:
-            check_settings(OmegaConf.create(e.config))
+            check_train_settings(OmegaConf.create(e.config))
         except ConfigError as err:
             raise ConfigError(f"train_overrides={overrides}: {err}") from None
 
@@ -377,7 +377,7 @@ def model(context: ReportContext) -> Section:
         rows.append(
             (f"parameters, {what}", count_parameters(net)["total"], counts.get("params_batch_norm" if bn else "params"))
         )
-        summaries += ["```text", summarize(config["model"], shape), "```", ""]
+        summaries += ["```text", model_size_text(config["model"], shape), "```", ""]
         neurons = count_neurons(net, shape)
     if by_bn:
         rows += [(f"neurons, {part}", neurons[part], counts.get(f"neurons_{part}")) for part in ("conv", "fc", "total")]

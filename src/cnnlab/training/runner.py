@@ -30,7 +30,15 @@ from cnnlab.runs.checkpoint import load_checkpoint, load_weights, restore_rng_st
 from cnnlab.runs.layout import LAST, identity, run_dir_for
 from cnnlab.runs.record import clear_results, run_description
 from cnnlab.runs.status import RunStatus, read_metrics, status_of
-from cnnlab.training.engine import EpochHook, Run, RunResult, TestOutcome, eval_interval, execute, locked_run_dir
+from cnnlab.training.engine import (
+    EpochHook,
+    RunResult,
+    RunState,
+    TestOutcome,
+    eval_interval,
+    execute,
+    locked_run_dir,
+)
 from cnnlab.training.loggers import check_logger
 from cnnlab.training.loop import Evaluation, StepHook, evaluate, train_epoch
 from cnnlab.training.optimizers import build_optimizer, check_optimizer
@@ -40,7 +48,7 @@ log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16")
 
 
-def check_settings(cfg: DictConfig) -> None:
+def check_train_settings(cfg: DictConfig) -> None:
     """Reject bad settings before anything is written: every number in range, every name that selects code known."""
     seed("seed", cfg.seed)
     boolean("overwrite", cfg.overwrite)
@@ -159,7 +167,7 @@ def train(cfg: DictConfig, *, on_epoch: EpochHook | None = None, test: bool = Tr
 
     `on_epoch` and `test` are the engine's (`training.engine.execute`): a tuner's pruning hook, and whether the run
     ends with the test pass or as `trained`."""
-    check_settings(cfg)
+    check_train_settings(cfg)
     plain = to_plain(cfg)
     run_dir = run_dir_for(plain)
     if run_dir.exists() and not run_dir.is_dir():
@@ -194,7 +202,7 @@ def train(cfg: DictConfig, *, on_epoch: EpochHook | None = None, test: bool = Tr
         )
 
 
-def prepare(cfg: DictConfig, plain: dict[str, Any], run_dir: Path, splits: Splits) -> tuple[Run, StandardSteps]:
+def prepare(cfg: DictConfig, plain: dict[str, Any], run_dir: Path, splits: Splits) -> tuple[RunState, StandardSteps]:
     """Seed, build the model and optimizer on the device, and resume from last.pt when there is one."""
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
@@ -211,7 +219,7 @@ def prepare(cfg: DictConfig, plain: dict[str, Any], run_dir: Path, splits: Split
     generator = torch.Generator().manual_seed(cfg.seed)
     label = f"{cfg.optimizer.name}{'+BN' if cfg.model.batch_norm else ''} seed {cfg.seed}"
     description = run_description(plain, model, splits.spec.image_shape, device)
-    run = Run(run_dir, plain, model, optimizer, generator, description, label=label, title=label)
+    run = RunState(run_dir, plain, model, optimizer, generator, description, label=label, title=label)
     if not cfg.overwrite:
         resume(run, device)
     steps = StandardSteps(
@@ -229,7 +237,7 @@ def prepare(cfg: DictConfig, plain: dict[str, Any], run_dir: Path, splits: Split
     return run, steps
 
 
-def resume(run: Run, device: torch.device) -> None:
+def resume(run: RunState, device: torch.device) -> None:
     """Continue from last.pt when an earlier attempt left one: weights, optimizer, every random stream, history."""
     last_path = run.run_dir / LAST
     if not last_path.exists():
@@ -244,4 +252,4 @@ def resume(run: Run, device: torch.device) -> None:
     log.info("resuming %s after epoch %d", run.run_dir, state["epoch"])
 
 
-__all__ = ["RunResult", "RunStatus", "check_settings", "train"]
+__all__ = ["RunResult", "RunStatus", "check_train_settings", "train"]

@@ -22,6 +22,7 @@ from cnnlab.tracking.mlflow import study_parent
 from cnnlab.training.engine import RunResult
 from cnnlab.training.runner import train
 from cnnlab.tuning.settings import TuneSettings, train_config, tune_settings
+from cnnlab.tuning.storage import open_storage
 from cnnlab.tuning.study import StudyState, open_study, quiet_optuna, study_state, work
 
 log = logging.getLogger(__name__)
@@ -52,13 +53,14 @@ def tune(cfg: DictConfig) -> TuneResult:
     settings = tune_settings(cfg)
     quiet_optuna()
     plain = to_plain(train_config(cfg))
-    study = open_study(settings, untuned=config_name(plain))
+    storage = open_storage(settings.storage, heartbeat_s=settings.heartbeat_s)
+    study = open_study(settings, storage, untuned=config_name(plain))
     log.info(
         "study %s in %s: %d trials of %s", settings.study_name, settings.storage.shown, settings.trials, OBJECTIVE_TEXT
     )
     with study_parent(cfg, settings.study_name):  # logger=mlflow: the study one parent run, its trials beneath
         if settings.n_jobs == 1:
-            work(cfg, settings, study, on_trial=lambda t: _log_trial(t, settings))
+            work(cfg, settings, study, storage, on_trial=lambda t: _log_trial(t, settings))
         else:
             _work_in_processes(cfg, settings)
     state = study_state(study)
@@ -148,5 +150,6 @@ def _worker(plain: dict[str, Any]) -> int:
     quiet_optuna()
     cfg = OmegaConf.create(plain)
     settings = tune_settings(cfg, check_storage_now=False)
-    study = open_study(settings)
-    return work(cfg, settings, study, on_trial=lambda t: _log_trial(t, settings))
+    storage = open_storage(settings.storage, heartbeat_s=settings.heartbeat_s)
+    study = open_study(settings, storage)
+    return work(cfg, settings, study, storage, on_trial=lambda t: _log_trial(t, settings))

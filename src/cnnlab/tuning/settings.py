@@ -16,7 +16,7 @@ from cnnlab.checks import one_of, positive_int, seed
 from cnnlab.config import to_plain
 from cnnlab.errors import ConfigError
 from cnnlab.runs.layout import identity
-from cnnlab.training.runner import check_settings
+from cnnlab.training.runner import check_train_settings
 from cnnlab.tuning.space import Space, parse_space
 from cnnlab.tuning.storage import Storage, check_storage, parse_storage
 
@@ -47,7 +47,7 @@ class TuneSettings:
 
 def tune_settings(cfg: DictConfig, *, check_storage_now: bool = True) -> TuneSettings:
     """Every setting checked: the training config as `cnnlab-train` checks it, then the `tune` block."""
-    check_settings(cfg)
+    check_train_settings(cfg)
     if cfg.overwrite:
         raise ConfigError(
             "overwrite=true: cnnlab-tune reuses and resumes run directories; to start afresh give a new "

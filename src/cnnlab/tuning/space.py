@@ -160,7 +160,7 @@ def _tunable(group: DictConfig) -> dict[str, Any]:
     """The optimizer's numeric settings: its group's, then its class's other numeric or tuple arguments (defaults)."""
     own = {k: v for k, value in group.items() if not str(k).startswith("_") and (v := _numbers(value)) is not None}
     try:
-        parameters = list(inspect.signature(get_class(group._target_)).parameters.values())
+        parameters = list(inspect.signature(get_class(group["_target_"])).parameters.values())
     except (ImportError, ValueError, TypeError):
         parameters = []
     for p in parameters:

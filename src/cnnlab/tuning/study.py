@@ -2,6 +2,8 @@
 
 A worker repeats: under the storage's budget lock, mark the trials of dead workers failed, count the trials that
 spend the budget (complete, pruned and running), stop when they reach `tune.trials`, else ask for the next trial.
+(`study.optimize` with Optuna's `MaxTrialsCallback` counts only after a trial, so workers asking at once would
+overspend, and it asks outside our lock: hence ask-and-tell.)
 Asking happens under the lock too, with a TPE sampler seeded from `tune.sampler_seed` and the number of trials spent
 so far: a study run by one worker is reproducible (the same history gives the same next values, even after an
 interruption, and a trial retried after a crash gets the values it had, so its run directory resumes), and workers
@@ -18,6 +20,7 @@ import logging
 import math
 import os
 import socket
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -29,6 +32,7 @@ import numpy as np
 import optuna
 from omegaconf import DictConfig
 from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from cnnlab.config import to_plain
@@ -72,9 +76,12 @@ def make_sampler(settings: TuneSettings, spent: int) -> optuna.samplers.BaseSamp
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=settings.startup_trials)
 
 
-def open_study(settings: TuneSettings, *, untuned: str = "") -> optuna.Study:
-    """Create the study or load it (`untuned`: the untuned configuration's run directory name, kept with a new one)."""
-    storage = open_storage(settings.storage, heartbeat_s=settings.heartbeat_s)
+def open_study(settings: TuneSettings, storage: BaseStorage | None = None, *, untuned: str = "") -> optuna.Study:
+    """Create the study or load it, in `storage` (by default the one `tune.storage` names; a worker keeps the one it
+    opened for its trials' heartbeats). `untuned`: the untuned configuration's run directory name, kept with a new
+    study."""
+    if storage is None:
+        storage = open_storage(settings.storage, heartbeat_s=settings.heartbeat_s)
     with budget_lock(settings.storage):
         study = optuna.create_study(
             storage=storage,
@@ -94,7 +101,8 @@ def open_study(settings: TuneSettings, *, untuned: str = "") -> optuna.Study:
 
 
 def _start_ticks(pid: int) -> str | None:
-    """When a process started (Linux: clock ticks since boot), so a reused pid is not taken for the same process."""
+    """When a process started (Linux: clock ticks since boot), so a reused pid is not taken for the same process.
+    (Optuna's heartbeat cannot replace this check: a journal has none, and it fails a trial only after its grace.)"""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -150,7 +158,7 @@ def next_trial(study: optuna.Study, settings: TuneSettings) -> optuna.Trial | No
         if spent >= settings.trials:
             return None
         study.sampler = make_sampler(settings, spent)
-        with warnings.catch_warnings():  # its heartbeat is run here as study.optimize would (`_heartbeat`)
+        with warnings.catch_warnings():  # its heartbeat is run here as study.optimize would (`heartbeat`)
             warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
             trial = study.ask(settings.space.distributions)
         trial.set_user_attr("worker", this_worker())
@@ -186,16 +194,36 @@ def _finite(value: float) -> float:
 
 
 @contextmanager
-def _heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
-    """Optuna's heartbeat thread for the trial (database storages with `tune.heartbeat_s`); what `study.optimize`
-    runs around each trial, which ask-and-tell leaves to the caller."""
-    from optuna.storages._heartbeat import get_heartbeat_thread
-
-    with get_heartbeat_thread(trial._trial_id, study._storage):
+def heartbeat(storage: BaseStorage, study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
+    """The trial's heartbeat, recorded every `tune.heartbeat_s` while it trains (database storages): what
+    `study.optimize` runs around each trial, which ask-and-tell leaves to the caller (Optuna's thread for it is
+    private, so this is ours, on the storage's public `record_heartbeat`)."""
+    interval = storage.get_heartbeat_interval() if isinstance(storage, RDBStorage) else None
+    if interval is None:
         yield
+        return
+    study_id = storage.get_study_id_from_name(study.study_name)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            storage.record_heartbeat(trial_id)
+            if stop.wait(timeout=interval):
+                return
+
+    thread = threading.Thread(target=beat, name=f"heartbeat of trial {trial.number}")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
-def run_trial(study: optuna.Study, trial: optuna.Trial, cfg: DictConfig, settings: TuneSettings) -> FrozenTrial:
+def run_trial(
+    study: optuna.Study, storage: BaseStorage, trial: optuna.Trial, cfg: DictConfig, settings: TuneSettings
+) -> FrozenTrial:
     """Train the trial's setting into its run directory (resuming what an earlier attempt left) and tell the study."""
     trial_cfg = settings.space.apply(train_config(cfg, settings.runs_dir), trial.params)
     run_dir = run_dir_for(to_plain(trial_cfg))
@@ -204,7 +232,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, cfg: DictConfig, setting
     for entry in read_metrics(run_dir).get("history", []):  # epochs an earlier attempt trained are not trained again
         hook.report(entry)
     try:
-        with _heartbeat(study, trial):
+        with heartbeat(storage, study, trial):
             result = train(trial_cfg, on_epoch=hook, test=False)
     except BaseException:
         study.tell(trial, state=TrialState.FAIL)
@@ -218,12 +246,19 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, cfg: DictConfig, setting
     return study.tell(trial, _finite(history[-1]["val_accuracy"]))
 
 
-def work(cfg: DictConfig, settings: TuneSettings, study: optuna.Study, on_trial: Callable[[FrozenTrial], None]) -> int:
-    """Run trials until the study's budget is spent; the number this worker ran."""
+def work(
+    cfg: DictConfig,
+    settings: TuneSettings,
+    study: optuna.Study,
+    storage: BaseStorage,
+    on_trial: Callable[[FrozenTrial], None],
+) -> int:
+    """Run trials of the study in `storage` (the one it was opened in) until its budget is spent; the number this
+    worker ran."""
     ran = 0
     while (trial := next_trial(study, settings)) is not None:
         log.info("%s trial %d: %s", settings.study_name, trial.number, settings.space.describe(trial.params))
-        on_trial(run_trial(study, trial, cfg, settings))
+        on_trial(run_trial(study, storage, trial, cfg, settings))
         ran += 1
     return ran
 

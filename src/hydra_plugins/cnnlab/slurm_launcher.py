@@ -56,7 +56,7 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
         route_submitit_logs()
         params = dict(self.params)
         executor = submitit.AutoExecutor(
-            cluster=self._EXECUTOR, folder=params["submitit_folder"], slurm_max_num_timeout=params["max_num_timeout"]
+            cluster="slurm", folder=params["submitit_folder"], slurm_max_num_timeout=params["max_num_timeout"]
         )
         executor.update_parameters(**job_parameters(params))
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
