@@ -20,6 +20,7 @@ from cnnlab.errors import CheckpointError
 from cnnlab.runs.checkpoint import load_checkpoint
 from cnnlab.runs.layout import run_dir_for
 from cnnlab.runs.lock import run_lock
+from cnnlab.runs.record import TIMINGS
 from cnnlab.training.runner import train
 from tests.helpers import TINY, command_argv, run_command
 
@@ -36,7 +37,6 @@ RUN = [
     "trainer.eval_every=0.25",  # three validations during each epoch: a resumed run records the same ones
 ]
 MARK = b"epoch 2:"  # the start of epoch 2's progress bar
-TIMINGS = ("epoch_time_s", "train_s", "images_per_s", "train_seconds")
 pytestmark = pytest.mark.slow  # real subprocess runs: about two minutes on 2 busy cores
 
 

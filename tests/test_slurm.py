@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 from cnnlab.cli.callbacks import SweepSettingsCheck
 from cnnlab.config import CONF_DIR
 from cnnlab.runs.checkpoint import load_checkpoint
+from cnnlab.runs.record import TIMINGS
 from hydra_plugins.cnnlab.slurm_launcher import route_submitit_logs
 from tests.slurm_cluster import SlurmCluster, start_slurm_cluster  # noqa: F401 (the slurm_cluster fixture)
 
@@ -36,7 +37,6 @@ def on_cluster(test):
 SLURM = ("launcher=submitit_slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1")
 # the same runs on one thread in this process's own launcher, for reference
 BASIC = ("trainer.num_threads=1",)
-TIMINGS = ("epoch_time_s", "images_per_s")
 # how each job's log is announced when the sweep is submitted
 JOB_LOG = re.compile(r"#(\d+) \(.*\) -> SLURM job (\S+), log (\S+)\.\{out,err\}")
 

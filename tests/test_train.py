@@ -10,6 +10,7 @@ from cnnlab.errors import CheckpointError, ConfigError, DataError
 from cnnlab.models import SimpleCNN
 from cnnlab.runs.checkpoint import load_checkpoint
 from cnnlab.runs.layout import run_dir_for
+from cnnlab.runs.record import TIMINGS
 from cnnlab.training.runner import train
 from tests.helpers import TINY
 
@@ -65,7 +66,7 @@ def test_same_seed_same_metrics_and_other_seed_differs(make_cfg, tmp_path):
     a = train(make_cfg(*TINY)).metrics
     b = train(make_cfg(*TINY, "overwrite=true")).metrics
     c = train(make_cfg(*TINY, "seed=7")).metrics
-    strip = lambda m: [{k: v for k, v in h.items() if k not in ("epoch_time_s", "images_per_s")} for h in m["history"]]  # noqa: E731
+    strip = lambda m: [{k: v for k, v in h.items() if k not in TIMINGS} for h in m["history"]]  # noqa: E731
     assert strip(a) == strip(b) and a["test"] == b["test"]
     assert strip(a) != strip(c)
 

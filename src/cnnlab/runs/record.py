@@ -25,6 +25,9 @@ from cnnlab.runs.layout import METRICS, config_name, run_dir_for
 from cnnlab.runs.lock import LOCK
 from cnnlab.runs.status import RunStatus
 
+# the history's keys that time a run (seconds, throughput): they differ between two runs that compute the same
+TIMINGS = frozenset({"epoch_time_s", "train_s", "images_per_s", "train_seconds"})
+
 
 def versions() -> dict[str, str]:
     return {

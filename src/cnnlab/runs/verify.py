@@ -25,10 +25,11 @@ from cnnlab.data import ensure_files, get_spec
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.runs.checkpoint import load_checkpoint
 from cnnlab.runs.layout import CHECKPOINT
+from cnnlab.runs.record import TIMINGS
 from cnnlab.runs.status import RunStatus, read_metrics
 
 # what metrics.json records about how long things took or where they are, which a second run never repeats
-UNCOMPARED = {"started_at", "finished_at", "train_time_s", "epoch_time_s", "images_per_s", "run_dir", "config"}
+UNCOMPARED = {"started_at", "finished_at", "train_time_s", "run_dir", "config"} | TIMINGS
 # the checkpoint parts that are the trained state (the rest repeats the config and history already compared)
 STATE_KEYS = ("model", "optimizer", "rng")
 
