@@ -4,6 +4,8 @@
 # (it leaves out the tests marked slow: those that train real runs or start Python in a subprocess).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# the suite trains on both datasets (the optimizer comparison's workloads): set-up fetches Fashion-MNIST too
+export CNNLAB_DATASETS=${CNNLAB_DATASETS:-mnist fashion_mnist}
 bash scripts/setup.sh
 # The suite is mostly process start-up and small training runs, which gain little from more torch threads: one pytest
 # worker per core (at most 4), each with one torch thread (its subprocesses inherit it), keeps every core busy and gets

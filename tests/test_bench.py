@@ -100,6 +100,7 @@ def test_quick_bench_writes_json_and_both_sides_agree(tmp_path):
         "training step, bf16",
         "sweep of 6 runs",
         "peak memory, 1-epoch run",
+        "validation during the epoch, eval_every=0.5",
         *analyses,
     }
     for comparison in by_name.values():
@@ -125,3 +126,5 @@ def test_quick_bench_writes_json_and_both_sides_agree(tmp_path):
     for name in ("training step, fp32", "training step, bf16", *analyses):
         assert by_name[name]["details"]["device"] == "cpu"
     assert "trainer.device=cpu" in by_name["peak memory, 1-epoch run"]["details"]["command"]
+    during = by_name["validation during the epoch, eval_every=0.5"]  # the same weights, one more validation per epoch
+    assert during["details"]["validations_per_epoch"] == 2 and during["higher_is_better"] is False

@@ -22,13 +22,16 @@ from cnnlab.runs.layout import config_hash, run_dir_for
 from cnnlab.training.runner import train
 from cnnlab.tuning.settings import tune_settings
 from cnnlab.tuning.storage import open_storage
-from tests.helpers import TINY, compose_config
+from tests.helpers import TINY, compose_config, run_command
 
 WORKLOADS = {"mnist": [], "mnist_bn": ["model.batch_norm=true"]}
 OPTIMIZERS = ["sgd", "adam", "rmsprop"]
 SEEDS = [0, 1, 2, 3]
 TARGETS = [90.0, 95.0]
 STEPS, IMAGES = 10, 640  # per epoch, in the synthetic runs
+WORKLOAD_NAMES = ["mnist", "mnist_bn", "fashion_mnist", "fashion_mnist_bn"]  # conf/report.yaml's comparison
+ALL_OPTIMIZERS = ["sgd", "momentum", "rmsprop", "adam"]
+FASHION_MNIST = Path(compose_config("train", "data=fashion_mnist").data.root) / "FashionMNIST" / "raw"
 
 
 # --- trainer.eval_every on real runs ----------------------------------------------------------------------------------
@@ -256,3 +259,40 @@ def test_the_section_says_what_it_lacked_and_the_rest_is_written(tmp_path):
     assert [s.title for s in result.failed] == ["Optimizer comparison"]
     assert result.failed[0].error.startswith("comparison.targets.mnist holds 150")
     assert (out / "report" / "REPORT.md").is_file()
+
+
+# --- the whole chain, reduced: 4 workloads x 4 optimizers x 2 seeds on a subset, their studies, the report -----------
+
+REDUCED = ["data.subset=256", "data.val_size=500", "trainer.epochs=1"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason=f"needs Fashion-MNIST in {FASHION_MNIST} (scripts/setup.sh)")
+def test_the_reduced_protocol_runs_end_to_end(tmp_path):
+    out = f"paths.output_dir={tmp_path}"
+    trained = run_command("train", "-m", "experiment=comparison", "seed=0,1", "trainer.progress=false", *REDUCED, out)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    tuned = run_command(
+        "tune", "experiment=comparison", "tune.sampler=random", "tune.trials=2", "tune.seeds=[]", *REDUCED, out
+    )
+    assert tuned.returncode == 0, tuned.stderr[-2000:]
+    quoted = ",".join(f"'{o}'" for o in REDUCED)
+    report = run_command(
+        "report",
+        out,
+        "analyses_enabled=false",
+        f"train_overrides=[{quoted}]",
+        "comparison.seeds=[0,1]",
+        "comparison.targets={mnist:[50,70],fashion_mnist:[40,60]}",
+    )
+    assert report.returncode == 0, report.stderr[-2000:]
+    folder = tmp_path / "report"
+    text = (folder / "REPORT.md").read_text()
+    assert "## Optimizer comparison" in text and "No finished run of the comparison" not in text
+    assert len(_csv(folder / "comparison_time_to_target.csv")) == 16 * 2
+    assert {r["workload"] for r in _csv(folder / "comparison_paired.csv")} == set(WORKLOAD_NAMES)
+    budget = _csv(folder / "comparison_budget.csv")
+    assert {(r["workload"], r["optimizer"]) for r in budget} == {(w, o) for w in WORKLOAD_NAMES for o in ALL_OPTIMIZERS}
+    assert (folder / "figures" / "performance_profiles.png").stat().st_size > 0
+    assert (folder / "figures" / "budget_curves.png").stat().st_size > 0
+    assert "Sampler: random." in text

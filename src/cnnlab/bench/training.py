@@ -15,22 +15,27 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from joblib import Parallel, delayed
+from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader, Sampler, Subset
 from torchvision import transforms
 
 from cnnlab.bench.registry import BenchContext, BenchJob, register
 from cnnlab.bench.timing import Comparison, interleaved
+from cnnlab.config import compose_config
 from cnnlab.data import Batches, Split, get_spec
 from cnnlab.data.splits import read_raw, to_float
 from cnnlab.errors import CnnlabError
 from cnnlab.models import build_model
+from cnnlab.runs.record import TIMINGS
 from cnnlab.runtime import keep_freed_memory
 from cnnlab.training.loop import train_epoch
 from cnnlab.training.optimizers import build_optimizer
+from cnnlab.training.runner import train
 
 # channels_last changes float rounding only: per-pass mean losses agree to ~1e-6 after one pass of 100 batches, and
 # the rounding differences compound over hundreds of Adam steps to ~6e-3 (relative, on a loss near 0.1) by the fourth
@@ -259,5 +264,55 @@ def peak_memory(ctx: BenchContext) -> list[Comparison]:
             higher_is_better=False,
             target="<= 1500 MB",
             details={"training_images": ctx.memory_subset or "all", "command": " ".join(cmd[1:])},
+        )
+    ]
+
+
+def _epoch_config(ctx: BenchContext, *extra: str) -> DictConfig:
+    """One epoch of `cnnlab-train` on the bench's data and model; with `memory_subset`, that many training images and a
+    validation split a fifth of it (the full split's ratio, 50,000 to 10,000), so the cost ratio stays the real one."""
+    overrides = [
+        f"paths.output_dir={ctx.scratch / 'eval_every'}",
+        f"data={ctx.data_name}",
+        f"data.root={ctx.data_root}",
+        f"model.batch_norm={str(bool(ctx.model.get('batch_norm'))).lower()}",
+        f"trainer.device={ctx.device.type}",
+        "trainer.epochs=1",
+        "trainer.progress=false",
+        "overwrite=true",
+        f"seed={ctx.seed}",
+    ]
+    if ctx.memory_subset:
+        overrides += [f"data.subset={ctx.memory_subset}", f"data.val_size={max(ctx.memory_subset // 5, 1)}"]
+    return compose_config("train", [*overrides, *extra])
+
+
+@register("eval_every")
+def validation_during_the_epoch(ctx: BenchContext) -> list[Comparison]:
+    """Seconds of one epoch of `cnnlab-train` (its training pass and validation) without and with a validation half
+    way through as well (`trainer.eval_every=0.5`, the optimizer comparison's default): the price of time to target at
+    half-epoch resolution. Both train the same weights, so the histories must agree but for the extra points."""
+    sides = {"end": _epoch_config(ctx), "half": _epoch_config(ctx, "trainer.eval_every=0.5")}
+    timed = interleaved(
+        {k: lambda c=c: train(c, test=False).metrics for k, c in sides.items()}, ctx.repeats, ctx.warmup
+    )
+    seconds = {k: float(np.median([m["train_time_s"] for m in t.outputs])) for k, t in timed.items()}
+    strip = lambda m: [{k: v for k, v in h.items() if k not in TIMINGS and k != "evals"} for h in m["history"]]  # noqa: E731
+    last = {k: t.outputs[-1] for k, t in timed.items()}
+    return [
+        Comparison(
+            name="validation during the epoch, eval_every=0.5",
+            unit="s per epoch",
+            baseline=seconds["end"],
+            cnnlab=seconds["half"],
+            same_result=strip(last["end"]) == strip(last["half"]),
+            higher_is_better=False,
+            target="overhead <= 15% (speed-up >= 0.87x)",
+            details={
+                "device": str(ctx.device),
+                "training_images": ctx.memory_subset or "all",
+                "validations_per_epoch": 1 + len(last["half"]["history"][0]["evals"]),
+                "overhead": round(seconds["half"] / seconds["end"] - 1, 4),
+            },
         )
     ]
