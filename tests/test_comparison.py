@@ -20,6 +20,7 @@ from cnnlab.reporting import build_report
 from cnnlab.runs.checkpoint import load_checkpoint
 from cnnlab.runs.layout import config_hash, run_dir_for
 from cnnlab.training.runner import train
+from cnnlab.tuning.runner import seed_config
 from cnnlab.tuning.settings import tune_settings
 from cnnlab.tuning.storage import open_storage
 from tests.helpers import TINY, compose_config, run_command
@@ -99,6 +100,16 @@ def _history(rng: np.random.Generator, ceiling: float) -> list[dict]:
     return history
 
 
+def _write_run(cfg, history: list[dict], accuracy: float) -> dict:
+    """A finished run's metrics.json where `cnnlab-train` would put `cfg`'s run."""
+    metrics = {"status": "finished", "seed": cfg.seed, "device": "cpu", "history": history}
+    metrics["test"] = {"accuracy": accuracy, "loss": 0.1}
+    run_dir = run_dir_for(to_plain(cfg))
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    return metrics
+
+
 def _write_runs(out: Path) -> dict[tuple[str, str, int], dict]:
     """Synthetic finished runs where `cnnlab-train experiment=comparison` would put them; their metrics by cell."""
     rng = np.random.default_rng(7)
@@ -109,19 +120,17 @@ def _write_runs(out: Path) -> dict[tuple[str, str, int], dict]:
             "train", "experiment=comparison", *args, f"optimizer={optimizer}", f"seed={seed}", output_dir=out
         )
         history = _history(rng, ceilings[optimizer] + (1.0 if args else 0.0))
-        metrics = {"status": "finished", "seed": seed, "device": "cpu", "history": history}
-        metrics["test"] = {"accuracy": float(history[-1]["val_accuracy"] + rng.normal(0, 0.3)), "loss": 0.1}
-        run_dir = run_dir_for(to_plain(cfg))
-        run_dir.mkdir(parents=True)
-        (run_dir / "metrics.json").write_text(json.dumps(metrics))
-        runs[workload, optimizer, seed] = metrics
+        runs[workload, optimizer, seed] = _write_run(
+            cfg, history, float(history[-1]["val_accuracy"] + rng.normal(0, 0.3))
+        )
     return runs
 
 
-def _write_studies(out: Path) -> dict[tuple[str, str], list[float]]:
-    """A random-sampler study per cell, as cnnlab-tune names and stores it, holding complete trials of known values."""
+def _write_studies(out: Path) -> tuple[dict[tuple[str, str], list[float]], dict[tuple[str, str, int], dict]]:
+    """A random-sampler study per cell, as cnnlab-tune names and stores it, holding complete trials of known values,
+    and its best setting's runs on the study's seeds (the tuned runs)."""
     rng = np.random.default_rng(11)
-    values = {}
+    values, tuned = {}, {}
     dist = optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)
     for (workload, args), optimizer in itertools.product(WORKLOADS.items(), OPTIMIZERS):
         cfg = compose_config(
@@ -133,12 +142,15 @@ def _write_studies(out: Path) -> dict[tuple[str, str], list[float]]:
         )
         study.set_user_attr("sampler", "random")
         trials = [float(v) for v in rng.uniform(80, 99, size=5)]
-        for v in trials:
-            study.add_trial(
-                optuna.trial.create_trial(params={"optimizer.lr": 0.01}, distributions={"optimizer.lr": dist}, value=v)
-            )
+        for lr, v in zip(np.geomspace(2e-3, 0.5, len(trials)), trials):  # never lr 0.001, the untuned runs'
+            params = {"optimizer.lr": float(lr)}
+            study.add_trial(optuna.trial.create_trial(params=params, distributions={"optimizer.lr": dist}, value=v))
         values[workload, optimizer] = trials
-    return values
+        best = {"optimizer.lr": study.best_trial.params["optimizer.lr"]}
+        for seed in settings.seeds:
+            history = _history(rng, 97.0 + rng.uniform(0, 2))
+            tuned[workload, optimizer, seed] = _write_run(seed_config(cfg, settings, best, seed), history, 98.0)
+    return values, tuned
 
 
 def _csv(path: Path) -> list[dict[str, str]]:
@@ -159,7 +171,8 @@ def _first_images(metrics: dict, target: float) -> float:
 @pytest.fixture(scope="module")
 def comparison_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("comparison")
-    runs, trials = _write_runs(out), _write_studies(out)
+    runs = _write_runs(out)
+    trials, tuned = _write_studies(out)
     quoted = {w: ",".join(f"'{arg}'" for arg in ["data=mnist", *a]) for w, a in WORKLOADS.items()}
     workloads = "{" + ",".join(f"{w}:[{args}]" for w, args in quoted.items()) + "}"
     cfg = compose_config(
@@ -172,12 +185,12 @@ def comparison_report(tmp_path_factory):
         output_dir=out,
     )
     result = build_report(cfg)
-    return result, runs, trials, out / "report"
+    return result, runs, trials, out / "report", tuned
 
 
 @pytest.mark.slow
 def test_time_to_target_is_the_median_of_the_first_crossing(comparison_report):
-    _, runs, _, report = comparison_report
+    _, runs, _, report, _ = comparison_report
     rows = _csv(report / "comparison_time_to_target.csv")
     assert len(rows) == len(WORKLOADS) * len(OPTIMIZERS) * len(TARGETS)
     for row in rows:
@@ -189,29 +202,24 @@ def test_time_to_target_is_the_median_of_the_first_crossing(comparison_report):
 
 @pytest.mark.slow
 def test_performance_profile_ratios_are_median_times_over_the_best(comparison_report):
-    _, runs, _, report = comparison_report
+    _, runs, _, report, tuned = comparison_report
     rows = _csv(report / "comparison_profile.csv")
-    for level, target in enumerate(TARGETS):
+    sources = {"untuned": (runs, SEEDS), "tuned": (tuned, sorted({s for _, _, s in tuned}))}
+    for (kind, (source, seeds)), (level, target) in itertools.product(sources.items(), enumerate(TARGETS)):
         for workload in WORKLOADS:
-            medians = {
-                o: float(np.median([_first_images(runs[workload, o, s], target) for s in SEEDS])) for o in OPTIMIZERS
-            }
+            firsts = {o: [_first_images(source[workload, o, s], target) for s in seeds] for o in OPTIMIZERS}
+            medians = {o: float(np.median(f)) for o, f in firsts.items()}
             best = min(medians.values())
             for o in OPTIMIZERS:
                 want = math.inf if math.isinf(best) else medians[o] / best
-                got = next(
-                    float(r["ratio"])
-                    for r in rows
-                    if r["profile"] == f"untuned, target {level + 1}"
-                    and r["workload"] == workload
-                    and r["optimizer"] == o
-                )
-                assert got == pytest.approx(want), (level, workload, o)
+                key = (f"{kind}, target {level + 1}", workload, o)
+                got = [float(r["ratio"]) for r in rows if (r["profile"], r["workload"], r["optimizer"]) == key]
+                assert got == [pytest.approx(want)], key
 
 
 @pytest.mark.slow
 def test_expected_best_after_k_trials_matches_enumerating_every_draw(comparison_report):
-    _, _, trials, report = comparison_report
+    _, _, trials, report, _ = comparison_report
     rows = _csv(report / "comparison_budget.csv")
     for (workload, optimizer), values in trials.items():
         curve = {
@@ -227,7 +235,7 @@ def test_expected_best_after_k_trials_matches_enumerating_every_draw(comparison_
 
 @pytest.mark.slow
 def test_paired_tests_match_scipy_with_holm_correction(comparison_report):
-    result, runs, _, report = comparison_report
+    result, runs, _, report, _ = comparison_report
     rows = _csv(report / "comparison_paired.csv")
     for workload in WORKLOADS:
         mine = [r for r in rows if r["workload"] == workload]
