@@ -62,7 +62,7 @@ def test_cpu_only_comparisons_are_refused_on_a_gpu_before_anything_runs(name):
         run_suite(context("cuda"), ["training", name])
     assert str(err.value) == (
         f"only={name!r} measures the CPU path and runs only with device=cpu; with device=cuda choose from: "
-        "training, occlusion, untargeted, targeted, captum_occlusion"
+        "training, eval_every, occlusion, untargeted, targeted, captum_occlusion"
     )
 
 
