@@ -65,10 +65,21 @@ def _qualifies(module: nn.Module) -> bool:
     )
 
 
+def _input_grad_copy(conv: nn.Conv2d) -> InputGradConv2d:
+    """An InputGradConv2d sharing `conv`'s parameters (the same tensors, so memory format and training state stay)."""
+    out = InputGradConv2d(
+        conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding, bias=conv.bias is not None
+    )
+    out.weight, out.bias = conv.weight, conv.bias
+    return out.train(conv.training)
+
+
 def fast_input_gradient(model: nn.Module) -> nn.Module:
-    """`model`, its single-input-channel convolutions (stride 1, as SimpleCNN's first) turned into `InputGradConv2d`
-    in place: parameters, memory format and state-dict keys stay as they are, only the class changes."""
-    for module in model.modules():
-        if _qualifies(module):
-            module.__class__ = InputGradConv2d
+    """`model` with each single-input-channel convolution (stride 1, as SimpleCNN's first) replaced, in its parent, by
+    an `InputGradConv2d` that shares its parameters: state-dict keys and weights stay as they are, and any model
+    built from `nn.Conv2d` gets the fast path without knowing of it."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if _qualifies(child):
+                setattr(parent, name, _input_grad_copy(child))
     return model
