@@ -18,7 +18,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, first_line
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # the configs ship inside the package: in a checkout `src/cnnlab/conf` is a link to the top-level conf/ (their one
@@ -65,10 +65,6 @@ def _search_path() -> Iterator[None]:
             yield
 
 
-def _first_line(err: Exception) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
-
-
 def compose_config(config_name: str, overrides: Sequence[str] = (), return_hydra_config: bool = False) -> DictConfig:
     """`conf/<config_name>.yaml` composed with `overrides` exactly as its command would compose it, from inside a
     running Hydra app (e.g. the report running analyses) or outside one (a test, a notebook).
@@ -79,7 +75,7 @@ def compose_config(config_name: str, overrides: Sequence[str] = (), return_hydra
         try:
             return compose(config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
         except (HydraException, OmegaConfBaseException) as err:
-            raise ConfigError(_first_line(err)) from None
+            raise ConfigError(first_line(err)) from None
 
 
 def config_group_options(group: str) -> list[str]:
@@ -158,5 +154,5 @@ def _check_yaml(folder: Path) -> None:
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
             mark = getattr(err, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark is not None else ""
-            problem = getattr(err, "problem", None) or _first_line(err)
+            problem = getattr(err, "problem", None) or first_line(err)
             raise ConfigError(f"{path}: not a readable YAML config ({problem}{where})") from None

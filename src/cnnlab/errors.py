@@ -18,6 +18,15 @@ T = TypeVar("T")
 EXIT_USER_ERROR = 2
 
 
+def first_line(err: BaseException | str, default: str = "") -> str:
+    """The first line of an error's message (libraries append context, hints and tracebacks below it); for an
+    exception without a message, its type's name, unless `default` says what to show instead."""
+    lines = str(err).strip().splitlines()
+    if lines:
+        return lines[0]
+    return default or (type(err).__name__ if isinstance(err, BaseException) else "")
+
+
 class CnnlabError(Exception):
     """A problem the user can fix: a bad setting, a missing or corrupt file. The message names it."""
 

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from cnnlab.config import CONF_DIR, with_config_dir
-from cnnlab.errors import ConfigError, run_cli
+from cnnlab.errors import ConfigError, first_line, run_cli
 
 Check = Callable[[DictConfig], None]
 # flags with which Hydra prints something instead of running the command: left to Hydra as they are
@@ -214,4 +214,4 @@ def _did_you_mean(word: str, candidates: Sequence[str]) -> str:
 
 
 def _first_line(err: Exception | str) -> str:
-    return (str(err).strip().splitlines() or ["invalid command line"])[0]
+    return first_line(err, default="invalid command line")

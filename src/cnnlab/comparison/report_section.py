@@ -34,7 +34,7 @@ from cnnlab.comparison.workloads import (
     train_command,
     tune_command,
 )
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, first_line
 from cnnlab.reporting.expected import default_paths
 from cnnlab.reporting.figures import cached_figure
 from cnnlab.reporting.markdown import md_image, md_table
@@ -65,7 +65,7 @@ def optimizer_comparison(context: ReportContext) -> Section | None:
         where = _where(context)
         cells = find_cells(settings, Path(context.settings.paths.runs_dir), where)
     except ConfigError as err:
-        text = str(err).splitlines()[0]
+        text = first_line(err)
         return Section(TITLE, ANCHOR, f"Not shown: {text}", failed=True, error=text)
     parts = Parts()
     parts.lines += [_protocol(settings), ""]

@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf.errors import OmegaConfBaseException
 
 from cnnlab.config import compose_config, config_group_options, override_value, to_plain
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, first_line
 from cnnlab.runs.layout import NON_IDENTITY_KEYS, config_name
 
 EXPERIMENT_GROUP = "experiment/report"
@@ -40,7 +40,7 @@ def _compose(overrides: Sequence[str], setting: str) -> dict[str, Any]:
     try:
         return to_plain(compose_config("train", overrides))
     except (ConfigError, OmegaConfBaseException) as err:
-        first = str(err).strip().splitlines()[0]
+        first = first_line(err)
         raise ConfigError(f"{setting} does not compose with the train config: {first}") from None
 
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from omegaconf import DictConfig
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, first_line
 from cnnlab.reporting.collect import Run
 from cnnlab.reporting.expected import Expected
 from cnnlab.reporting.results import ConfigResult
@@ -96,5 +96,5 @@ class SectionProvider(Protocol):
 
 def one_line(err: Exception) -> str:
     """An error as a section shows it: our own errors say what to fix; anything else keeps its type."""
-    text = (str(err).strip().splitlines() or [""])[0]
+    text = first_line(err, default=" ").strip()
     return text if isinstance(err, CnnlabError) else f"{type(err).__name__}: {text}".rstrip(": ")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from cnnlab.atomic import write_with
-from cnnlab.errors import CheckpointError, CnnlabError
+from cnnlab.errors import CheckpointError, CnnlabError, first_line
 from cnnlab.models import build_model
 
 REQUIRED_KEYS = ("model", "config")
@@ -74,7 +74,7 @@ def load_weights(module: torch.nn.Module | torch.optim.Optimizer, weights: dict[
     try:
         module.load_state_dict(weights)
     except (RuntimeError, ValueError, KeyError) as err:
-        first = str(err).strip().splitlines()[0]
+        first = first_line(err)
         raise CheckpointError(f"checkpoint {path} does not fit this {kind}: {first}") from None
 
 

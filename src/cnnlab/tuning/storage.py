@@ -31,7 +31,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, first_line
 
 JOURNAL = "journal:"
 SETTING = "tune.storage"
@@ -123,7 +123,7 @@ def _check_server(url: URL, shown: str) -> None:
         with engine.connect():
             pass
     except SQLAlchemyError as err:
-        first = (str(getattr(err, "orig", None) or err).strip().splitlines() or [type(err).__name__])[0]
+        first = first_line(getattr(err, "orig", None) or err)
         raise ConfigError(f"{SETTING}={shown}: cannot be opened ({first})") from None
     finally:
         engine.dispose()
@@ -156,7 +156,7 @@ def open_storage(storage: Storage, *, heartbeat_s: int | None = None, create: bo
                 storage.url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s, skip_table_creation=not create
             )
     except (SQLAlchemyError, RuntimeError, ValueError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        first = first_line(err)
         raise ConfigError(f"{SETTING}={storage.shown}: cannot be opened ({first})") from None
 
 
