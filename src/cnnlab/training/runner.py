@@ -75,8 +75,10 @@ def check_data(data: DictConfig) -> None:
         raise ConfigError(f"data.val_size={val_size!r} must be between 1 and {spec.train_size - 1}")
     positive_int("data.batch_size", data.batch_size)
     positive_int("data.eval_batch_size", data.eval_batch_size)
-    if data.subset is not None:
-        positive_int("data.subset", data.subset)
+    if data.subset is not None and positive_int("data.subset", data.subset) > spec.train_size - val_size:
+        # the same words as load_splits, which checks against the files' real size
+        size = spec.train_size - val_size
+        raise ConfigError(f"data.subset={data.subset} must be between 1 and the training split's size ({size})")
     if data.split_seed is not None:
         seed("data.split_seed", data.split_seed)
     boolean("data.normalize", data.normalize)
