@@ -18,7 +18,7 @@ from torch import nn
 
 from cnnlab.atomic import write_json
 from cnnlab.checks import boolean, positive_int
-from cnnlab.config import to_plain
+from cnnlab.config import compose_config, override_value, to_plain
 from cnnlab.data import MNIST_SPEC, Split, ensure_files
 from cnnlab.data.splits import read_split
 from cnnlab.device import resolve_device
@@ -63,38 +63,33 @@ def check_replay_settings(cfg: DictConfig) -> None:
 
 
 def run_config(cfg: DictConfig, run: PublishedRun) -> dict[str, Any]:
-    """A resolved config shaped like cnnlab-train's, so the run directory is a normal one, marked
-    `protocol: notebook`."""
+    """The run's config composed from conf/train.yaml by Hydra, as `cnnlab-train` would compose it with the notebook's
+    settings as overrides, so the run directory is a normal one, marked `protocol: notebook`."""
     plain = to_plain(cfg)
-    paths = {**plain["paths"], "runs_dir": plain["paths"]["replay_dir"]}
-    return {
-        "data": {
-            "name": MNIST_SPEC.name,
-            "root": paths["data_dir"],
-            "download": plain["download"],
-            "split_seed": None,  # random_split on the notebook's stream (seed 42), not cnnlab's split
-            "val_size": notebook.VAL_SIZE,
-            "subset": None,
-            "normalize": False,
-            "batch_size": notebook.BATCH_SIZE,
-            "eval_batch_size": notebook.BATCH_SIZE,
-        },
-        "model": {"name": "simple_cnn", "batch_norm": run.batch_norm},
-        "optimizer": plain["optimizers"][run.optimizer],
-        "trainer": {
-            "epochs": plain["epochs"],
-            "device": plain["device"],
-            "progress": plain["progress"],
-            "precision": "fp32",
-            "channels_last": False,
-            "num_threads": plain["num_threads"],
-        },
-        "paths": paths,
+    optimizer = plain["optimizers"][run.optimizer]
+    settings = {
+        **{f"optimizer.{k}": v for k, v in optimizer.items() if k != "name" and not k.startswith("_")},
+        **{f"paths.{k}": v for k, v in plain["paths"].items()},
+        "paths.runs_dir": plain["paths"]["replay_dir"],
+        "data.download": plain["download"],
+        "data.split_seed": None,  # random_split on the notebook's stream (seed 42), not cnnlab's split
+        "data.val_size": notebook.VAL_SIZE,
+        "data.batch_size": notebook.BATCH_SIZE,
+        "data.eval_batch_size": notebook.BATCH_SIZE,
+        "model.batch_norm": run.batch_norm,
+        "trainer.epochs": plain["epochs"],
+        "trainer.device": plain["device"],
+        "trainer.progress": plain["progress"],
+        "trainer.precision": "fp32",
+        "trainer.channels_last": False,
+        "trainer.num_threads": plain["num_threads"],
         "seed": notebook.SEED,
-        "protocol": PROTOCOL,
         "task_name": plain["task_name"],
         "overwrite": plain["overwrite"],
     }
+    overrides = [f"optimizer={run.optimizer}", f"+protocol={PROTOCOL}"]
+    overrides += [f"{key}={override_value(value)}" for key, value in settings.items()]
+    return to_plain(compose_config("train", overrides))
 
 
 def replay(cfg: DictConfig) -> ReplayResult:
