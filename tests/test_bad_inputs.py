@@ -21,6 +21,7 @@ CASES = [
     ("train", ["data=mnsit"], "data=mnsit is not an option of cnnlab-train; did you mean mnist?"),
     ("train", ["logger=wandb"], "logger=wandb is not an option of cnnlab-train; choose one of: mlflow, tensorboard"),
     ("train", ["launcher=slurm"], "launcher=slurm is not an option of cnnlab-train"),
+    ("train", ["experiment=mine"], "; choose one of: comparison, grid, lr_sweep, report (searched "),
     ("train", ["experiment=reprot"], "did you mean report?"),
     ("train", ["+foo=1"], "foo is not a setting of cnnlab-train"),
     ("train", ["+trainer.epoch=3"], "trainer.epoch is not a setting of cnnlab-train; did you mean trainer.epochs?"),

@@ -155,7 +155,7 @@ def _compose(prog: str, config_name: str, overrides: list[str]) -> DictConfig:
     try:
         return compose(config_name, overrides=overrides, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as err:
-        raise ConfigError(_explain(prog, config_name, str(err))) from None
+        raise ConfigError(_explain(prog, config_name, str(err), overrides)) from None
 
 
 def _reject_added_keys(prog: str, parsed: list[Override], defaults: DictConfig) -> None:
@@ -174,18 +174,29 @@ def _reject_added_keys(prog: str, parsed: list[Override], defaults: DictConfig) 
         raise ConfigError(f"{key} is not a setting of {prog}{_did_you_mean(key, _setting_names(defaults))}")
 
 
-def _explain(prog: str, config_name: str, message: str) -> str:
+def _explain(prog: str, config_name: str, message: str, overrides: Sequence[str] = ()) -> str:
     """Hydra's message about an unknown option or key as one line with the closest valid names."""
     if found := re.search(r"Could not find '([^']+)/([^'/]+)'", message):
         group, choice = found.groups()
         options = re.findall(r"^\t(\S+)$", message, flags=re.M)
         allowed = f"; choose one of: {', '.join(options)}" if options else ""
-        return f"{group}={choice} is not an option of {prog}{_did_you_mean(choice, options)}{allowed}"
+        where = f" (searched {', '.join(_searched(group, overrides))})"
+        return f"{group}={choice} is not an option of {prog}{_did_you_mean(choice, options)}{allowed}{where}"
     if found := re.search(r"Could not override '([^']+)'", message) or re.search(r"full_key: (\S+)", message):
         key = found.group(1)
         names = _setting_names(compose(config_name, overrides=[]))
         return f"{key} is not a setting of {prog}{_did_you_mean(key, names)}"
     return _first_line(message)
+
+
+def _searched(group: str, overrides: Sequence[str]) -> list[str]:
+    """The folders a config group's options were looked for in: the user's (`--config-dir`, `hydra.searchpath`)
+    first, then cnnlab's own."""
+    extra = []
+    for text in overrides:
+        if text.lstrip("+~").partition("=")[0] == "hydra.searchpath":
+            extra += list(OverridesParser.create().parse_override(text).value() or [])
+    return [f"{str(path).removeprefix('file://')}/{group}" for path in extra] + [str(CONF_DIR / group)]
 
 
 def _setting_names(cfg: DictConfig) -> list[str]:
