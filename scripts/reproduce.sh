@@ -7,11 +7,17 @@
 # Arguments go to cnnlab-train; the report expects the runs they train: scripts/reproduce.sh data=fashion_mnist trains
 # the six runs on Fashion-MNIST (set-up fetches it too) and writes its report to outputs/report-fashion_mnist/.
 # scripts/reproduce.sh tuned [overrides]: the tuned comparison instead (scripts/tune.sh, docs/tuning.md).
+# scripts/reproduce.sh comparison [overrides]: the optimizer comparison instead (scripts/comparison.sh,
+# docs/comparison.md).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [ "${1:-}" = tuned ]; then
   shift
   exec bash scripts/tune.sh "$@"
+fi
+if [ "${1:-}" = comparison ]; then
+  shift
+  exec bash scripts/comparison.sh "$@"
 fi
 
 # data=<name> selects the report's dataset; every other setting is one of the training overrides the report expects
