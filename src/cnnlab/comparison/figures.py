@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from cnnlab.comparison.stats import ExpectedMax, Profile
 from cnnlab.plotting import plt
@@ -42,6 +43,7 @@ def budget_figure(curves: Mapping[str, Mapping[str, ExpectedMax]], level: str) -
             ax.fill_between(curve.k, curve.low, curve.high, color=line.get_color(), alpha=0.15, linewidth=0)
         ax.set_title(workload, fontsize=10)
         ax.set_xlabel("tuning trials k")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     for ax in axes.flat[len(workloads) :]:

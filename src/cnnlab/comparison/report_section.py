@@ -248,7 +248,7 @@ def _profiles(cells: Sequence[Cell], settings: ComparisonSettings, context: Repo
         for kind in ("untuned", "tuned"):
             times, left_out = _profile_times(cells, settings, level, tuned=kind == "tuned")
             if kind == "untuned" and left_out:
-                notes.append(f"target {level + 1}: left out {'; '.join(left_out)}")
+                notes.append(f"target {level + 1}: {'; '.join(left_out)}")
             if times:
                 panels[f"{kind}, target {level + 1}"] = performance_profile(times, taus)
     parts.lines += ["### Performance profiles", ""]
