@@ -13,20 +13,26 @@ from cnnlab.plotting import plt
 
 
 def profile_figure(panels: Mapping[str, Profile]) -> Figure:
-    """One panel per profile (e.g. "untuned, target 1"): for each optimizer the fraction of workloads on which its
-    time to target is within τ of the best optimizer's, a step function of τ on a log axis."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False, sharey=True)
-    for ax, (title, profile) in zip(axes[0], panels.items()):
+    """One panel per profile (e.g. "untuned, target 1"; untuned and tuned side by side): for each optimizer the
+    fraction of workloads on which its time to target is within τ of the best optimizer's, a step function of τ on a
+    log axis."""
+    cols = min(len(panels), 2)
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.4 * cols, 3.6 * rows), squeeze=False, sharey=True)
+    for ax, (title, profile) in zip(axes.flat, panels.items()):
         for optimizer in profile.optimizers:
             ax.step(profile.taus, profile.rho[optimizer], where="post", label=optimizer, linewidth=1.8)
         ax.set_xscale("log")
         ax.set_xlim(1, profile.taus[-1])
         ax.set_ylim(-0.02, 1.02)
-        ax.set_xlabel("τ (time to target within τ × the best optimizer's)")
+        ax.set_xlabel("τ (within τ × the best optimizer's time)")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3, which="both")
-    axes[0][0].set_ylabel("fraction of workloads")
-    axes[0][-1].legend(loc="lower right", fontsize=8)
+        ax.legend(loc="lower right", fontsize=8)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for row in axes:
+        row[0].set_ylabel("fraction of workloads")
     fig.tight_layout()
     return fig
 
