@@ -400,10 +400,12 @@ def test_paired_tests_on_differing_seed_sets() -> None:
 
 
 def test_paired_tests_with_identical_differences() -> None:
-    shifted = paired_tests({"a": {1: 0.5, 2: 0.75, 3: 0.25}, "b": {1: 0.25, 2: 0.5, 3: 0.0}})
-    [pair] = shifted.pairs
-    assert (pair.mean_diff, pair.low, pair.high, pair.t, pair.p, pair.p_holm) == (0.25, 0.25, 0.25, INF, 0.0, 0.0)
-    assert pair.significant
+    shifted = paired_tests({"a": {1: 0.5, 2: 0.75, 3: 0.25}, "b": {1: 0.25, 2: 0.5, 3: 0.0}, "c": {1: 0, 2: 1, 3: 0}})
+    pair, *others = shifted.pairs  # a - b: untestable, and not part of the family Holm adjusts over
+    assert (pair.mean_diff, pair.low, pair.high) == (0.25, 0.25, 0.25) and not pair.significant
+    assert all(math.isnan(v) for v in (pair.t, pair.p, pair.p_holm))
+    assert shifted.unpaired == ["a and b: every shared seed differs by +0.25, no spread to test"]
+    assert [o.p_holm for o in others] == pytest.approx(list(holm([o.p for o in others])))
     same = paired_tests({"a": {1: 0.9, 2: 0.8}, "b": {1: 0.9, 2: 0.8}})
     [pair] = same.pairs
     assert (pair.mean_diff, pair.low, pair.high, pair.t, pair.p, pair.significant) == (0.0, 0.0, 0.0, 0.0, 1.0, False)

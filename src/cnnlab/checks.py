@@ -22,6 +22,14 @@ def positive_float(name: str, value: Any) -> float:
     return float(value)
 
 
+def percentage(name: str, value: Any) -> float:
+    """A percentage in (0, 100], e.g. an accuracy target."""
+    number = positive_float(name, value)
+    if number > 100:
+        raise ConfigError(f"{name}={number!r} must be a percentage in (0, 100]")
+    return number
+
+
 def non_negative_float(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
         raise ConfigError(f"{name}={value!r} must be a number >= 0")

@@ -42,7 +42,8 @@ def budget_figure(curves: Mapping[str, Mapping[str, ExpectedMax]], level: str) -
     workloads: Sequence[str] = list(curves)
     cols = min(len(workloads), 2)
     rows = -(-len(workloads) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False, sharey=True)
+    # each panel its own accuracy axis: MNIST's ~99% and Fashion-MNIST's ~90% would flatten each other's curves
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False)
     for ax, workload in zip(axes.flat, workloads):
         for optimizer, curve in curves[workload].items():
             (line,) = ax.plot(curve.k, curve.mean, marker="o", markersize=3, label=optimizer)

@@ -31,10 +31,11 @@ from cnnlab.comparison.workloads import (
     ComparisonSettings,
     comparison_settings,
     find_cells,
-    train_command,
+    train_commands,
     tune_command,
 )
 from cnnlab.errors import ConfigError, first_line
+from cnnlab.reporting.collect import Run
 from cnnlab.reporting.expected import default_paths
 from cnnlab.reporting.figures import cached_figure
 from cnnlab.reporting.markdown import md_image, md_table
@@ -42,6 +43,14 @@ from cnnlab.reporting.sections import ReportContext, Section
 from cnnlab.runs.status import RunStatus
 
 TITLE, ANCHOR = "Optimizer comparison", "optimizer-comparison"
+TABLE_NOTES = {
+    "comparison_time_to_target": "one row per workload, optimizer and target: seeds that reached it and the median "
+    "images seen, epochs and training seconds with the interval of the median (inf: not reached)",
+    "comparison_profile": "the performance profiles' ratios: each optimizer's time to target over the best one's, "
+    "per workload (inf: not reached)",
+    "comparison_budget": "expected best validation accuracy after k tuning trials with its bootstrap band",
+    "comparison_paired": "paired t-tests between optimizers on the same seeds, Holm-corrected per workload",
+}
 PROFILE_TAUS = (1.0, 1.5, 2.0, 4.0)  # the profile's table: rho at these factors (and at tau_max)
 
 
@@ -67,21 +76,36 @@ def optimizer_comparison(context: ReportContext) -> Section | None:
     except ConfigError as err:
         text = first_line(err)
         return Section(TITLE, ANCHOR, f"Not shown: {text}", failed=True, error=text)
+    if not any(c.runs or c.study for c in cells):  # nothing of the comparison yet: one line, not 80 missing runs
+        text = (
+            "No run of `experiment=comparison` yet: `scripts/reproduce.sh comparison` makes them (docs/comparison.md)."
+        )
+        return Section(TITLE, ANCHOR, text)
     parts = Parts()
     parts.lines += [_protocol(settings), ""]
     _runs_missing(cells, settings, where, parts)
-    _time_to_target(cells, settings, parts)
+    _time_to_target(cells, settings, context.confidence, parts)
     _profiles(cells, settings, context, parts)
     _budget(cells, settings, context, where, parts)
     _paired(cells, settings, context, parts)
     return Section(
-        TITLE, ANCHOR, "\n".join(parts.lines), tables=parts.tables, missing=parts.missing, summary=parts.summary
+        TITLE,
+        ANCHOR,
+        "\n".join(parts.lines),
+        tables=parts.tables,
+        missing=parts.missing,
+        summary=parts.summary,
+        table_notes=TABLE_NOTES,
     )
 
 
 def _where(context: ReportContext) -> list[str]:
-    out = context.settings.paths.output_dir
-    return [] if out == default_paths()["output_dir"] else [f"paths.output_dir={out}"]
+    """The paths settings a printed command needs to write where this report reads."""
+    paths, default = context.settings.paths, default_paths()
+    out = [] if paths.output_dir == default["output_dir"] else [f"paths.output_dir={paths.output_dir}"]
+    if Path(paths.runs_dir) != Path(paths.output_dir) / "runs":
+        out.append(f"paths.runs_dir={paths.runs_dir}")
+    return out
 
 
 def _protocol(settings: ComparisonSettings) -> str:
@@ -100,13 +124,11 @@ def _protocol(settings: ComparisonSettings) -> str:
 
 
 def _runs_missing(cells: Sequence[Cell], settings: ComparisonSettings, where: list[str], parts: Parts) -> None:
-    """One command for every run still to train (finished ones are reused), and the runs it cannot use."""
-    absent = [(c, s) for c in cells for s in settings.seeds if s not in c.completed()]
+    """The commands that train every run still missing (finished ones are reused), and the runs that cannot be used."""
+    absent = sum(1 for c in cells for s in settings.seeds if s not in c.completed())
     if absent:
-        command = train_command(settings, sorted({s for _, s in absent}), where)
-        parts.missing.append(
-            f"optimizer comparison: {len(absent)} of {len(cells) * len(settings.seeds)} runs: `{command}`"
-        )
+        commands = "; ".join(f"`{c}`" for c in train_commands(cells, settings, where))
+        parts.missing.append(f"optimizer comparison: {absent} of {len(cells) * len(settings.seeds)} runs: {commands}")
     stale = [
         f"{c.workload}/{c.optimizer} seed {s}"
         for c in cells
@@ -132,7 +154,7 @@ class Reach:
     epochs: float
 
 
-def _reaches(runs: Mapping[int, Any], target: float) -> dict[int, Reach]:
+def _reaches(runs: Mapping[int, Run], target: float) -> dict[int, Reach]:
     out = {}
     for seed, run in runs.items():
         points = validation_points(run.metrics.get("history", []))
@@ -143,9 +165,10 @@ def _reaches(runs: Mapping[int, Any], target: float) -> dict[int, Reach]:
     return out
 
 
-def _medians(name: str, values: Sequence[float]) -> dict[str, float]:
-    m = median_interval(values)
-    return {f"{name}_median": m.median, f"{name}_low": m.low, f"{name}_high": m.high}
+def _medians(name: str, values: Sequence[float], confidence: float) -> dict[str, float]:
+    m = median_interval(values, confidence)
+    out = {f"{name}_median": m.median, f"{name}_low": m.low, f"{name}_high": m.high}
+    return out if name != "images" else {**out, "interval_coverage": m.coverage}
 
 
 def _shown(row: Mapping[str, Any], name: str, spec: str) -> str:
@@ -154,7 +177,7 @@ def _shown(row: Mapping[str, Any], name: str, spec: str) -> str:
     return shown[0] if shown[0] == shown[1] == shown[2] else f"{shown[0]} [{shown[1]}, {shown[2]}]"
 
 
-def _reach_row(cell: Cell, target: float, hits: Sequence[Reach]) -> dict[str, Any]:
+def _reach_row(cell: Cell, target: float, hits: Sequence[Reach], confidence: float) -> dict[str, Any]:
     """The CSV's row: medians and interval ends in full (inf: not reached)."""
     return {
         "workload": cell.workload,
@@ -162,9 +185,9 @@ def _reach_row(cell: Cell, target: float, hits: Sequence[Reach]) -> dict[str, An
         "target": target,
         "reached": sum(math.isfinite(h.images) for h in hits),
         "seeds": len(hits),
-        **_medians("images", [h.images for h in hits]),
-        **_medians("epochs", [h.epochs for h in hits]),
-        **_medians("seconds", [h.seconds for h in hits]),
+        **_medians("images", [h.images for h in hits], confidence),
+        **_medians("epochs", [h.epochs for h in hits], confidence),
+        **_medians("seconds", [h.seconds for h in hits], confidence),
     }
 
 
@@ -188,23 +211,25 @@ def _devices(cells: Sequence[Cell]) -> str:
     return ", ".join(devices) or "—"
 
 
-def _time_to_target(cells: Sequence[Cell], settings: ComparisonSettings, parts: Parts) -> None:
+def _time_to_target(cells: Sequence[Cell], settings: ComparisonSettings, confidence: float, parts: Parts) -> None:
     rows = []
     for cell in cells:
         for target in settings.targets.get(cell.dataset, []):
             reaches = _reaches(cell.completed(), target)
             if reaches:
-                rows.append(_reach_row(cell, target, list(reaches.values())))
+                rows.append(_reach_row(cell, target, list(reaches.values()), confidence))
     no_target = sorted({c.dataset for c in cells if c.dataset not in settings.targets})
     if no_target:
         parts.missing.append(f"optimizer comparison: no target for {', '.join(no_target)}: set comparison.targets")
     parts.lines += ["### Time to target", ""]
     if not rows:
-        parts.lines += ["No finished run of the comparison yet.", ""]
+        parts.lines += ["No finished run of the comparison with a target for its dataset yet.", ""]
         return
+    coverage = min(r["interval_coverage"] for r in rows)
     parts.lines += [
-        "Median over seeds with the distribution-free interval of the median (order statistics; with 5 seeds or "
-        f"fewer it is the range, whose coverage is below 95%). Training seconds on: {_devices(cells)}.",
+        f"Median over seeds with the distribution-free {confidence:.0%} interval of the median (order statistics; "
+        f"with too few seeds for that it is the range, whose coverage is lower: {coverage:.0%} for the fewest seeds "
+        f"here). Training seconds on: {_devices(cells)}.",
         "",
         *md_table(REACH_HEADERS, [_reach_cells(r) for r in rows]),
     ]
@@ -222,12 +247,14 @@ def _profile_times(
     times: dict[str, dict[str, float]] = {}
     left_out = []
     for workload in settings.workloads:
+        mine = [c for c in cells if c.workload == workload]
+        targets = settings.targets.get(mine[0].dataset, [])
+        if level >= len(targets):
+            left_out.append(f"{workload} (its dataset has no target {level + 1})")
+            continue
         row, lacking = {}, []
-        for cell in (c for c in cells if c.workload == workload):
-            targets = settings.targets.get(cell.dataset, [])
-            reaches = (
-                _reaches(cell.completed(cell.tuned if tuned else None), targets[level]) if level < len(targets) else {}
-            )
+        for cell in mine:
+            reaches = _reaches(cell.completed(cell.tuned if tuned else None), targets[level])
             if reaches:
                 row[cell.optimizer] = median_interval([r.images for r in reaches.values()]).median
             else:
@@ -247,15 +274,15 @@ def _profiles(cells: Sequence[Cell], settings: ComparisonSettings, context: Repo
     for level in range(levels):
         for kind in ("untuned", "tuned"):
             times, left_out = _profile_times(cells, settings, level, tuned=kind == "tuned")
-            if kind == "untuned" and left_out:
-                notes.append(f"target {level + 1}: {'; '.join(left_out)}")
+            if left_out and (kind == "untuned" or times):  # a tuned profile that is absent altogether says nothing
+                notes.append(f"{kind}, target {level + 1}: {'; '.join(left_out)}")
             if times:
                 panels[f"{kind}, target {level + 1}"] = performance_profile(times, taus)
     parts.lines += ["### Performance profiles", ""]
     if not panels:
         parts.lines += ["No workload has runs of every optimizer yet.", ""]
         return
-    inputs = {k: p.ratios for k, p in panels.items()}
+    inputs = {"tau_max": settings.tau_max, "ratios": {k: p.ratios for k, p in panels.items()}}
     figure = cached_figure(context.figures_dir / "performance_profiles.png", inputs, lambda: profile_figure(panels))
     rows = _profile_rows(panels)
     parts.lines += [
@@ -277,7 +304,7 @@ def _profile_rows(panels: Mapping[str, Profile]) -> list[dict[str, Any]]:
     for title, profile in panels.items():
         for optimizer in profile.optimizers:
             row: dict[str, Any] = {"profile": title, "optimizer": optimizer, "workloads": len(profile.workloads)}
-            for tau in (*PROFILE_TAUS, float(profile.taus[-1])):
+            for tau in dict.fromkeys([*(t for t in PROFILE_TAUS if t < profile.taus[-1]), float(profile.taus[-1])]):
                 fraction = sum(profile.ratios[w][optimizer] <= tau for w in profile.workloads) / len(profile.workloads)
                 row[f"ρ({tau:g})"] = f"{fraction:.2f}"
             rows.append(row)
@@ -297,7 +324,7 @@ def _ratio_rows(panels: Mapping[str, Profile]) -> list[dict[str, Any]]:
 
 
 def _curves(
-    cells: Sequence[Cell], settings: ComparisonSettings, where: list[str], parts: Parts
+    cells: Sequence[Cell], settings: ComparisonSettings, confidence: float, where: list[str], parts: Parts
 ) -> dict[str, dict[str, ExpectedMax]]:
     curves: dict[str, dict[str, ExpectedMax]] = {}
     absent, thin = [], []
@@ -308,7 +335,7 @@ def _curves(
         elif len(values) < 2:
             thin.append(f"{cell.workload}/{cell.optimizer} ({len(values)})")
         else:
-            curves.setdefault(cell.workload, {})[cell.optimizer] = expected_max_curve(values)
+            curves.setdefault(cell.workload, {})[cell.optimizer] = expected_max_curve(values, confidence=confidence)
     if absent:
         parts.missing.append(f"optimizer comparison: {len(absent)} tuning studies: `{tune_command(settings, where)}`")
     if thin:
@@ -322,7 +349,7 @@ def _curves(
 def _budget(
     cells: Sequence[Cell], settings: ComparisonSettings, context: ReportContext, where: list[str], parts: Parts
 ) -> None:
-    curves = _curves(cells, settings, where, parts)
+    curves = _curves(cells, settings, context.confidence, where, parts)
     parts.lines += ["### Expected best accuracy against the tuning budget", ""]
     if not curves:
         parts.lines += ["No tuning study of the comparison has 2 complete trials yet.", ""]
@@ -335,11 +362,20 @@ def _budget(
         else ""
     )
     level = f"{context.confidence:.0%}"
+    drawn = {
+        w: {o: [c.mean.tolist(), c.low.tolist(), c.high.tolist()] for o, c in per.items()} for w, per in curves.items()
+    }
     figure = cached_figure(
         context.figures_dir / "budget_curves.png",
-        {w: {o: c.mean.tolist() for o, c in per.items()} for w, per in curves.items()},
+        {"level": level, "curves": drawn},
         lambda: budget_figure(curves, level),
     )
+    pruned = sum(c.pruned_trials() for c in cells)
+    if pruned:
+        caveat += (
+            f" {pruned} pruned trials are left out: pruning keeps the trials that were doing well, so these curves "
+            "are optimistic; studies with `tune.pruner.name=none` avoid it."
+        )
     parts.lines += [
         'Dodge et al. (2019), "Show Your Work": the expected maximum validation accuracy of k trials drawn from each '
         "study's complete trials (the order-statistics formula on their empirical distribution), with a bootstrap "
@@ -382,6 +418,7 @@ def _paired(cells: Sequence[Cell], settings: ComparisonSettings, context: Report
     parts.lines += ["### Paired comparisons", ""]
     if not rows:
         parts.lines += ["No workload has two optimizers with at least 2 finished seeds in common yet.", ""]
+        parts.lines += [f"Not paired: {'; '.join(notes)}.", ""] if notes else []
         return
     alpha = 1 - context.confidence
     parts.lines += [
@@ -423,8 +460,8 @@ def _pair_cells(row: Mapping[str, Any]) -> list[str]:
         str(row["n"]),
         f"{row['mean_difference']:+.2f}",
         f"[{row['low']:+.2f}, {row['high']:+.2f}]",
-        f"{row['p']:.3g}",
-        f"{row['p_holm']:.3g}",
+        "untestable" if math.isnan(row["p"]) else f"{row['p']:.3g}",
+        "—" if math.isnan(row["p_holm"]) else f"{row['p_holm']:.3g}",
         "✓" if row["significant"] else "",
     ]
 

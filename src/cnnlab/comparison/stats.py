@@ -319,11 +319,11 @@ def _accuracies(name: str, per_seed: Mapping[int, float]) -> dict[int, float]:
 
 def _paired_t(d: np.ndarray, x: np.ndarray, y: np.ndarray, confidence: float) -> tuple[float, float, float, float]:
     """(t, p, low, high) of the mean difference. Differences that are all the same have no spread to test
-    against: t = ±inf and p = 0 when they are not 0, t = 0 and p = 1 when they are, and the interval is the
-    single point (mean, mean) instead of the NaN scipy would give."""
+    against: when they are 0, t = 0 and p = 1; otherwise the pair is untestable, t = p = NaN (two seeds that happen
+    to differ by the same 0.01 points are no evidence), and the interval is the single point (mean, mean)."""
     mean = float(d.mean())
     if np.ptp(d) == 0:
-        return (math.copysign(math.inf, mean), 0.0, mean, mean) if mean != 0 else (0.0, 1.0, mean, mean)
+        return (math.nan, math.nan, mean, mean) if mean != 0 else (0.0, 1.0, mean, mean)
     result = scipy_stats.ttest_rel(x, y)
     half = float(scipy_stats.t.ppf((1 + confidence) / 2, d.size - 1)) * float(d.std(ddof=1)) / math.sqrt(d.size)
     return float(result.statistic), float(result.pvalue), mean - half, mean + half
@@ -349,9 +349,9 @@ def paired_tests(accuracies: Mapping[str, Mapping[int, float]], confidence: floa
     `confidence`, the two-sided p-value of scipy's `ttest_rel`, and that p-value adjusted by Holm-Bonferroni over
     all the pairs tested; `significant` is p_holm < 1 - confidence. A NaN accuracy (failed run) counts as a missing
     seed. Pairs whose seed sets differ get a message in `unpaired` and are tested on the shared seeds, or left out
-    when fewer than 2 are shared. Differences that are all the same (zero variance) give no spread to test against,
-    and scipy would answer NaN: such a pair gets p = 0.0 (t = ±inf) when the mean difference is not 0 and p = 1.0
-    (t = 0) when it is, and the one-point interval (mean, mean).
+    when fewer than 2 are shared. Differences that are all the same (zero variance) give no spread to test against:
+    such a pair gets p = 1.0 (t = 0) when they are 0; otherwise it is untestable (t, p and p_holm NaN, never
+    significant, a message in `unpaired`) and left out of Holm's family. Its interval is the point (mean, mean).
     """
     confidence = _check_confidence(confidence)
     kept = {name: _accuracies(name, per_seed) for name, per_seed in accuracies.items()}
@@ -364,6 +364,16 @@ def paired_tests(accuracies: Mapping[str, Mapping[int, float]], confidence: floa
             unpaired.append(message)
         if len(shared) >= 2:
             tested.append(_pair(a, b, kept[a], kept[b], shared, confidence))
-    adjusted = holm([pair.p for pair in tested])
-    pairs = [replace(pair, p_holm=float(q), significant=bool(q < 1 - confidence)) for pair, q in zip(tested, adjusted)]
+            if math.isnan(tested[-1].p):
+                unpaired.append(
+                    f"{a} and {b}: every shared seed differs by {tested[-1].mean_diff:+g}, no spread to test"
+                )
+    testable = [i for i, pair in enumerate(tested) if not math.isnan(pair.p)]
+    adjusted = dict(zip(testable, holm([tested[i].p for i in testable])))
+    pairs = [
+        replace(pair, p_holm=float(q), significant=bool(q < 1 - confidence))
+        if (q := adjusted.get(i)) is not None
+        else pair
+        for i, pair in enumerate(tested)
+    ]
     return PairedComparison(pairs=pairs, unpaired=unpaired, confidence=confidence)

@@ -19,15 +19,17 @@ import optuna
 from omegaconf import DictConfig
 from optuna.trial import TrialState
 
-from cnnlab.checks import seed
+from cnnlab.checks import names_from, percentage, seed
 from cnnlab.config import compose_config, to_plain
 from cnnlab.errors import ConfigError
-from cnnlab.reporting.collect import Run
-from cnnlab.runs.layout import config_name
-from cnnlab.runs.status import RunStatus, read_metrics
+from cnnlab.reporting.collect import Run, unusable
+from cnnlab.runs.layout import run_dir_for
+from cnnlab.runs.status import RunStatus, read_metrics, status_of
+from cnnlab.training.optimizers import OPTIMIZERS
 from cnnlab.tuning.runner import seed_config
 from cnnlab.tuning.settings import tune_settings
 from cnnlab.tuning.storage import find_study
+from cnnlab.tuning.study import study_state
 
 EXPERIMENT = "experiment=comparison"
 
@@ -49,26 +51,29 @@ def _targets(targets: Any) -> dict[str, list[float]]:
     out = {}
     for dataset, values in targets.items():
         values = list(values) if isinstance(values, Sequence) and not isinstance(values, str) else [values]
-        for v in values:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 100:
-                raise ConfigError(
-                    f"comparison.targets.{dataset} holds {v!r}; a target is an accuracy percentage in (0, 100]"
-                )
         if not values:
             raise ConfigError(f"comparison.targets.{dataset} is empty; give at least one target in (0, 100]")
-        out[str(dataset)] = sorted(float(v) for v in values)
+        out[str(dataset)] = sorted(percentage(f"comparison.targets.{dataset}", v) for v in values)
     return out
+
+
+def _workloads(workloads: Any) -> dict[str, list[str]]:
+    if not isinstance(workloads, Mapping) or not workloads:
+        raise ConfigError(f"comparison.workloads={workloads!r} must name each workload with its training arguments")
+    for name, args in workloads.items():
+        if isinstance(args, str) or not isinstance(args, Sequence):
+            raise ConfigError(
+                f"comparison.workloads.{name}={args!r} must be a list of training arguments, e.g. [data=mnist]"
+            )
+    return {str(k): [str(a) for a in v] for k, v in workloads.items()}
 
 
 def comparison_settings(cfg: DictConfig) -> ComparisonSettings:
     """The report's `comparison` block, checked."""
     block = to_plain(cfg.comparison)
-    workloads = block.get("workloads")
-    if not isinstance(workloads, Mapping) or not workloads:
-        raise ConfigError(f"comparison.workloads={workloads!r} must name each workload with its training arguments")
-    optimizers = block.get("optimizers")
-    if not isinstance(optimizers, list) or len(optimizers) < 2:
-        raise ConfigError(f"comparison.optimizers={optimizers!r} must list at least two optimizers")
+    optimizers = names_from("comparison.optimizers", block.get("optimizers"), list(OPTIMIZERS))
+    if len(optimizers) < 2:
+        raise ConfigError(f"comparison.optimizers={list(optimizers)} must list at least two optimizers to compare")
     seeds = block.get("seeds")
     if not isinstance(seeds, list) or not seeds:
         raise ConfigError(f"comparison.seeds={seeds!r} must list at least one seed")
@@ -76,8 +81,8 @@ def comparison_settings(cfg: DictConfig) -> ComparisonSettings:
     if isinstance(tau_max, bool) or not isinstance(tau_max, (int, float)) or not 1 < tau_max < math.inf:
         raise ConfigError(f"comparison.tau_max={tau_max!r}: the τ range [1, tau_max] is empty; give a number above 1")
     return ComparisonSettings(
-        workloads={str(k): [str(a) for a in (v or [])] for k, v in workloads.items()},
-        optimizers=[str(o) for o in optimizers],
+        workloads=_workloads(block.get("workloads")),
+        optimizers=list(optimizers),
         seeds=sorted({seed(f"comparison.seeds[{i}]", s) for i, s in enumerate(seeds)}),
         targets=_targets(block.get("targets")),
         tau_max=float(tau_max),
@@ -93,12 +98,12 @@ class Cell:
     workload: str
     optimizer: str
     dataset: str
+    batch_norm: bool
     train_args: tuple[str, ...]
     runs: dict[int, Run] = field(default_factory=dict)
     study: optuna.Study | None = None
     sampler: str = ""
     tuned: dict[int, Run] = field(default_factory=dict)  # the tuned setting's runs on the study's seeds
-    tuned_seeds: list[int] = field(default_factory=list)
 
     def completed(self, runs: Mapping[int, Run] | None = None) -> dict[int, Run]:
         """Seeds whose run ended by finishing or diverging (a diverged run never reaches a target afterwards)."""
@@ -111,6 +116,9 @@ class Cell:
             return []
         return [t.value for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
 
+    def pruned_trials(self) -> int:
+        return 0 if self.study is None else len(self.study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)))
+
 
 def _compose(name: str, args: Sequence[str], setting: str) -> DictConfig:
     try:
@@ -120,11 +128,16 @@ def _compose(name: str, args: Sequence[str], setting: str) -> DictConfig:
 
 
 def _runs(runs_dir: Path, plain: Mapping[str, Any], seeds: Sequence[int]) -> dict[int, Run]:
-    folder = runs_dir / config_name(plain)
+    """The runs of `plain`'s configuration on `seeds` found under `runs_dir`; one recorded as finished but unusable
+    (a key, number or checkpoint missing) counts as failed, as the report's tables count it."""
     found = {}
     for s in seeds:
-        if metrics := read_metrics(folder / f"seed{s}"):
-            found[s] = Run(folder / f"seed{s}", metrics)
+        run_dir = run_dir_for({**plain, "seed": s, "paths": {**plain["paths"], "runs_dir": str(runs_dir)}})
+        metrics = read_metrics(run_dir)
+        if status_of(metrics) == RunStatus.FINISHED and (problem := unusable(metrics, run_dir)):
+            metrics = {**metrics, "status": RunStatus.FAILED, "error": f"finished but {problem}"}
+        if metrics:
+            found[s] = Run(run_dir, metrics)
     return found
 
 
@@ -136,7 +149,7 @@ def find_cells(settings: ComparisonSettings, runs_dir: Path, where: Sequence[str
         for optimizer in settings.optimizers:
             train_args = (EXPERIMENT, *args, f"optimizer={optimizer}", *settings.train_overrides)
             plain = to_plain(_compose("train", train_args, f"comparison.workloads.{workload}"))
-            cell = Cell(workload, optimizer, plain["data"]["name"], train_args)
+            cell = Cell(workload, optimizer, plain["data"]["name"], bool(plain["model"]["batch_norm"]), train_args)
             cell.runs = _runs(runs_dir, plain, settings.seeds)
             _attach_study(cell, settings, runs_dir, where, storages)
             cells.append(cell)
@@ -151,24 +164,34 @@ def _attach_study(
     cell.study = find_study(tune.storage, tune.study_name, storages)
     if cell.study is None:
         return
-    cell.sampler = str(cell.study.user_attrs.get("sampler", "tpe"))
-    cell.tuned_seeds = list(tune.seeds)
-    complete = list(cell.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    if not complete or not tune.seeds:
+    cell.sampler = tune.sampler
+    best = study_state(cell.study).best
+    if best is None or not tune.seeds:
         return
-    best = max(complete, key=lambda t: (t.value, -t.number))
     plain = to_plain(seed_config(tune_cfg, tune, best.params, tune.seeds[0]))
     cell.tuned = _runs(runs_dir, plain, tune.seeds)
 
 
-def train_command(settings: ComparisonSettings, seeds: Sequence[int], where: Sequence[str] = ()) -> str:
-    """The one command that trains every missing run of the comparison (runs already finished are reused)."""
-    seed_arg = f"seed={','.join(map(str, seeds))}"
-    return shlex.join(("cnnlab-train", EXPERIMENT, *settings.train_overrides, *where, seed_arg))
+def train_commands(cells: Sequence[Cell], settings: ComparisonSettings, where: Sequence[str] = ()) -> list[str]:
+    """One command per workload that trains its missing runs (finished ones are reused): the workload's dataset and
+    batch norm given outright, since `experiment=comparison` would otherwise sweep both."""
+    commands = []
+    for workload, args in settings.workloads.items():
+        lacking = [(c, s) for c in cells if c.workload == workload for s in settings.seeds if s not in c.completed()]
+        if not lacking:
+            continue
+        cell = lacking[0][0]
+        optimizers = ",".join(dict.fromkeys(c.optimizer for c, _ in lacking))
+        seeds = ",".join(map(str, sorted({s for _, s in lacking})))
+        own = [a for a in args if a.partition("=")[0] not in ("data", "model.batch_norm")]
+        fixed = [f"data={cell.dataset}", f"model.batch_norm={str(cell.batch_norm).lower()}", *own]
+        line = (EXPERIMENT, *fixed, f"optimizer={optimizers}", *settings.train_overrides, *where, f"seed={seeds}")
+        commands.append(shlex.join(("cnnlab-train", *line)))
+    return commands
 
 
 def tune_command(settings: ComparisonSettings, where: Sequence[str] = ()) -> str:
     return shlex.join(("cnnlab-tune", EXPERIMENT, *settings.train_overrides, *settings.tune_overrides, *where))
 
 
-__all__ = ["Cell", "ComparisonSettings", "comparison_settings", "find_cells", "train_command", "tune_command"]
+__all__ = ["Cell", "ComparisonSettings", "comparison_settings", "find_cells", "train_commands", "tune_command"]

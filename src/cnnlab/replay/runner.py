@@ -163,6 +163,10 @@ class NotebookSteps:
     def validate(self) -> notebook.Pass:
         return notebook.training_mode_pass(self.model, self.loaders.val, self.device)
 
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
     def test(self, history: Sequence[Mapping[str, Any]]) -> TestOutcome:
         """Eval mode first (on the final weights), then the notebook's training-mode pass, which folds the test batches
         into batch norm's running statistics; the engine saved the final weights before either."""

@@ -18,7 +18,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from cnnlab.atomic import write_text
-from cnnlab.checks import positive_float
+from cnnlab.checks import percentage, positive_float
 from cnnlab.config import to_plain
 from cnnlab.data import get_spec
 from cnnlab.errors import ConfigError
@@ -55,13 +55,6 @@ def _seeds(value: Any) -> list[int]:
     return sorted(set(seeds))
 
 
-def _percent(name: str, value: Any) -> float:
-    number = positive_float(name, value)
-    if number > 100:
-        raise ConfigError(f"{name}={number!r} must be a percentage in (0, 100]")
-    return number
-
-
 def _confidence(value: Any) -> float:
     confidence = positive_float("confidence", value)
     if confidence >= 1:
@@ -93,7 +86,7 @@ def _context(cfg: DictConfig) -> ReportContext:
     dataset summarised over seeds; with the expected runs of the tables that are missing or did not finish."""
     seeds, target, confidence = (
         _seeds(cfg.seeds),
-        _percent("target_accuracy", cfg.target_accuracy),
+        percentage("target_accuracy", cfg.target_accuracy),
         _confidence(cfg.confidence),
     )
     runs = to_plain(cfg.runs)

@@ -47,10 +47,12 @@ class Run:
         return self.status == RunStatus.FINISHED
 
     def reaches(self, target: float) -> tuple[int, float] | None:
-        """(first epoch, seconds of training until then) at which validation accuracy reached `target`, or None."""
+        """(first epoch, seconds of training until then) at which validation accuracy reached `target`, or None.
+        Seconds are the training passes' (`train_s`; for runs recorded before it was kept, the epochs' with their
+        validation), so validating more often never makes a run look slower."""
         seconds = 0.0
         for h in self.metrics.get("history", []):
-            seconds += h["epoch_time_s"]
+            seconds += h.get("train_s", h["epoch_time_s"])
             if h["val_accuracy"] >= target:
                 return h["epoch"], seconds
         return None

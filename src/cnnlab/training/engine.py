@@ -69,6 +69,9 @@ class EpochSteps(Protocol):
     def validate(self) -> Scores:
         """Validation loss and accuracy (percent) after an epoch."""
 
+    def synchronize(self) -> None:
+        """Wait for the training steps queued on the device (a no-op on the CPU), so a clock read next times them."""
+
     def test(self, history: Sequence[Mapping[str, Any]]) -> TestOutcome:
         """The test pass after the last epoch; runs after the final weights are saved."""
 
@@ -179,9 +182,10 @@ class InEpochEvaluation:
     def __call__(self, step: int) -> None:
         if step % self.every or step >= self.steps.steps_per_epoch:
             return  # the epoch's end has its own validation
+        self.steps.synchronize()  # on a GPU the steps before this one may still be queued: they are training time
         pause = time.perf_counter()
         trained_s = pause - self.started - self.paused_s
-        val = self.steps.validate()  # returns host numbers, so the training steps before it have completed
+        val = self.steps.validate()
         self.paused_s += time.perf_counter() - pause
         done = (self.epoch - 1) * self.steps.steps_per_epoch + step
         images = (self.epoch - 1) * self.steps.train_images + min(step * self.steps.batch_size, self.steps.train_images)

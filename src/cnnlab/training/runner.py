@@ -147,6 +147,10 @@ class StandardSteps:
     def validate(self) -> Evaluation:
         return self.evaluate(self.val)
 
+    def synchronize(self) -> None:
+        if self.val.x.is_cuda:
+            torch.cuda.synchronize(self.val.x.device)
+
     def test(self, history: Sequence[Mapping[str, Any]]) -> TestOutcome:
         result = self.evaluate(self.test_split)
         scores = {"accuracy": result.accuracy, "loss": result.loss}
