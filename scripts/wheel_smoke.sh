@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the wheel and the sdist, install the wheel into a fresh venv outside the checkout and run a smoke chain from
-# an empty folder there: data, a 1-epoch run on a subset, the report, one analysis. Proves the package works with no
-# file of the checkout present. Run by .ci/run; by hand: `bash scripts/wheel_smoke.sh`.
+# an empty folder there: data, a 1-epoch run on a subset, a sweep, a study, the report and two analyses. Proves the
+# package works with no file of the checkout present. Run by .ci/run; by hand: `bash scripts/wheel_smoke.sh`.
 #   CNNLAB_DATA_DIR    the MNIST folder to use (default: the checkout's data/; cnnlab-data fetches it if missing)
 #   SMOKE_SITE         a site-packages holding the dependencies (e.g. .venv's) to reuse instead of installing
 #                      requirements.lock into the fresh venv (quicker; pip's cache makes the lock install quick too)
@@ -40,5 +40,9 @@ run=$(ls -d outputs/runs/mnist/adam/*/seed42)
 "$bin/cnnlab-report" analyses_enabled=false seeds=[42] tables.optimizers=[adam] \
   "train_overrides=['debug=smoke','data.subset=256','data.val_size=1000']" target_accuracy=10
 "$bin/cnnlab-filters" run="$PWD/$run"
-test -f outputs/report/REPORT.md
+"$bin/cnnlab-robustness" run="$PWD/$run" images=100 "epsilons=[0,0.1]" steps=2
+tiny=(debug=smoke data.subset=256 data.val_size=1000 trainer.progress=false)
+"$bin/cnnlab-train" -m seed=1,2 "${tiny[@]}"
+"$bin/cnnlab-tune" tune.trials=2 "tune.seeds=[]" "${tiny[@]}"
+test -f outputs/report/REPORT.md && test -d outputs/runs/mnist/adam/*/seed2 && test -f outputs/tune/optuna.db
 echo "wheel-smoke: passed in $((SECONDS - start)) s, run from an empty folder (data from $CNNLAB_DATA_DIR)"

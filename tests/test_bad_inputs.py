@@ -191,7 +191,7 @@ PROCESS_CASES = [
     (
         "bench",
         ["quick=true", "only=[training,speed]"],
-        "only='speed' is not a comparison; choose from: training, sweep, memory, occlusion, untargeted, targeted",
+        "only='speed' is not a comparison; choose from: training, sweep, memory, eval_every, occlusion, untargeted",
     ),
     pytest.param(
         "bench",
