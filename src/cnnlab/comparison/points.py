@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cnnlab.runs.record import pass_seconds
+
 
 @dataclass(frozen=True)
 class ValidationPoint:
@@ -35,7 +37,7 @@ def validation_points(history: Sequence[Mapping[str, Any]]) -> list[ValidationPo
                 epoch - 1 + fraction, p["step"], p["images_seen"], p["train_seconds"], p["val_accuracy"]
             )
             points.append(point)
-        seconds += entry["train_s"]
+        seconds += pass_seconds(entry)
         points.append(ValidationPoint(epoch, entry["step"], entry["images_seen"], seconds, entry["val_accuracy"]))
     return points
 

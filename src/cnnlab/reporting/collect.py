@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.runs.layout import CHECKPOINT, METRICS
+from cnnlab.runs.record import pass_seconds
 from cnnlab.runs.status import RunStatus, read_metrics, status_of
 
 FINISHED_KEYS = ("test", "final_val_accuracy", "train_time_s", "history", "config")
@@ -52,7 +53,7 @@ class Run:
         validation), so validating more often never makes a run look slower."""
         seconds = 0.0
         for h in self.metrics.get("history", []):
-            seconds += h.get("train_s", h["epoch_time_s"])
+            seconds += pass_seconds(h)
             if h["val_accuracy"] >= target:
                 return h["epoch"], seconds
         return None

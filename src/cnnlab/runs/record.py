@@ -29,6 +29,12 @@ from cnnlab.runs.status import RunStatus
 TIMINGS = frozenset({"epoch_time_s", "train_s", "images_per_s", "train_seconds"})
 
 
+def pass_seconds(entry: dict[str, Any]) -> float:
+    """Seconds of one history entry's training pass, evaluation excluded (for epochs recorded before `train_s` was
+    kept: the epoch's time, its validation included)."""
+    return entry.get("train_s", entry["epoch_time_s"])
+
+
 def versions() -> dict[str, str]:
     return {
         "cnnlab": cnnlab.__version__,

@@ -29,7 +29,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.runs.checkpoint import rng_state, save_checkpoint
 from cnnlab.runs.layout import CHECKPOINT, LAST
 from cnnlab.runs.lock import run_lock
-from cnnlab.runs.record import make_run_dir, now, remove_stale_temp_files, write_config, write_metrics
+from cnnlab.runs.record import make_run_dir, now, pass_seconds, remove_stale_temp_files, write_config, write_metrics
 from cnnlab.runs.status import RunStatus
 from cnnlab.training.artifacts import epoch_entry, history_summary, write_curves, write_history, write_test_results
 from cnnlab.training.loggers import NullLogger, open_logger
@@ -159,9 +159,8 @@ def eval_interval(eval_every: Any, steps_per_epoch: int, setting: str = "trainer
 
 
 def training_seconds(history: Sequence[Mapping[str, Any]]) -> float:
-    """Seconds spent in training passes over `history`, evaluation excluded (for epochs recorded before `train_s` was
-    kept: the epoch's time, validation included)."""
-    return sum(h.get("train_s", h["epoch_time_s"]) for h in history)
+    """Seconds spent in training passes over `history`, evaluation excluded (`runs.record.pass_seconds`)."""
+    return sum(pass_seconds(h) for h in history)
 
 
 @dataclass
