@@ -8,6 +8,7 @@ At epsilon 0 no attack runs: the accuracy is the clean accuracy on those images,
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,12 +96,14 @@ def perturb(model: nn.Module, x: Tensor, y: Tensor, attack: str, eps: float, s: 
     if eps == 0:
         return x
     loss = lambda out, target: F.cross_entropy(out, target, reduction="none")  # noqa: E731
-    if attack == "fgsm":
-        return FGSM(model, loss, lower_bound=0.0, upper_bound=1.0).perturb(x, eps, y)
     step = s.step_size if s.step_size is not None else 2.5 * eps / s.steps
-    return PGD(model, loss, lower_bound=0.0, upper_bound=1.0).perturb(
-        x, eps, step, s.steps, y, random_start=s.random_start
-    )
+    with warnings.catch_warnings():  # Captum warns that it turned on the gradient of each input it attacks: it must
+        warnings.filterwarnings("ignore", message="Input Tensor .* did not already require gradients")
+        if attack == "fgsm":
+            return FGSM(model, loss, lower_bound=0.0, upper_bound=1.0).perturb(x, eps, y)
+        return PGD(model, loss, lower_bound=0.0, upper_bound=1.0).perturb(
+            x, eps, step, s.steps, y, random_start=s.random_start
+        )
 
 
 def attack_accuracy(model: nn.Module, x: Tensor, y: Tensor, s: Robustness) -> dict[str, list[float]]:
