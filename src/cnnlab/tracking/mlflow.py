@@ -194,7 +194,7 @@ class MlflowLogger:
         client, experiment_id = open_client(self.settings)
         uri = str(self.settings["tracking_uri"])
         recorded = _recorded_run(self.run_dir, uri)
-        if recorded and _exists(client, recorded):
+        if recorded and (run := _active_run(client, recorded)):
             self.run_id = recorded
             client.update_run(recorded, status="RUNNING")
             self.logged = {m.step for m in client.get_metric_history(recorded, EPOCH_METRICS[0])}
@@ -205,9 +205,12 @@ class MlflowLogger:
                 )
             run = client.create_run(experiment_id, tags=run_tags(config, self.run_dir))
             self.run_id = run.info.run_id
-            _log_params(client, self.run_id, config)
+            # recorded at once, so that a run killed from here on is continued, never started twice
             write_json(self.run_dir / RUN_ID_FILE, {"run_id": self.run_id, "tracking_uri": uri})
+        if not run.data.params:  # a new run, or one killed before its params were logged
+            _log_params(client, self.run_id, config)
         self.client = client
+        log.info("MLflow run %s in %s", self.run_id, uri)
         for entry in read_metrics(self.run_dir).get("history", []):  # epochs trained before (resumed, untracked)
             self.log_epoch(entry)
 
@@ -257,13 +260,15 @@ def _recorded_run(run_dir: Path, uri: str) -> str | None:
     return recorded.get("run_id") if recorded.get("tracking_uri") == uri else None
 
 
-def _exists(client: Any, run_id: str) -> bool:
+def _active_run(client: Any, run_id: str) -> Any:
+    """The run, unless the store has no such run or it was deleted."""
     from mlflow.exceptions import MlflowException
 
     try:
-        return client.get_run(run_id).info.lifecycle_stage == "active"
+        run = client.get_run(run_id)
     except MlflowException:
-        return False
+        return None
+    return run if run.info.lifecycle_stage == "active" else None
 
 
 def _log_params(client: Any, run_id: str, config: Mapping[str, Any]) -> None:
