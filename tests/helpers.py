@@ -144,12 +144,14 @@ def invoke(command: str, *args: str) -> tuple[int | None, str]:
     return None, err.getvalue()
 
 
-# the report settings of the replay tests: both tables with the runs a replay maps to, no analyses or tuned comparison
+# the report settings of the replay tests: both tables with the runs a replay maps to, no analyses, tuned comparison
+# or optimizer comparison (test_comparison's, whose 32 compositions would cost each report seconds)
 REPLAY_TABLES = (
     "tables.optimizers=[sgd,adam]",
     "tables.batch_norm=[sgd,sgd_bn,adam,adam_bn]",
     "analyses_enabled=false",
     "tuning.enabled=false",
+    "comparison.enabled=false",
 )
 BN_SECTION = "## Batch norm in the notebook's evaluation"
 

@@ -216,7 +216,13 @@ def test_server_gone_mid_run_the_run_finishes_untracked(tmp_path, make_cfg, capl
 
 def test_report_is_a_run_of_its_own_with_its_files(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
-    cfg = compose_config("report", "analyses_enabled=false", f"mlflow_tracking_uri={uri}", output_dir=tmp_path)
+    cfg = compose_config(
+        "report",
+        "analyses_enabled=false",
+        "comparison.enabled=false",
+        f"mlflow_tracking_uri={uri}",
+        output_dir=tmp_path,
+    )
     result = tracked_report(cfg.mlflow_tracking_uri, lambda: build_report(cfg))
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("cnnlab").experiment_id])

@@ -39,6 +39,7 @@ def report_cfg(output_dir, *extra):
         "target_accuracy=40",
         "analyses_enabled=false",
         "tuning.enabled=false",  # the tuned comparison is test_tune's
+        "comparison.enabled=false",  # the optimizer comparison is test_comparison's
         *extra,
         output_dir=output_dir,
     )
@@ -509,6 +510,7 @@ def test_a_section_that_is_not_an_importable_function_is_a_config_error_before_a
 
 def test_the_html_shows_markup_in_labels_as_text(tmp_path):
     label = "<script>alert(1)</script>"
-    cfg = compose_config("report", f"runs.sgd.label='{label}'", "analyses_enabled=false", output_dir=tmp_path)
+    settings = ("analyses_enabled=false", "tuning.enabled=false", "comparison.enabled=false")
+    cfg = compose_config("report", f"runs.sgd.label='{label}'", *settings, output_dir=tmp_path)
     page = build_report(cfg).html.read_text()
     assert label not in page and "<td>&lt;script&gt;alert(1)&lt;/script&gt;</td>" in page
