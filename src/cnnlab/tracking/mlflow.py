@@ -160,10 +160,6 @@ def run_tags(config: Mapping[str, Any], run_dir: Path) -> dict[str, str]:
     return tags
 
 
-class TrackingStopped(Exception):
-    """The store stopped answering; the run carries on untracked."""
-
-
 class MlflowLogger:
     """One run directory's MLflow run: continued when the directory records one, else started (with the epochs the
     run directory already holds, so a run resumed into a fresh MLflow run still shows all of them)."""
