@@ -144,15 +144,11 @@ def invoke(command: str, *args: str) -> tuple[int | None, str]:
     return None, err.getvalue()
 
 
-# the report settings of the replay tests: both tables with the runs a replay maps to, no analyses, tuned comparison
-# or optimizer comparison (test_comparison's, whose 32 compositions would cost each report seconds)
-REPLAY_TABLES = (
-    "tables.optimizers=[sgd,adam]",
-    "tables.batch_norm=[sgd,sgd_bn,adam,adam_bn]",
-    "analyses_enabled=false",
-    "tuning.enabled=false",
-    "comparison.enabled=false",
-)
+# a report's own sections only: no analyses (test_report's and test_robustness's), tuned comparison (test_tune's) or
+# optimizer comparison (test_comparison's, whose 32 config compositions would cost each report seconds)
+TABLES_ONLY = ("analyses_enabled=false", "tuning.enabled=false", "comparison.enabled=false")
+# the report settings of the replay tests: both tables with the runs a replay maps to
+REPLAY_TABLES = ("tables.optimizers=[sgd,adam]", "tables.batch_norm=[sgd,sgd_bn,adam,adam_bn]", *TABLES_ONLY)
 BN_SECTION = "## Batch norm in the notebook's evaluation"
 
 

@@ -23,7 +23,7 @@ from mlflow import MlflowClient  # noqa: E402
 from cnnlab.reporting import build_report  # noqa: E402
 from cnnlab.tracking.mlflow import tracked_report  # noqa: E402
 from cnnlab.training.runner import train  # noqa: E402
-from tests.helpers import TINY, command_argv, compose_config, run_command  # noqa: E402
+from tests.helpers import TABLES_ONLY, TINY, command_argv, compose_config, run_command  # noqa: E402
 
 EPOCH_METRICS = ("train_loss", "val_loss", "val_accuracy", "images_per_s", "epoch_time_s")
 SERVER_READY = "Uvicorn running on"  # one worker: printed once the application has started and the port is bound
@@ -216,13 +216,7 @@ def test_server_gone_mid_run_the_run_finishes_untracked(tmp_path, make_cfg, capl
 
 def test_report_is_a_run_of_its_own_with_its_files(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
-    cfg = compose_config(
-        "report",
-        "analyses_enabled=false",
-        "comparison.enabled=false",
-        f"mlflow_tracking_uri={uri}",
-        output_dir=tmp_path,
-    )
+    cfg = compose_config("report", *TABLES_ONLY, f"mlflow_tracking_uri={uri}", output_dir=tmp_path)
     result = tracked_report(cfg.mlflow_tracking_uri, lambda: build_report(cfg))
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("cnnlab").experiment_id])

@@ -23,7 +23,7 @@ from cnnlab.reporting.collect import Run
 from cnnlab.reporting.results import summarize_config
 from cnnlab.runs.layout import run_dir_for
 from cnnlab.training.runner import train
-from tests.helpers import TINY, TRAIN_OVERRIDES, CreatesFile, compose_config, run_command, table
+from tests.helpers import TABLES_ONLY, TINY, TRAIN_OVERRIDES, CreatesFile, compose_config, run_command, table
 
 T_975_DF1 = 12.7062047  # Student t, 97.5th percentile, 1 degree of freedom (from tables)
 
@@ -37,9 +37,7 @@ def report_cfg(output_dir, *extra):
         "tables.optimizers=[sgd,adam]",
         "tables.batch_norm=[sgd,sgd_bn]",
         "target_accuracy=40",
-        "analyses_enabled=false",
-        "tuning.enabled=false",  # the tuned comparison is test_tune's
-        "comparison.enabled=false",  # the optimizer comparison is test_comparison's
+        *TABLES_ONLY,
         *extra,
         output_dir=output_dir,
     )
@@ -510,7 +508,6 @@ def test_a_section_that_is_not_an_importable_function_is_a_config_error_before_a
 
 def test_the_html_shows_markup_in_labels_as_text(tmp_path):
     label = "<script>alert(1)</script>"
-    settings = ("analyses_enabled=false", "tuning.enabled=false", "comparison.enabled=false")
-    cfg = compose_config("report", f"runs.sgd.label='{label}'", *settings, output_dir=tmp_path)
+    cfg = compose_config("report", f"runs.sgd.label='{label}'", *TABLES_ONLY, output_dir=tmp_path)
     page = build_report(cfg).html.read_text()
     assert label not in page and "<td>&lt;script&gt;alert(1)&lt;/script&gt;</td>" in page

@@ -16,7 +16,16 @@ from cnnlab.errors import ConfigError
 from cnnlab.reporting import build_report
 from cnnlab.runs.layout import run_dir_for
 from cnnlab.training.runner import train
-from tests.helpers import REPO, TINY, TRAIN_OVERRIDES, compose_config, five_epoch_replay, run_command, table
+from tests.helpers import (
+    REPO,
+    TABLES_ONLY,
+    TINY,
+    TRAIN_OVERRIDES,
+    compose_config,
+    five_epoch_replay,
+    run_command,
+    table,
+)
 
 REPORT_RUNS = {
     "sgd": "SGD",
@@ -90,13 +99,7 @@ def test_a_fashion_report_over_no_runs_lists_the_six_fashion_runs_in_its_own_fol
 
 
 def test_the_mnist_report_keeps_its_folder_published_values_and_commands(tmp_path):
-    cfg = compose_config(
-        "report",
-        f"paths.output_dir={tmp_path}",
-        "analyses_enabled=false",
-        "tuning.enabled=false",
-        "comparison.enabled=false",
-    )
+    cfg = compose_config("report", f"paths.output_dir={tmp_path}", *TABLES_ONLY)
     assert cfg.paths.report_dir == str(tmp_path / "report") and cfg.runs.sgd.published.test_accuracy == 81.11
     text = build_report(cfg).markdown.read_text()
     assert text.startswith("# CNN on MNIST: optimizers and batch norm, reproduced\n")
@@ -110,12 +113,7 @@ def test_the_mnist_report_keeps_its_folder_published_values_and_commands(tmp_pat
 
 def test_a_replay_of_the_mnist_notebook_never_enters_a_fashion_report(tmp_path):
     five_epoch_replay(tmp_path / "outputs" / "replay", {"sgd": 81.11, "sgd_bn": 96.84}, {"sgd": 81.11, "sgd_bn": 97.00})
-    base = [
-        f"paths.output_dir={tmp_path / 'outputs'}",
-        "analyses_enabled=false",
-        "tuning.enabled=false",
-        "comparison.enabled=false",
-    ]
+    base = [f"paths.output_dir={tmp_path / 'outputs'}", *TABLES_ONLY]
     assert "notebook replay %" in build_report(compose_config("report", *base)).markdown.read_text()
     result = build_report(compose_config("report", *base, "data=fashion_mnist"))
     text = result.markdown.read_text()
@@ -124,13 +122,7 @@ def test_a_replay_of_the_mnist_notebook_never_enters_a_fashion_report(tmp_path):
 
 
 def test_data_settings_of_the_report_change_the_expected_runs_as_they_change_training(tmp_path):
-    base = [
-        f"paths.output_dir={tmp_path}",
-        "analyses_enabled=false",
-        "tuning.enabled=false",
-        "comparison.enabled=false",
-        "data=fashion_mnist",
-    ]
+    base = [f"paths.output_dir={tmp_path}", *TABLES_ONLY, "data=fashion_mnist"]
     as_report_setting = build_report(compose_config("report", *base, "data.subset=256"))
     as_train_override = build_report(compose_config("report", *base, "train_overrides=['data.subset=256']"))
     assert [e.name for e, _ in as_report_setting.missing] == [e.name for e, _ in as_train_override.missing]
@@ -191,14 +183,7 @@ def test_reproduce_gives_the_report_the_dataset_and_the_other_arguments_as_train
     report_args = (root / "cnnlab-report.args").read_text().splitlines()
     assert report_args == ["seeds=[0,1]", "train_overrides=['debug=smoke']", "data=fashion_mnist"]
     # ... which is a report on the smoke runs of Fashion-MNIST
-    cfg = compose_config(
-        "report",
-        *report_args,
-        f"paths.output_dir={tmp_path}",
-        "analyses_enabled=false",
-        "tuning.enabled=false",
-        "comparison.enabled=false",
-    )
+    cfg = compose_config("report", *report_args, f"paths.output_dir={tmp_path}", *TABLES_ONLY)
     missing = build_report(cfg).missing
     assert len(missing) == 6 and all(e.name.startswith("fashion_mnist/") and "-n2000-" in e.name for e, _ in missing)
 
