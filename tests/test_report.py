@@ -488,7 +488,7 @@ def broken_section(context):
 
 
 def test_a_failing_section_is_shown_failed_and_the_rest_of_the_report_is_written(tmp_path):
-    cfg = compose_config("report", "analyses_enabled=false", output_dir=tmp_path)
+    cfg = compose_config("report", *TABLES_ONLY, output_dir=tmp_path)
     cfg.sections = ["tests.test_report.broken_section", *cfg.sections]
     result = build_report(cfg)
     assert [(s.title, s.error) for s in result.failed] == [
