@@ -267,7 +267,9 @@ def test_lr_sweep_is_five_log_spaced_rates_per_optimizer():
 @pytest.mark.slow
 def test_cli_writes_the_report(outputs):
     out, _ = outputs
-    proc = run_command("report", f"paths.output_dir={out}", "tables.optimizers=[sgd,adam]", TRAIN_OVERRIDES)
+    # the robustness section (test_robustness's) would attack every run: minutes
+    args = ("tables.optimizers=[sgd,adam]", TRAIN_OVERRIDES, "robustness.enabled=false")
+    proc = run_command("report", f"paths.output_dir={out}", *args)
     assert proc.returncode == 0, proc.stderr
     assert f"report: {out / 'report' / 'REPORT.md'}" in proc.stdout
     assert (out / "report" / "report.html").is_file() and (out / "report" / "best_model.pt").is_file()
@@ -376,7 +378,8 @@ def test_rebuilding_the_report_recomputes_no_analysis(outputs):
 def test_a_failing_analysis_is_listed_the_rest_is_written_and_the_command_exits_1(outputs):
     out, dirs = outputs
     entries = "analyses=[{analysis:activations,run:adam,options:{image:99999}},{analysis:filters,run:sgd}]"
-    proc = run_command("report", f"paths.output_dir={out}", "tables.optimizers=[sgd,adam]", TRAIN_OVERRIDES, entries)
+    args = ("tables.optimizers=[sgd,adam]", TRAIN_OVERRIDES, "robustness.enabled=false", "comparison.enabled=false")
+    proc = run_command("report", f"paths.output_dir={out}", *args, entries)
     assert proc.returncode == 1
     report = out / "report" / "REPORT.md"
     assert (

@@ -223,6 +223,9 @@ def test_a_report_over_tiny_real_fashion_runs_names_the_classes(tmp_path):
         "tables.batch_norm=[sgd,adam_bn]",
         "target_accuracy=10",
         "analysis_device=cpu",
+        "robustness.enabled=false",  # test_robustness's, minutes of attacks here
+        "tuning.enabled=false",
+        "comparison.enabled=false",
     )
     cfg.analyses = ANALYSES
     result = build_report(cfg)
