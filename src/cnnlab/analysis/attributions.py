@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from scipy.stats import spearmanr
 from torch import Tensor, nn
 
+from cnnlab.analysis.captum_warnings import input_gradient_warnings_off
 from cnnlab.analysis.loading import LoadedRun
 from cnnlab.analysis.results import AnalysisResult, Outputs, analyse
 from cnnlab.checks import names_from, pixel_value, positive_int, seed
@@ -69,9 +70,11 @@ def check_attributions_settings(settings: Mapping[str, Any]) -> tuple[Attributio
 def attribute(model: nn.Module, method: str, x: Tensor, y: Tensor, s: Attributions) -> Tensor:
     """[N, C, H, W] attributions of the true class's logit to each pixel."""
     if method == "saliency":
-        return Saliency(model).attribute(x, target=y, abs=False)
+        with input_gradient_warnings_off():
+            return Saliency(model).attribute(x, target=y, abs=False)
     if method == "integrated_gradients":
-        return IntegratedGradients(model).attribute(x, baselines=s.fill, target=y, n_steps=s.ig_steps)
+        with input_gradient_warnings_off():
+            return IntegratedGradients(model).attribute(x, baselines=s.fill, target=y, n_steps=s.ig_steps)
     window, stride = (
         (x.shape[1], s.occlusion_size, s.occlusion_size),
         (x.shape[1], s.occlusion_stride, s.occlusion_stride),

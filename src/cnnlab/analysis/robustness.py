@@ -8,7 +8,6 @@ At epsilon 0 no attack runs: the accuracy is the clean accuracy on those images,
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from captum.robust import FGSM, PGD
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
+from cnnlab.analysis.captum_warnings import input_gradient_warnings_off
 from cnnlab.analysis.loading import LoadedRun
 from cnnlab.analysis.results import AnalysisResult, Outputs, analyse
 from cnnlab.checks import boolean, names_from, positive_int, seed
@@ -97,8 +97,7 @@ def perturb(model: nn.Module, x: Tensor, y: Tensor, attack: str, eps: float, s: 
         return x
     loss = lambda out, target: F.cross_entropy(out, target, reduction="none")  # noqa: E731
     step = s.step_size if s.step_size is not None else 2.5 * eps / s.steps
-    with warnings.catch_warnings():  # Captum warns that it turned on the gradient of each input it attacks: it must
-        warnings.filterwarnings("ignore", message="Input Tensor .* did not already require gradients")
+    with input_gradient_warnings_off():
         if attack == "fgsm":
             return FGSM(model, loss, lower_bound=0.0, upper_bound=1.0).perturb(x, eps, y)
         return PGD(model, loss, lower_bound=0.0, upper_bound=1.0).perturb(
