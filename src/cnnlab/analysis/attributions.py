@@ -69,11 +69,10 @@ def check_attributions_settings(settings: Mapping[str, Any]) -> tuple[Attributio
 
 def attribute(model: nn.Module, method: str, x: Tensor, y: Tensor, s: Attributions) -> Tensor:
     """[N, C, H, W] attributions of the true class's logit to each pixel."""
-    if method == "saliency":
-        with input_gradient_warnings_off():
+    with input_gradient_warnings_off():
+        if method == "saliency":
             return Saliency(model).attribute(x, target=y, abs=False)
-    if method == "integrated_gradients":
-        with input_gradient_warnings_off():
+        if method == "integrated_gradients":
             return IntegratedGradients(model).attribute(x, baselines=s.fill, target=y, n_steps=s.ig_steps)
     window, stride = (
         (x.shape[1], s.occlusion_size, s.occlusion_size),
