@@ -5,7 +5,8 @@ caps, and the summary is rewritten after every step, so a check stopped at any p
     python3 scripts/gpu_check.py OUT_DIR --deadline UNIX_SECONDS
 
 Steps, in this order: the CUDA tests (tests/test_cuda.py); a 5-epoch run of cnnlab-train's defaults (the report's
-Adam run) and of SGD with batch norm on cuda; the report's six configurations x five seeds as $GPU_CHECK_JOBS
+Adam run), of the same validating every half epoch, and of SGD with batch norm on cuda; cnnlab-robustness and
+cnnlab-attributions on the Adam run; the report's six configurations x five seeds as $GPU_CHECK_JOBS
 (default 10) processes sharing the GPU (launcher=joblib); cnnlab-bench on cuda; occlusion maps on the CPU against
 CUDA, in fp32 and with torch's default TF32 convolutions; seed 0 of the six configurations one at a time (the default
 launcher) in the time that is left, and how far those runs are from the same runs of the parallel sweep. OUT_DIR
@@ -43,11 +44,23 @@ REPORT_RUNS = CONFIGURATIONS * len(SEEDS)  # the 30 runs of the issue's sweep ta
 # 10 jobs run the 30 runs in three waves
 PARALLEL_SWEEP = ["launcher=joblib", f"hydra.launcher.n_jobs={os.environ.get('GPU_CHECK_JOBS', 10)}"]
 TRAIN = [sys.executable, "-m", "cnnlab.cli.train", "trainer.device=cuda", "trainer.progress=false"]
-FIVE_EPOCH_RUNS = {"adam": [], "sgd_bn": ["optimizer=sgd", "model.batch_norm=true"]}
-FIVE_EPOCH_TITLES = {"adam": "Adam (cnnlab-train's defaults)", "sgd_bn": "SGD + batch norm"}
+# the comparison validates every half epoch (conf/experiment/comparison.yaml): its cost beside the plain Adam run
+FIVE_EPOCH_RUNS = {
+    "adam": [],
+    "adam_eval": ["trainer.eval_every=0.5"],
+    "sgd_bn": ["optimizer=sgd", "model.batch_norm=true"],
+}
+FIVE_EPOCH_TITLES = {
+    "adam": "Adam (cnnlab-train's defaults)",
+    "adam_eval": "Adam, validating every half epoch (the comparison's trainer.eval_every=0.5)",
+    "sgd_bn": "SGD + batch norm",
+}
 # the same configurations and seed (42) on a CPU: docs/performance.md, scripts/reproduce.sh on an AVX-512 EPYC,
 # 2026-11-30 (on an AVX2 one Adam gave 98.74: rounding compounds over 5 epochs)
-CPU_TEST_ACCURACY = {"adam": 98.94, "sgd_bn": 97.13}
+# (validating during the epoch changes no weight, so the Adam run's figure holds for both)
+CPU_TEST_ACCURACY = {"adam": 98.94, "adam_eval": 98.94, "sgd_bn": 97.13}
+# the Captum commands at their defaults on the 5-epoch Adam run; on the 2-core CPU robustness computed in 12-13 s
+CAPTUM_COMMANDS = {"robustness": "cnnlab.cli.robustness", "attributions": "cnnlab.cli.attributions"}
 BENCH_ONLY = "only=[training,occlusion,untargeted,targeted]"
 OCCLUSION = {"sizes": [5], "stride": 1, "images": 10}
 
@@ -208,6 +221,24 @@ def run_bench(check: Check) -> None:
         check.figure("bench", {"device": results["device"], "comparisons": comparisons})
 
 
+def captum_steps(check: Check, run_dir: Path | None) -> None:
+    """cnnlab-robustness and cnnlab-attributions at their defaults on the 5-epoch Adam run, on cuda: each command's
+    seconds (start-up included) and its computation's (from the analysis's summary.json)."""
+    for name, module in CAPTUM_COMMANDS.items():
+        if run_dir is None:
+            check.record(name, {"skipped": "the 5-epoch Adam run did not finish"})
+            continue
+        step = check.run(name, [sys.executable, "-m", module, f"run={run_dir}", "device=cuda"], 90)
+        summaries = sorted(run_dir.glob(f"analysis/{name}/*/summary.json"))
+        if not summaries:
+            continue
+        summary = json.loads(summaries[0].read_text())
+        figure = {"command_s": step.get("seconds"), "compute_s": summary.get("compute_time_s")}
+        if name == "robustness":
+            figure |= {"epsilons": summary["epsilons"], "accuracy": summary["accuracy"]}
+        check.figure(name, figure)
+
+
 def occlusion_step(check: Check, run_dir: Path | None) -> None:
     if run_dir is None:
         check.record("occlusion_cpu_vs_cuda", {"skipped": "the 5-epoch Adam run did not finish"})
@@ -353,6 +384,18 @@ def measurement_rows(figures: dict[str, Any]) -> list[str]:
                 f"{run['train_time_s']:.1f} s (median {run['images_per_s']:,.0f} training images/s), test accuracy "
                 f"{run['test_accuracy']:.2f} % (CPU, same seed: {run['cpu_test_accuracy']:.2f} %) |"
             )
+    if (plain := figures.get("e5_adam")) and (evaluated := figures.get("e5_adam_eval")):
+        extra = 100 * (evaluated["train_time_s"] / plain["train_time_s"] - 1)
+        rows.append(f"| validating every half epoch, cost on the 5-epoch Adam run | {extra:+.1f} % training time |")
+    for name in CAPTUM_COMMANDS:
+        if captum := figures.get(name):
+            row = f"| cnnlab-{name} at its defaults on the Adam run, cuda | computed in {captum['compute_s']} s"
+            if name == "robustness":
+                curves = "; ".join(
+                    f"{a}: " + ", ".join(f"{v:.1f}" for v in acc) for a, acc in captum["accuracy"].items()
+                )
+                row += f" (accuracy % at epsilons {captum['epsilons']}: {curves})"
+            rows.append(f"{row}; the whole command {captum['command_s']} s |")
     for name in ("sweep_parallel", "sweep"):
         if sweep := figures.get(name):
             rows.append(sweep_row(sweep))
@@ -387,6 +430,7 @@ def main() -> None:
     check.summary["bench_json"] = str(args.out / "bench.json")
     run_tests(check)
     adam_dir = five_epoch_runs(check)
+    captum_steps(check, adam_dir)
     parallel = run_sweep(check, "sweep_parallel", PARALLEL_SWEEP, 120)
     run_bench(check)
     occlusion_step(check, adam_dir)

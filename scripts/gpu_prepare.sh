@@ -14,8 +14,9 @@ PY=${PYTHON:-.venv/bin/python}
 
 # cnnlab's dependencies (pyproject.toml) and theirs that the GPU machine lacks; it has torch, torchvision, numpy,
 # scipy, scikit-learn, matplotlib, seaborn, tqdm, markdown, tensorboard, joblib, cloudpickle, pyyaml, packaging,
-# typing-extensions, pytest and pytest-xdist
-packages=(hydra-core omegaconf antlr4-python3-runtime torchinfo hydra-joblib-launcher hydra-submitit-launcher submitit)
+# typing-extensions, jinja2, pytest and pytest-xdist (captum needs only what is there: numpy, torch, matplotlib, tqdm)
+packages=(hydra-core omegaconf antlr4-python3-runtime torchinfo hydra-joblib-launcher hydra-submitit-launcher submitit
+    captum)
 # optuna and what it needs there, once the code uses it
 if grep -rqw optuna src tests pyproject.toml; then
     packages+=(optuna alembic colorlog Mako SQLAlchemy greenlet)

@@ -53,6 +53,7 @@ LOSS_RTOL = 1e-2  # a training loss, CPU against GPU (TF32 convolutions: ~1e-3)
 MAP_ATOL = 1e-4  # occlusion probabilities and activations in full fp32
 TIE_GAP = 0.2  # top-two probability gap under which a predicted class may differ
 MAX_DIFFERENT_SHARE = 0.05
+PGD_POINTS = 5.0  # robust accuracy under PGD, CPU against GPU: their random starts differ (300 images)
 # what the adversarial comparisons grow: fewer steps than the defaults keep the CPU side to seconds
 UNTARGETED = {"mode": "untargeted", "adversarial_preset": {"name": "input_domain", "iterations": 200}}
 TARGETED = {"mode": "targeted", "adversarial_preset": {"name": "input_domain", "targeted_iterations": 50}}
@@ -114,6 +115,21 @@ def test_a_cuda_run_trained_without_its_test_pass_is_finished_by_resuming(tmp_pa
     finished = train(cfg)
     assert finished.status == "finished" and finished.metrics["history"] == trained.metrics["history"]
     assert 0 <= finished.metrics["test"]["accuracy"] <= 100
+
+
+def test_evaluation_during_the_epoch_on_cuda_matches_the_cpu(tmp_path):
+    """`trainer.eval_every` on cuda: the same points (optimizer step, images seen) as on the CPU, their accuracies
+    within TF32's reach, and training seconds (evaluation excluded) that grow from point to point."""
+    overrides = (*TINY_BN, "trainer.eval_every=0.25")
+    on_cpu = train(compose_config("train", *overrides, "trainer.device=cpu", output_dir=tmp_path / "cpu"))
+    on_gpu = train(compose_config("train", *overrides, "trainer.device=cuda", output_dir=tmp_path / "cuda"))
+    cpu, gpu = on_cpu.metrics["history"][0]["evals"], on_gpu.metrics["history"][0]["evals"]
+    assert cpu and [(p["step"], p["images_seen"]) for p in gpu] == [(p["step"], p["images_seen"]) for p in cpu]
+    for at_cpu, at_gpu in zip(cpu, gpu):
+        assert abs(at_gpu["val_accuracy"] - at_cpu["val_accuracy"]) <= ACCURACY_POINTS
+        assert at_gpu["val_loss"] == pytest.approx(at_cpu["val_loss"], rel=LOSS_RTOL)
+    seconds = [p["train_seconds"] for p in gpu]
+    assert seconds == sorted(seconds) and 0 < seconds[-1] <= on_gpu.metrics["history"][0]["train_s"]
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +208,33 @@ def test_adversarial_predictions_on_cuda_match_the_cpu_except_near_ties(cuda_run
     assert (gaps[different] < TIE_GAP).all(), (different, gaps[different])
 
 
+def test_robustness_on_cuda_matches_the_cpu(cuda_run, tmp_path):
+    """FGSM and PGD (Captum) on the GPU against the CPU on the same images: the clean accuracy and FGSM (no random
+    draw) within a point; PGD's random start comes from the device's own generator, so it may move a few more images."""
+    options = {"images": 300, "epsilons": [0, 0.1, 0.3]}
+    on_cpu, on_gpu = on_both(cuda_run, tmp_path, "robustness", options)
+    cpu, gpu = on_cpu.summary["accuracy"], on_gpu.summary["accuracy"]
+    assert gpu["fgsm"][0] == gpu["pgd"][0] and abs(gpu["fgsm"][0] - cpu["fgsm"][0]) <= ACCURACY_POINTS
+    np.testing.assert_allclose(gpu["fgsm"], cpu["fgsm"], atol=ACCURACY_POINTS)
+    np.testing.assert_allclose(gpu["pgd"], cpu["pgd"], atol=PGD_POINTS)
+    assert all(pgd <= fgsm + 1.0 for fgsm, pgd in zip(gpu["fgsm"][1:], gpu["pgd"][1:]))
+
+
+def test_attribution_maps_on_cuda_match_the_cpu(cuda_run, tmp_path):
+    """Saliency, Integrated Gradients and occlusion (Captum) on the GPU in full fp32 against the CPU, each map within
+    1e-3 of its largest value: gradients through the same max-pool choices differ only by float32 rounding."""
+    on_cpu, on_gpu = on_both(cuda_run, tmp_path, "attributions", {"images": 4, "perturbations": 4})
+    cpu, gpu = arrays_of(on_cpu), arrays_of(on_gpu)
+    np.testing.assert_array_equal(gpu["attributions.npz:labels"], cpu["attributions.npz:labels"])
+    for method in ("saliency", "integrated_gradients", "occlusion"):
+        expected = cpu[f"attributions.npz:{method}"]
+        scale = float(np.abs(expected).max())
+        assert scale > 0, method
+        np.testing.assert_allclose(
+            gpu[f"attributions.npz:{method}"], expected, rtol=0, atol=1e-3 * scale, err_msg=method
+        )
+
+
 def test_the_report_runs_its_analyses_on_cuda(tmp_path):
     """Two TINY runs trained on the GPU and the report over them with analysis_device=cuda: every analysis shown."""
     out = tmp_path / "outputs"
@@ -242,7 +285,9 @@ def test_the_benchmark_runs_both_sides_on_cuda_and_they_agree(tmp_path):
     assert set(by_name) == {
         "training step, fp32",
         "training step, bf16",
+        "validation during the epoch, eval_every=0.5",
         "occlusion, 1 image, 5x5",
+        "occlusion vs Captum, 10 images, 5x5",
         "untargeted, 10 classes x 2 steps",
         "targeted, 90 pairs x 2 steps",
     }
