@@ -7,8 +7,8 @@
 #      (default 8), each best setting then trained on the same seeds (TRIALS=0 skips the studies);
 #   3. the report, with its Optimizer comparison section.
 # Arguments are training overrides for every run and study; to shrink it: SEEDS=0,1 TRIALS=4 scripts/comparison.sh
-# data.subset=5000. Without a GPU the jobs go through launcher=joblib (one one-thread job per core); LAUNCHER=basic|
-# joblib|submitit_local|submitit_slurm overrides that choice.
+# data.subset=5000. The jobs go through launcher=joblib (one one-thread job per core, on a CPU or sharing a GPU);
+# LAUNCHER=basic|joblib|submitit_local|submitit_slurm overrides that choice.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -28,7 +28,7 @@ py=.venv/bin/python
 
 SEEDS=${SEEDS:-0,1,2,3,4}
 TRIALS=${TRIALS:-8}
-source scripts/launcher.sh "$py"
+source scripts/launcher.sh
 tune_settings=("tune.sampler=random" "tune.pruner.name=none" "tune.trials=$TRIALS" "tune.seeds=[$SEEDS]")
 
 start=$(date +%s)

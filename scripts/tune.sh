@@ -7,8 +7,8 @@
 #      for every optimizer), then each best setting trained and tested on seeds $TUNED_SEEDS (default 0,1,2,3,4);
 #   3. the report, with its Tuned comparison section.
 # Arguments are training overrides for every run and study; to shrink it: TRIALS=4 scripts/tune.sh data.subset=5000.
-# Without a GPU the jobs go through launcher=joblib (one one-thread job per core); LAUNCHER=basic|joblib|submitit_local|
-# submitit_slurm overrides that choice. CNNLAB_PYTHON=<python with cnnlab installed> skips the set-up.
+# The jobs go through launcher=joblib (one one-thread job per core, on a CPU or sharing a GPU); LAUNCHER=basic|joblib|
+# submitit_local|submitit_slurm overrides that choice. CNNLAB_PYTHON=<python with cnnlab installed> skips the set-up.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -35,7 +35,7 @@ py=$CNNLAB_PYTHON
 TUNED_SEEDS=${TUNED_SEEDS:-0,1,2,3,4}
 SEEDS=${SEEDS:-$TUNED_SEEDS}
 TRIALS=${TRIALS:-8}
-source scripts/launcher.sh "$py"
+source scripts/launcher.sh
 tune_settings=("tune.trials=$TRIALS" "tune.seeds=[$TUNED_SEEDS]")
 
 start=$(date +%s)
