@@ -28,7 +28,7 @@ py=.venv/bin/python
 
 SEEDS=${SEEDS:-0,1,2,3,4}
 TRIALS=${TRIALS:-8}
-source scripts/launcher.sh
+source scripts/launcher.sh "$py"
 tune_settings=("tune.sampler=random" "tune.pruner.name=none" "tune.trials=$TRIALS" "tune.seeds=[$SEEDS]")
 
 start=$(date +%s)

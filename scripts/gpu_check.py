@@ -8,7 +8,7 @@ Steps, in this order: the CUDA tests (tests/test_cuda.py); a 5-epoch run of cnnl
 Adam run), of the same validating every half epoch, and of SGD with batch norm on cuda; cnnlab-robustness and
 cnnlab-attributions on the Adam run; the report's six configurations x five seeds as $GPU_CHECK_JOBS
 (default 10) processes sharing the GPU (launcher=joblib); cnnlab-bench on cuda; occlusion maps on the CPU against
-CUDA, in fp32 and with torch's default TF32 convolutions; seed 0 of the six configurations one at a time (the default
+CUDA, in fp32 and with torch's default TF32 convolutions; seed 0 of the six configurations one at a time (the basic
 launcher) in the time that is left, and how far those runs are from the same runs of the parallel sweep. OUT_DIR
 receives gpu_check.json (every figure, each step's command, time and outcome), gpu_check.md (the tables), bench.json
 (cnnlab-bench's own) and steps.log (every step's output).
@@ -426,7 +426,7 @@ def main() -> None:
         occlusion_deviation(*args.occlusion)
         return
     args.out.mkdir(parents=True, exist_ok=True)
-    check = Check(args.out, args.deadline or time.time() + 450)
+    check = Check(args.out, args.deadline or time.time() + 520)
     check.summary["bench_json"] = str(args.out / "bench.json")
     run_tests(check)
     adam_dir = five_epoch_runs(check)
@@ -434,7 +434,7 @@ def main() -> None:
     parallel = run_sweep(check, "sweep_parallel", PARALLEL_SWEEP, 120)
     run_bench(check)
     occlusion_step(check, adam_dir)
-    # one seed per configuration, one run at a time: the pace of the default launcher, and six runs to compare
+    # one seed per configuration, one run at a time: the pace of the basic launcher, and six runs to compare
     compare_sweeps(check, parallel, run_sweep(check, "sweep", [], 24 * 3600, seeds=(0,)))
     shutil.rmtree(check.scratch, ignore_errors=True)
     print((args.out / "gpu_check.md").read_text(), flush=True)

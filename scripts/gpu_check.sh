@@ -4,14 +4,14 @@
 #   bash scripts/gpu_check.sh        results under $OUT (else outputs/gpu-check/)
 # It installs only the carried wheels whose distribution python3 lacks or has in another version (into /tmp/site,
 # nothing else), unpacks MNIST into data/MNIST/raw/ unless verified files are already there, then runs
-# scripts/gpu_check.py, which must be done GPU_CHECK_BUDGET_S seconds after this script started (default 450): the
+# scripts/gpu_check.py, which must be done GPU_CHECK_BUDGET_S seconds after this script started (default 520): the
 # CUDA tests, 5-epoch runs, the report's sweep as parallel processes, cnnlab-bench on cuda, occlusion on the CPU against
 # CUDA and a sixth of the sweep one run at a time, each step timed and cut off at its own limit. Writes gpu_check.json,
 # gpu_check.md, bench.json, steps.log and gpu_check.log.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 started=$(date +%s)
-budget=${GPU_CHECK_BUDGET_S:-450}
+budget=${GPU_CHECK_BUDGET_S:-520}
 OUT=${OUT:-$PWD/outputs/gpu-check}
 PY=${PYTHON:-python3}
 SITE=${GPU_CHECK_SITE:-/tmp/site}

@@ -2,7 +2,8 @@
 # Reproduce the report on a fresh or set-up checkout: set-up, the report's six training runs, then the report.
 # SEEDS=0,1,2,3,4 scripts/reproduce.sh runs every seed (finished runs are reused, so it also resumes).
 # The runs go through launcher=joblib: one one-thread job per core side by side, which gives more total throughput
-# than one run after another, on a CPU and on a GPU that the jobs share (docs/performance.md#gpu).
+# than one run after another, on a CPU and on a GPU that the jobs share (at most GPU_JOBS, default 10, there;
+# docs/performance.md#gpu).
 # LAUNCHER=basic (one at a time), joblib, submitit_local or submitit_slurm overrides that choice.
 # Arguments go to cnnlab-train; the report expects the runs they train: scripts/reproduce.sh data=fashion_mnist trains
 # the six runs on Fashion-MNIST (set-up fetches it too) and writes its report to outputs/report-fashion_mnist/.
@@ -37,7 +38,7 @@ done
 bash scripts/setup.sh
 
 SEEDS=${SEEDS:-42}
-source scripts/launcher.sh
+source scripts/launcher.sh .venv/bin/python
 echo "reproduce: training the report's six runs (seeds $SEEDS) with launcher $LAUNCHER"
 .venv/bin/cnnlab-train experiment=report "seed=$SEEDS" trainer.progress=false "${launcher[@]}" "$@"
 echo "runs are under outputs/runs/"

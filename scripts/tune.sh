@@ -35,7 +35,7 @@ py=$CNNLAB_PYTHON
 TUNED_SEEDS=${TUNED_SEEDS:-0,1,2,3,4}
 SEEDS=${SEEDS:-$TUNED_SEEDS}
 TRIALS=${TRIALS:-8}
-source scripts/launcher.sh
+source scripts/launcher.sh "$py"
 tune_settings=("tune.trials=$TRIALS" "tune.seeds=[$TUNED_SEEDS]")
 
 start=$(date +%s)

@@ -18,6 +18,12 @@ Every test is marked `cuda` and skipped where torch sees no CUDA GPU; `bash scri
   (float32 and float64 gave the same 100 predictions, the closest top-two gap 0.06). So a predicted class may differ
   only where the CPU's top two probabilities are within TIE_GAP, and for at most MAX_DIFFERENT_SHARE of the images.
   The first step's target logits come from one forward pass of the same starting images and must agree to 1e-4.
+- Robustness (300 test images, so one image is a third of a point): the clean accuracy and FGSM (the sign of one
+  gradient, no random draw) may differ only where rounding flips a near-tie, within ACCURACY_POINTS. PGD starts at a
+  random point drawn by the device's own generator (Captum's `rand_like`), so the CPU and the GPU attack from
+  different starts: PGD_POINTS allows 15 images. On the H200, 2026-12-04, the test passed with these bounds.
+- Attribution maps in full fp32 are gradients (or occlusion differences) through the same max-pool choices as on the
+  CPU, which float32 rounding flips only at exact ties; each map must agree within 1e-3 of its largest value.
 """
 
 from __future__ import annotations
@@ -214,10 +220,11 @@ def test_robustness_on_cuda_matches_the_cpu(cuda_run, tmp_path):
     options = {"images": 300, "epsilons": [0, 0.1, 0.3]}
     on_cpu, on_gpu = on_both(cuda_run, tmp_path, "robustness", options)
     cpu, gpu = on_cpu.summary["accuracy"], on_gpu.summary["accuracy"]
-    assert gpu["fgsm"][0] == gpu["pgd"][0] and abs(gpu["fgsm"][0] - cpu["fgsm"][0]) <= ACCURACY_POINTS
+    assert gpu["fgsm"][0] == gpu["pgd"][0]  # epsilon 0: both are the clean accuracy on the same images
     np.testing.assert_allclose(gpu["fgsm"], cpu["fgsm"], atol=ACCURACY_POINTS)
     np.testing.assert_allclose(gpu["pgd"], cpu["pgd"], atol=PGD_POINTS)
-    assert all(pgd <= fgsm + 1.0 for fgsm, pgd in zip(gpu["fgsm"][1:], gpu["pgd"][1:]))
+    # PGD searches the same ball in ten steps where FGSM takes one: at least as strong, up to near-ties
+    assert all(pgd <= fgsm + ACCURACY_POINTS for fgsm, pgd in zip(gpu["fgsm"][1:], gpu["pgd"][1:]))
 
 
 def test_attribution_maps_on_cuda_match_the_cpu(cuda_run, tmp_path):
