@@ -23,7 +23,7 @@ def test_interleaved_times_rounds_after_warmup_and_keeps_every_output():
     )
     assert calls == ["a", "b"] * 5  # round-robin, warm-up rounds included in the calls
     assert len(timed["a"].seconds) == 3 and timed["a"].outputs == [1, 3, 5, 7, 9]
-    assert timed["b"].median >= 0
+    assert len(timed["b"].seconds) == 3 and timed["b"].outputs == [2, 4, 6, 8, 10]
 
 
 def test_interleaved_syncs_inside_every_call_so_queued_device_work_is_timed():

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import torch
@@ -95,5 +94,5 @@ def test_short_write_is_a_full_disk(tmp_path, monkeypatch):
 
 def test_an_enospc_on_a_temp_file_names_its_folder(tmp_path):
     err = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / ".metrics.json.abc.tmp"))
-    assert f"writing to {tmp_path};" in describe_os_error(err)
-    assert Path(tmp_path).is_dir()
+    message = describe_os_error(err)
+    assert f"writing to {tmp_path};" in message and ".metrics.json.abc.tmp" not in message

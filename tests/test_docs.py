@@ -218,13 +218,14 @@ def test_every_console_script_is_shown_running():
     assert {script for _, script, _ in COMMAND_LINES} == set(SCRIPTS)
 
 
-@pytest.mark.parametrize(("where", "script", "args"), COMMAND_LINES, ids=[where for where, _, _ in COMMAND_LINES])
+# the command lines of commands that compose a config (cnnlab-verify takes a run directory instead)
+COMPOSED = [line for line in COMMAND_LINES if PRIMARY_CONFIG.get(line[1].removeprefix("cnnlab-"))]
+
+
+@pytest.mark.parametrize(("where", "script", "args"), COMPOSED, ids=[where for where, _, _ in COMPOSED])
 def test_command_line_composes(where, script, args):
-    assert script in SCRIPTS, f"{where}: {script} is not a console script"
+    """Each override set composes; Hydra raises on a misspelt key, group option or value."""
     config_name = PRIMARY_CONFIG[script.removeprefix("cnnlab-")]
-    if config_name is None:
-        return
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         for overrides in override_sets(args):
-            cfg = compose(config_name=config_name, overrides=overrides)
-            assert cfg is not None, f"{where}: {overrides}"
+            compose(config_name=config_name, overrides=overrides)

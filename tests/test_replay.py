@@ -41,7 +41,8 @@ def test_first_sgd_epoch_replays_the_published_numbers(first_sgd_replay):
     assert metrics["test"]["accuracy"] == sgd["test_accuracy"]
     checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
     assert checkpoint["config"]["protocol"] == "notebook" and checkpoint["epoch"] == 1
-    assert SimpleCNN().load_state_dict(checkpoint["model"])
+    loaded = SimpleCNN().load_state_dict(checkpoint["model"])
+    assert loaded.missing_keys == [] and loaded.unexpected_keys == []
     for name in ("history.csv", "classification_report.txt", "confusion_matrix.csv", "curves.png", "predictions.png"):
         assert (run_dir / name).is_file(), name
 

@@ -250,6 +250,7 @@ def test_rerunning_without_new_runs_rebuilds_no_figure(outputs):
     out, _ = outputs
     first = build_report(report_cfg(out))
     figures = {p: p.stat().st_mtime_ns for p in (first.report_dir / "figures").glob("*.png")}
+    assert figures
     second = build_report(report_cfg(out))
     assert {p: p.stat().st_mtime_ns for p in figures} == figures
     strip = lambda text: text.split("\n", 3)[3]  # noqa: E731 (the generated-at line differs)

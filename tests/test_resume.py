@@ -167,7 +167,7 @@ def test_a_second_process_on_the_same_run_is_refused(make_cfg):
     run_dir = run_dir_for(cfg)
     run_dir.mkdir(parents=True)
     with run_lock(run_dir):
-        (run_dir / ".lock").read_text()  # holds our pid
+        assert (run_dir / ".lock").read_text() == f"{os.getpid()}\n"
         with pytest.raises(
             CheckpointError, match=rf"run directory {run_dir} is in use by another cnnlab process \(pid {os.getpid()}\)"
         ):
