@@ -86,23 +86,22 @@ def test_a_file_changed_in_place_is_caught_even_with_its_size_and_mtime_kept(fak
         ensure_files(spec, root, download=False)
 
 
-def test_truncated_file_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize(
+    ("name", "damage", "needle"),
+    [
+        ("train-images-idx3-ubyte", lambda data: data[:1000], "MNIST/raw: cannot read the train idx files"),
+        ("t10k-labels-idx1-ubyte", lambda data: b"\x01\x02" + data[2:], "cannot read the t10k idx files"),
+    ],
+    ids=["truncated", "wrong-magic"],
+)
+def test_a_damaged_idx_file_with_a_matching_digest_is_a_clear_error(tmp_path, name, damage, needle):
+    """The digest is updated to the damaged file's, so reading it is what must fail, with one clear error."""
     raw = tmp_path / "MNIST" / "raw"
     digests = write_fake_dataset(raw)
-    path = raw / "train-images-idx3-ubyte"
-    path.write_bytes(path.read_bytes()[:1000])
-    digests["train-images-idx3-ubyte"] = hashlib.sha256(path.read_bytes()).hexdigest()
-    with pytest.raises(DataError, match=r"MNIST/raw: cannot read the train idx files"):
-        load_splits(spec_for(digests), tmp_path, val_size=10, download=False)
-
-
-def test_wrong_magic_is_a_clear_error(tmp_path):
-    raw = tmp_path / "MNIST" / "raw"
-    digests = write_fake_dataset(raw)
-    path = raw / "t10k-labels-idx1-ubyte"
-    path.write_bytes(b"\x01\x02" + path.read_bytes()[2:])
-    digests["t10k-labels-idx1-ubyte"] = hashlib.sha256(path.read_bytes()).hexdigest()
-    with pytest.raises(DataError, match="cannot read the t10k idx files"):
+    path = raw / name
+    path.write_bytes(damage(path.read_bytes()))
+    digests[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(DataError, match=needle):
         load_splits(spec_for(digests), tmp_path, val_size=10, download=False)
 
 

