@@ -47,6 +47,7 @@ def context(device: str) -> BenchContext:
         memory_subset=None,
         untargeted_steps=1,
         targeted_steps=1,
+        tracking_epochs=1,
         repeats=1,
         warmup=0,
         seed=0,
@@ -62,7 +63,7 @@ def test_cpu_only_comparisons_are_refused_on_a_gpu_before_anything_runs(name):
         run_suite(context("cuda"), ["training", name])
     assert str(err.value) == (
         f"only={name!r} measures the CPU path and runs only with device=cpu; with device=cuda choose from: "
-        "training, eval_every, occlusion, untargeted, targeted, captum_occlusion"
+        "training, eval_every, occlusion, untargeted, targeted, captum_occlusion, tracking"
     )
 
 
@@ -95,7 +96,7 @@ def test_quick_bench_writes_json_and_both_sides_agree(tmp_path):
         "untargeted, 10 classes x 2 steps",
         "targeted, 90 pairs x 2 steps",
     }
-    assert set(by_name) == {
+    assert set(by_name) == {  # all but tracking, which runs only when named
         "training step, fp32",
         "training step, bf16",
         "sweep of 6 runs",

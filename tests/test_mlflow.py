@@ -142,7 +142,8 @@ def test_study_is_one_parent_with_its_trials_beneath(tmp_path, store):
 
 @pytest.mark.slow
 def test_killed_run_resumes_its_mlflow_run_and_logs_each_epoch_once(tmp_path, store):
-    """Killed (SIGKILL) as soon as its first epoch is reported, wherever the bookkeeping after it then is."""
+    """Killed (SIGKILL) as soon as its first epoch and its MLflow run are reported, wherever the bookkeeping after
+    them then is."""
     args = [
         *TINY,
         "trainer.epochs=2",
@@ -151,8 +152,10 @@ def test_killed_run_resumes_its_mlflow_run_and_logs_each_epoch_once(tmp_path, st
         f"paths.output_dir={tmp_path}",
     ]
     victim = subprocess.Popen(command_argv("train", *args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in victim.stdout:  # blocks until the run reports epoch 1
-        if "epoch 1/2" in line:
+    seen = set()
+    for line in victim.stdout:  # blocks until the run reports epoch 1 and its MLflow run, in either order
+        seen |= {key for key in ("epoch 1/2", "MLflow run") if key in line}
+        if len(seen) == 2:
             victim.kill()
             break
     victim.wait()
@@ -164,6 +167,35 @@ def test_killed_run_resumes_its_mlflow_run_and_logs_each_epoch_once(tmp_path, st
     (run,) = runs(store, tmp_path)
     assert run.info.run_id == recorded and run.info.status == "FINISHED"
     assert all(steps(store, recorded, key) == [1, 2] for key in EPOCH_METRICS)
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_the_run_and_its_mlflow_run_as_failed(tmp_path):
+    """Ctrl-C reaches the whole process group, the tracking process too: it leaves the signal to the run, which records
+    `failed` and has the tracking process close the MLflow run FAILED."""
+    uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+    args = [
+        *TINY,
+        "trainer.epochs=50",
+        "trainer.progress=false",
+        *tracking(tmp_path, uri),
+        f"paths.output_dir={tmp_path}",
+    ]
+    victim = subprocess.Popen(
+        command_argv("train", *args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    for line in victim.stdout:  # blocks until the run reports epoch 1 (its MLflow run exists by then)
+        if "epoch 1/50" in line:
+            os.killpg(victim.pid, signal.SIGINT)
+            break
+    output = victim.stdout.read()
+    assert victim.wait() != 0, output
+    (run,) = runs(uri, tmp_path)
+    assert run.info.status == "FAILED" and run.data.tags["cnnlab.status"] == "failed", output
 
 
 def test_failed_run_then_missing_recorded_run_then_reuse(tmp_path, make_cfg, caplog):
@@ -225,3 +257,14 @@ def test_report_is_a_run_of_its_own_with_its_files(tmp_path):
     assert run.data.tags["cnnlab.kind"] == "report" and run.info.status == "FINISHED"
     assert {"REPORT.md", "report.html"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
     assert result.markdown.is_file()
+
+
+@pytest.mark.slow
+def test_the_bench_times_a_run_without_and_with_tracking_and_both_train_the_same(tmp_path):
+    proc = run_command("bench", "quick=true", "only=[tracking]", f"paths.output_dir={tmp_path}", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    (timed,) = json.loads((tmp_path / "bench" / "bench-quick.json").read_text())["comparisons"]
+    # the same weights without and with tracking, and the tracked run's MLflow run FINISHED with every epoch
+    assert timed["same_result"] is True and timed["unit"] == "s per run" and timed["higher_is_better"] is False
+    assert len(timed["details"]["off_s"]) == len(timed["details"]["mlflow_s"]) == 1
+    assert timed["target"] == "overhead <= 5% (speed-up >= 0.952x)"

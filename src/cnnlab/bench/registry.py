@@ -1,5 +1,6 @@
 """Named comparisons and the settings they share. A module registers its comparisons with `@register(name)`; one that
-measures the CPU path alone (parallel CPU processes, a process's resident memory) says so with `cpu_only=True`."""
+measures the CPU path alone (parallel CPU processes, a process's resident memory) says so with `cpu_only=True`, and
+one that takes too long for every benchmark run (whole training runs) runs only when named, with `opt_in=True`."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ class BenchContext:
     memory_subset: int | None  # training images in the peak-memory run (None: the full 50,000)
     untargeted_steps: int  # ascent steps per image in the untargeted comparison
     targeted_steps: int  # ascent steps per image in the targeted comparison
+    tracking_epochs: int  # epochs of each whole run in the tracking comparison
     repeats: int
     warmup: int
     seed: int
@@ -53,15 +55,18 @@ class BenchContext:
 Measure = Callable[[BenchContext], list[Comparison]]
 COMPARISONS: dict[str, Measure] = {}
 CPU_ONLY: set[str] = set()  # comparisons that run only with device=cpu
+OPT_IN: set[str] = set()  # comparisons that run only when `only` names them
 
 
-def register(name: str, *, cpu_only: bool = False) -> Callable[[Measure], Measure]:
+def register(name: str, *, cpu_only: bool = False, opt_in: bool = False) -> Callable[[Measure], Measure]:
     def add(fn: Measure) -> Measure:
         if name in COMPARISONS:
             raise ValueError(f"comparison {name!r} is registered twice")
         COMPARISONS[name] = fn
         if cpu_only:
             CPU_ONLY.add(name)
+        if opt_in:
+            OPT_IN.add(name)
         return fn
 
     return add

@@ -29,8 +29,9 @@ SETTINGS = (
     "memory_subset",
     "untargeted_steps",
     "targeted_steps",
+    "tracking_epochs",
 )
-POSITIVE = ("repeats", "train_batches", "sweep_batches", "untargeted_steps", "targeted_steps")
+POSITIVE = ("repeats", "train_batches", "sweep_batches", "untargeted_steps", "targeted_steps", "tracking_epochs")
 # quick=true: every comparison on a few batches, one timed round
 QUICK = {
     "repeats": 1,
@@ -40,6 +41,7 @@ QUICK = {
     "memory_subset": 256,
     "untargeted_steps": 2,
     "targeted_steps": 2,
+    "tracking_epochs": 1,
 }
 
 

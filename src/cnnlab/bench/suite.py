@@ -12,13 +12,13 @@ from typing import Any
 
 import torch
 
-from cnnlab.bench.registry import COMPARISONS, CPU_ONLY, BenchContext
+from cnnlab.bench.registry import COMPARISONS, CPU_ONLY, OPT_IN, BenchContext
 from cnnlab.bench.timing import Comparison
 from cnnlab.device import describe_device, fast_bf16
 from cnnlab.errors import ConfigError
 
 # modules whose import registers comparisons
-MODULES = ("cnnlab.bench.training", "cnnlab.bench.analyses")
+MODULES = ("cnnlab.bench.training", "cnnlab.bench.analyses", "cnnlab.bench.tracking")
 
 
 def available() -> list[str]:
@@ -51,10 +51,11 @@ def hardware() -> dict[str, Any]:
 
 
 def run_suite(ctx: BenchContext, names: Sequence[str] | None = None) -> dict[str, Any]:
-    """Run the named comparisons (all when None) in registration order; returns what bench.json holds."""
+    """Run the named comparisons (when None, all but the opt-in ones) in registration order; returns what bench.json
+    holds."""
     known = available()
     here = [n for n in known if ctx.device.type == "cpu" or n not in CPU_ONLY]  # all of them on the CPU
-    chosen = list(names) if names else here
+    chosen = list(names) if names else [n for n in here if n not in OPT_IN]
     if unknown := [n for n in chosen if n not in known]:
         raise ConfigError(f"only={unknown[0]!r} is not a comparison; choose from: {', '.join(known)}")
     if elsewhere := [n for n in chosen if n not in here]:
@@ -77,6 +78,7 @@ def run_suite(ctx: BenchContext, names: Sequence[str] | None = None) -> dict[str
             "sweep_jobs": ctx.sweep_jobs,
             "untargeted_steps": ctx.untargeted_steps,
             "targeted_steps": ctx.targeted_steps,
+            "tracking_epochs": ctx.tracking_epochs,
             "seed": ctx.seed,
         },
         "comparisons": [c.to_json() for c in results],

@@ -23,7 +23,7 @@ import logging
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
@@ -142,7 +142,7 @@ def git_commit() -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
-def run_tags(config: Mapping[str, Any], run_dir: Path) -> dict[str, str]:
+def run_tags(config: Mapping[str, Any], run_dir: Path, parent: str | None) -> dict[str, str]:
     from cnnlab import __version__
 
     tags = {
@@ -155,17 +155,18 @@ def run_tags(config: Mapping[str, Any], run_dir: Path) -> dict[str, str]:
     }
     if commit := git_commit():
         tags["mlflow.source.git.commit"] = commit
-    if parent := os.environ.get(PARENT_ENV):
+    if parent:
         tags["mlflow.parentRunId"] = parent
     return tags
 
 
-class MlflowLogger:
+class RunTracker:
     """One run directory's MLflow run: continued when the directory records one, else started (with the epochs the
-    run directory already holds, so a run resumed into a fresh MLflow run still shows all of them)."""
+    run directory already holds, so a run resumed into a fresh MLflow run still shows all of them). It runs in the
+    tracking process (`cnnlab.tracking.worker`), never in the training process."""
 
-    def __init__(self, settings: Mapping[str, Any], run_dir: Path, config: Mapping[str, Any]):
-        self.settings, self.run_dir = settings, run_dir
+    def __init__(self, settings: Mapping[str, Any], run_dir: Path, config: Mapping[str, Any], parent: str | None):
+        self.settings, self.run_dir, self.parent = settings, run_dir, parent
         self.client: Any = None
         self.run_id = ""
         self.logged: set[int] = set()  # epochs the store already holds
@@ -199,7 +200,7 @@ class MlflowLogger:
                 log.warning(
                     "MLflow run %s recorded in %s is not in %s; starting a fresh one", recorded, self.run_dir, uri
                 )
-            run = client.create_run(experiment_id, tags=run_tags(config, self.run_dir))
+            run = client.create_run(experiment_id, tags=run_tags(config, self.run_dir, self.parent))
             self.run_id = run.info.run_id
             # recorded at once, so that a run killed from here on is continued, never started twice
             write_json(self.run_dir / RUN_ID_FILE, {"run_id": self.run_id, "tracking_uri": uri})
@@ -219,7 +220,7 @@ class MlflowLogger:
             self._log_metrics({f"step_{key}": point[key] for key in STEP_METRICS}, point["step"])
         self.logged.add(epoch)
 
-    def log_test(self, epoch: int, accuracy: float, loss: float, figures: Sequence[Path]) -> None:
+    def log_test(self, epoch: int, accuracy: float, loss: float) -> None:
         self._log_metrics({"test_accuracy": accuracy, "test_loss": loss}, epoch)
 
     def _log_metrics(self, values: Mapping[str, float], step: int) -> None:

@@ -103,6 +103,14 @@ class Loggers(NullLogger):
             logger.close()
 
 
+def warm_up(cfg: Mapping[str, Any] | None) -> None:
+    """Start what a logger needs long to start (MLflow's tracking process), so that it overlaps loading the data."""
+    if cfg is not None and cfg.get("mlflow"):
+        from cnnlab.tracking.process import tracking_process
+
+        tracking_process(str(cfg["mlflow"]["tracking_uri"]))
+
+
 def open_logger(cfg: Mapping[str, Any] | None, run_dir: Path, first_epoch: int, config_yaml: str) -> NullLogger:
     """The loggers the `logger` config group asks for (none selected: a NullLogger)."""
     if cfg is None:
@@ -116,7 +124,7 @@ def open_logger(cfg: Mapping[str, Any] | None, run_dir: Path, first_epoch: int, 
     if cfg.get("mlflow"):
         from omegaconf import OmegaConf
 
-        from cnnlab.tracking.mlflow import MlflowLogger
+        from cnnlab.tracking.process import MlflowLogger
 
         config = OmegaConf.to_container(OmegaConf.create(config_yaml))
         loggers.append(MlflowLogger(cfg["mlflow"], run_dir, config))

@@ -39,7 +39,7 @@ from cnnlab.training.engine import (
     execute,
     locked_run_dir,
 )
-from cnnlab.training.loggers import check_logger
+from cnnlab.training.loggers import check_logger, warm_up
 from cnnlab.training.loop import Evaluation, StepHook, evaluate, train_epoch
 from cnnlab.training.optimizers import build_optimizer, check_optimizer
 
@@ -180,6 +180,7 @@ def train(cfg: DictConfig, *, on_epoch: EpochHook | None = None, test: bool = Tr
         raise CheckpointError(f"run directory {run_dir} exists and is a file")
     if reused := _reuse(run_dir, cfg.overwrite):
         return reused
+    warm_up(cfg.get("logger"))
     splits = load_splits(
         get_spec(cfg.data.name),
         cfg.data.root,
