@@ -14,4 +14,7 @@ bash scripts/setup.sh
 # (--dist loadgroup).
 workers=$(nproc); [ "$workers" -gt 4 ] && workers=4
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+# the suite starts a few hundred Python processes that import cnnlab: with bytecode written (__pycache__, ignored by
+# git) they load it instead of compiling every module again, as does pytest's assertion rewriting of the tests
+unset PYTHONDONTWRITEBYTECODE
 exec .venv/bin/python -m pytest -n "$workers" --dist loadgroup "$@"

@@ -39,10 +39,11 @@ FASHION_MNIST = Path(compose_config("train", "data=fashion_mnist").data.root) / 
 
 
 def test_validation_during_the_epoch_changes_no_weight_and_records_each_step(make_cfg):
-    """TINY: 256 images, 4 steps per epoch. Every step validates at steps 1-3 (the 4th is the epoch's end). The test
-    pass is left out: the weights it would test are compared directly."""
-    plain = train(make_cfg(*TINY, "model.batch_norm=true", "trainer.epochs=2"), test=False)
-    every = train(make_cfg(*TINY, "model.batch_norm=true", "trainer.epochs=2", "trainer.eval_every=1"), test=False)
+    """TINY: 256 images, 4 steps per epoch. Every step validates (on 100 images) at steps 1-3 (the 4th is the epoch's
+    end). The test pass is left out: the weights it would test are compared directly."""
+    settings = (*TINY, "data.val_size=100", "model.batch_norm=true", "trainer.epochs=2")
+    plain = train(make_cfg(*settings), test=False)
+    every = train(make_cfg(*settings, "trainer.eval_every=1"), test=False)
     assert plain.run_dir != every.run_dir
     a, b = (load_checkpoint(r.run_dir / "last.pt")["model"] for r in (plain, every))
     assert all(torch.equal(a[k], b[k]) for k in a)  # batch norm in eval mode: its statistics are untouched
@@ -65,9 +66,9 @@ def test_validation_during_the_epoch_changes_no_weight_and_records_each_step(mak
 
 
 def test_a_fraction_of_an_epoch_rounds_up_to_steps(make_cfg):
-    half = train(make_cfg(*TINY, "trainer.eval_every=0.5"), test=False)
+    half = train(make_cfg(*TINY, "data.val_size=100", "trainer.eval_every=0.5"), test=False)
     assert [p["step"] for p in half.metrics["history"][0]["evals"]] == [2]
-    whole = train(make_cfg(*TINY, "trainer.eval_every=1.0"), test=False)
+    whole = train(make_cfg(*TINY, "data.val_size=100", "trainer.eval_every=1.0"), test=False)
     assert whole.metrics["history"][0]["evals"] == []
 
 

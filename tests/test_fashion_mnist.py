@@ -60,8 +60,9 @@ def test_report_experiment_runs_on_fashion_mnist(make_cfg):
     DEBIAN is None or not DEBIAN.is_dir(),
     reason="needs Debian's dataset-fashion-mnist (CNNLAB_DATASETS=fashion_mnist scripts/setup.sh installs it)",
 )
-def test_smoke_run_on_real_fashion_mnist_names_the_classes(make_cfg, tmp_path):
-    result = train(make_cfg("data=fashion_mnist", "debug=smoke", "data.subset=500", f"data.root={tmp_path / 'data'}"))
+def test_smoke_run_on_real_fashion_mnist_names_the_classes(make_cfg):
+    # the set-up's copy in data/ (test_files_are_copied_from_the_debian_package_and_verified copies one afresh)
+    result = train(make_cfg("data=fashion_mnist", "debug=smoke", "data.subset=500", "data.val_size=1000"))
     assert result.status == "finished" and result.run_dir.parts[-4] == "fashion_mnist"
     header = (result.run_dir / "confusion_matrix.csv").read_text().splitlines()[0]
     assert header == "true\\predicted," + ",".join(FASHION_MNIST_SPEC.classes)

@@ -198,6 +198,7 @@ def test_ctrl_c_ends_the_run_and_its_mlflow_run_as_failed(tmp_path):
     assert run.info.status == "FAILED" and run.data.tags["cnnlab.status"] == "failed", output
 
 
+@pytest.mark.slow  # a tracked run starts MLflow's tracking process, a Python subprocess
 def test_failed_run_then_missing_recorded_run_then_reuse(tmp_path, make_cfg, caplog):
     """A run that fails ends FAILED; when the store no longer has its recorded run, the retry starts a fresh one (one
     line says so); once finished, training it again is a reuse and logs nothing."""
@@ -224,6 +225,7 @@ def test_failed_run_then_missing_recorded_run_then_reuse(tmp_path, make_cfg, cap
     assert again.info.run_id == fresh.info.run_id and again.info.end_time == fresh.info.end_time
 
 
+@pytest.mark.slow  # a tracked run starts MLflow's tracking process, a Python subprocess
 def test_diverged_run_ends_failed(tmp_path, make_cfg):
     uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
     result = train(make_cfg(*TINY, "optimizer=sgd", "optimizer.lr=1e6", *tracking(tmp_path, uri)))
