@@ -269,8 +269,7 @@ def peak_memory(ctx: BenchContext) -> list[Comparison]:
 
 
 def _epoch_config(ctx: BenchContext, *extra: str) -> DictConfig:
-    """One epoch of `cnnlab-train` on the bench's data and model; with `memory_subset`, that many training images and a
-    validation split a fifth of it (the full split's ratio, 50,000 to 10,000), so the cost ratio stays the real one."""
+    """One epoch of `cnnlab-train` on the bench's data and model (`subset_overrides`)."""
     overrides = [
         f"paths.output_dir={ctx.scratch / 'eval_every'}",
         f"data={ctx.data_name}",
@@ -282,9 +281,21 @@ def _epoch_config(ctx: BenchContext, *extra: str) -> DictConfig:
         "overwrite=true",
         f"seed={ctx.seed}",
     ]
-    if ctx.memory_subset:
-        overrides += [f"data.subset={ctx.memory_subset}", f"data.val_size={max(ctx.memory_subset // 5, 1)}"]
-    return compose_config("train", [*overrides, *extra])
+    return compose_config("train", [*overrides, *subset_overrides(ctx), *extra])
+
+
+def subset_overrides(ctx: BenchContext) -> list[str]:
+    """With `memory_subset`, that many training images and a validation split a fifth of it (the full split's ratio,
+    50,000 to 10,000), so the cost ratio stays the real one; none without it."""
+    if not ctx.memory_subset:
+        return []
+    return [f"data.subset={ctx.memory_subset}", f"data.val_size={max(ctx.memory_subset // 5, 1)}"]
+
+
+def untimed_history(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A run's history without its timings (and validations during the epoch): what two runs of the same training
+    must agree on."""
+    return [{k: v for k, v in h.items() if k not in TIMINGS and k != "evals"} for h in metrics["history"]]
 
 
 @register("eval_every")
@@ -297,7 +308,6 @@ def validation_during_the_epoch(ctx: BenchContext) -> list[Comparison]:
         {k: lambda c=c: train(c, test=False).metrics for k, c in sides.items()}, ctx.repeats, ctx.warmup
     )
     seconds = {k: float(np.median([m["train_time_s"] for m in t.outputs])) for k, t in timed.items()}
-    strip = lambda m: [{k: v for k, v in h.items() if k not in TIMINGS and k != "evals"} for h in m["history"]]  # noqa: E731
     last = {k: t.outputs[-1] for k, t in timed.items()}
     return [
         Comparison(
@@ -305,7 +315,7 @@ def validation_during_the_epoch(ctx: BenchContext) -> list[Comparison]:
             unit="s per epoch",
             baseline=seconds["end"],
             cnnlab=seconds["half"],
-            same_result=strip(last["end"]) == strip(last["half"]),
+            same_result=untimed_history(last["end"]) == untimed_history(last["half"]),
             higher_is_better=False,
             target="overhead <= 15% (speed-up >= 0.87x)",
             details={

@@ -8,7 +8,8 @@ KILLED (tag `cnnlab.status` names the exact status).
 
 A parent's id reaches its children through the environment variable `CNNLAB_MLFLOW_PARENT_RUN_ID`: it is set in the
 process that starts a sweep or a study before any job or worker process starts, and every process started from it
-(joblib's workers, a study's worker processes, sbatch's jobs) inherits it.
+(joblib's workers, a study's worker processes, sbatch's jobs) inherits it. Each run reads it when it starts and sends
+it to its tracking process (`cnnlab.tracking.process`) with the run's other settings.
 
 Tracking never stops a run: when the store stops answering mid-run, one line says tracking stopped and the run
 carries on without it.
@@ -163,7 +164,7 @@ def run_tags(config: Mapping[str, Any], run_dir: Path, parent: str | None) -> di
 class RunTracker:
     """One run directory's MLflow run: continued when the directory records one, else started (with the epochs the
     run directory already holds, so a run resumed into a fresh MLflow run still shows all of them). It runs in the
-    tracking process (`cnnlab.tracking.worker`), never in the training process."""
+    tracking process (`cnnlab.tracking.process`), never in the training process."""
 
     def __init__(self, settings: Mapping[str, Any], run_dir: Path, config: Mapping[str, Any], parent: str | None):
         self.settings, self.run_dir, self.parent = settings, run_dir, parent
@@ -211,22 +212,23 @@ class RunTracker:
         for entry in read_metrics(self.run_dir).get("history", []):  # epochs trained before (resumed, untracked)
             self.log_epoch(entry)
 
-    def log_epoch(self, record: Mapping[str, Any]) -> None:
+    def log_epoch(self, record: Mapping[str, Any], at_ms: int | None = None) -> None:
+        """One epoch's metrics, stamped `at_ms` (when the training process reported it; default now)."""
         epoch = int(record["epoch"])
         if epoch in self.logged:
             return
-        self._log_metrics({key: record[key] for key in EPOCH_METRICS}, epoch)
+        self._log_metrics({key: record[key] for key in EPOCH_METRICS}, epoch, at_ms)
         for point in record.get("evals", ()):  # trainer.eval_every: validation during the epoch, by optimizer step
-            self._log_metrics({f"step_{key}": point[key] for key in STEP_METRICS}, point["step"])
+            self._log_metrics({f"step_{key}": point[key] for key in STEP_METRICS}, point["step"], at_ms)
         self.logged.add(epoch)
 
-    def log_test(self, epoch: int, accuracy: float, loss: float) -> None:
-        self._log_metrics({"test_accuracy": accuracy, "test_loss": loss}, epoch)
+    def log_test(self, epoch: int, accuracy: float, loss: float, at_ms: int | None = None) -> None:
+        self._log_metrics({"test_accuracy": accuracy, "test_loss": loss}, epoch, at_ms)
 
-    def _log_metrics(self, values: Mapping[str, float], step: int) -> None:
+    def _log_metrics(self, values: Mapping[str, float], step: int, at_ms: int | None) -> None:
         from mlflow.entities import Metric
 
-        stamp = int(time.time() * 1000)
+        stamp = int(time.time() * 1000) if at_ms is None else at_ms
         metrics = [Metric(key, float(value), stamp, step) for key, value in values.items()]
         self._guard("logging metrics", lambda: self.client.log_batch(self.run_id, metrics=metrics))
 

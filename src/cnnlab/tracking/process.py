@@ -4,19 +4,23 @@ Importing MLflow and opening its SQLite store is a few seconds of pure Python. I
 either delay the first epoch or, in a thread, hold the GIL between every torch call of the epochs; in a child process
 at the lowest priority it uses only the CPU time that training leaves idle (the single-threaded parts of each step,
 evaluation, the test figures), and the run waits for it only where it must. One child serves every run of a process
-in turn (a sweep's jobs in one process, a study's trials), so they pay MLflow's import once.
+in turn (a sweep's jobs under the basic launcher, the trials of a study with `tune.n_jobs=1`), so they pay MLflow's
+import once.
 
-The two ends talk over the child's stdin (one JSON object per line: start, epoch, test, close) and stdout (the child's
-log records, logged again here so that its warnings reach this run's log, and word that it has started or closed a
-run). The first epoch is reported only once the MLflow run exists and the run directory records its id, so a run
-killed from its first epoch on is continued when it resumes; `close` returns once the MLflow run has ended.
+The two ends talk over the child's stdin (one JSON object per line: start, epoch, test, close, each stamped with the
+time it happened here) and stdout (the child's log records, logged again here under their own logger's name so that
+they reach this run's log, and word that it has started or closed a run). The first epoch is reported only once the
+MLflow run exists and the run directory records its id, so a run killed from its first epoch on is continued when it
+resumes; `close` returns once the MLflow run has ended.
 
-When the training process dies (killed), the child stops at once: the MLflow run stays RUNNING and a resumed run
-continues it from what the store holds, so nothing is logged twice.
+The child runs in a session of its own, so Ctrl-C at a terminal reaches only the run (which then closes the MLflow
+run as failed). When the training process dies (killed), the child stops before its next message: the MLflow run
+stays RUNNING and a resumed run continues it from what the store holds, so nothing is logged twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -25,6 +29,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,15 +41,16 @@ log = logging.getLogger("cnnlab.tracking.mlflow")
 
 
 class TrackingProcess:
-    """The child process: started by a process's first tracked run, reused by the runs after it (a sweep's jobs in
-    one process, a study's trials), so they pay MLflow's import once. It ends when this process ends."""
+    """The child process: started by a process's first tracked run, reused by the runs after it. It ends when this
+    process ends (its stdin closes)."""
 
     def __init__(self, tracking_uri: str) -> None:
+        argv = [sys.executable, "-m", __name__, str(os.getpid()), tracking_uri]
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", __name__, tracking_uri], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, errors="replace", start_new_session=True
         )
         self.owner = os.getpid()  # a forked process must not write into its parent's pipe
-        self.acks: queue.Queue[str | None] = queue.Queue()  # what the child has done: started, closed; None: it ended
+        self.acks: queue.Queue[tuple[str, str] | None] = queue.Queue()  # (what, run directory); None: the child ended
         threading.Thread(target=self._relay, daemon=True).start()
 
     def alive(self) -> bool:
@@ -55,7 +61,7 @@ class TrackingProcess:
         if self.popen.stdin is None:
             return False
         try:
-            self.popen.stdin.write(json.dumps({kind: payload}) + "\n")
+            self.popen.stdin.write(json.dumps({kind: payload, "at_ms": int(time.time() * 1000)}, default=str) + "\n")
             self.popen.stdin.flush()
             return True
         except OSError:  # the child died: a bug there printed its traceback to stderr
@@ -63,26 +69,29 @@ class TrackingProcess:
             self.popen.stdin = None
             return False
 
-    def wait_for(self, ack: str) -> None:
-        """Until the child reports `ack` (or has ended)."""
-        while (done := self.acks.get()) not in (ack, None):
+    def wait_for(self, what: str, run_dir: str) -> None:
+        """Until the child reports `what` for the run in `run_dir` (or has ended)."""
+        while (done := self.acks.get()) not in ((what, run_dir), None):
             pass
         if done is None:
             self.acks.put(None)  # it stays ended for whoever waits next
 
     def _relay(self) -> None:
-        """The child's log records, logged here (its other output, if any, as it is), and its acknowledgements."""
+        """The child's log records, logged here under their logger's name (its other output as it is), and its
+        acknowledgements."""
         assert self.popen.stdout is not None
-        for line in self.popen.stdout:
-            try:
-                record = json.loads(line)
-                if "ack" in record:
-                    self.acks.put(str(record["ack"]))
-                else:
-                    log.log(int(record["level"]), str(record["message"]))
-            except (ValueError, KeyError, TypeError, AttributeError):
-                log.info(line.rstrip())
-        self.acks.put(None)
+        try:
+            for line in self.popen.stdout:
+                try:
+                    message = json.loads(line)
+                    if "ack" in message:
+                        self.acks.put((str(message["ack"]), str(message["run_dir"])))
+                    else:
+                        logging.getLogger(str(message["name"])).log(int(message["level"]), str(message["message"]))
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    log.info(line.rstrip())
+        finally:
+            self.acks.put(None)
 
 
 _process: TrackingProcess | None = None
@@ -90,7 +99,7 @@ _process: TrackingProcess | None = None
 
 def tracking_process(tracking_uri: str) -> TrackingProcess:
     """This process's tracking process, started on first use (or again, when the last one died). Calling this before
-    a run needs it (`training.loggers.warm_up`) lets the child import MLflow while this process loads the data."""
+    a run needs it (`training.loggers.warm_up`) lets the child import MLflow while this process imports torch."""
     global _process
     if _process is None or not _process.alive():
         _process = TrackingProcess(tracking_uri)
@@ -101,16 +110,16 @@ class MlflowLogger(NullLogger):
     """What the training engine calls: each call becomes one line to the tracking process; `close` waits for it."""
 
     def __init__(self, settings: Mapping[str, Any], run_dir: Path, config: Mapping[str, Any]):
-        self.process = tracking_process(str(settings["tracking_uri"]))
+        self.process, self.run_dir = tracking_process(str(settings["tracking_uri"])), str(run_dir)
         # the parent run in force now (a sweep's is set after this process's tracking process started)
         parent = os.environ.get(PARENT_ENV)
-        start = {"settings": dict(settings), "run_dir": str(run_dir), "config": config, "parent": parent}
-        self.starting = self.process.send("start", start)
+        start = {"settings": dict(settings), "run_dir": self.run_dir, "config": config, "parent": parent}
+        self.awaiting_start = self.process.send("start", start)
 
     def _started(self) -> None:
-        if self.starting:
-            self.process.wait_for("started")
-            self.starting = False
+        if self.awaiting_start:
+            self.process.wait_for("started", self.run_dir)
+            self.awaiting_start = False
 
     def log_epoch(self, record: Mapping[str, Any]) -> None:
         self._started()  # at once after the first epoch: the tracking process has long started by then
@@ -123,48 +132,61 @@ class MlflowLogger(NullLogger):
         """End the MLflow run (its status read from metrics.json) and wait until the tracking process has."""
         self._started()
         if self.process.send("close", None):
-            self.process.wait_for("closed")
+            self.process.wait_for("closed", self.run_dir)
 
 
 class _ToParent(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
-        print(json.dumps({"level": record.levelno, "message": record.getMessage()}), flush=True)
+        text = self.format(record)  # the message, with its traceback if it has one
+        with contextlib.suppress(OSError):  # the training process is gone
+            print(json.dumps({"name": record.name, "level": record.levelno, "message": text}), flush=True)
 
 
 def main() -> None:
     """The tracking process: a `RunTracker` driven by the lines on stdin. It imports what the store of its first
     run needs before that run starts (opening the store would create it, and the run may yet stop on a bad input)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the run, which then closes this as failed
     if hasattr(os, "nice"):
         os.nice(19)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run closes this process's MLflow run as failed
+    parent_pid, uri = int(sys.argv[1]), sys.argv[2]
+    root = logging.getLogger()
+    root.addHandler(_ToParent())
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
     import mlflow  # noqa: F401 - seconds of imports, done while nothing waits for them
 
-    if sys.argv[1:] and sys.argv[1].startswith("sqlite:"):
+    if uri.startswith("sqlite:"):
         import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - the SQLite store's modules, a second more
-
-    logging.getLogger("cnnlab").addHandler(_ToParent())
-    logging.getLogger("cnnlab").setLevel(logging.INFO)
-    parent = os.getppid()
     tracker: RunTracker | None = None
     for line in sys.stdin:
-        if os.getppid() != parent:  # the run was killed: its resume continues from what the store holds
+        if os.getppid() != parent_pid:  # the run was killed: its resume continues from what the store holds
             return
-        ((kind, payload),) = json.loads(line).items()
-        if kind == "start":
-            tracker = RunTracker(payload["settings"], Path(payload["run_dir"]), payload["config"], payload["parent"])
-            _ack("started")
-        elif tracker is not None and kind == "epoch":
-            tracker.log_epoch(payload)
-        elif tracker is not None and kind == "test":
-            tracker.log_test(**payload)
-        elif tracker is not None and kind == "close":
+        message = json.loads(line)
+        at_ms = message.pop("at_ms")
+        ((kind, payload),) = message.items()
+        tracker = _handle(tracker, kind, payload, at_ms)
+
+
+def _handle(tracker: RunTracker | None, kind: str, payload: Any, at_ms: int) -> RunTracker | None:
+    """One message from the training process; the tracker of the run in progress after it."""
+    if kind == "start":
+        if tracker is not None:  # the last run never closed (its process went on after an error): end it now
             tracker.close()
-            tracker = None
-            _ack("closed")
+        tracker = RunTracker(payload["settings"], Path(payload["run_dir"]), payload["config"], payload["parent"])
+        _ack("started", tracker.run_dir)
+    elif tracker is not None and kind == "epoch":
+        tracker.log_epoch(payload, at_ms)
+    elif tracker is not None and kind == "test":
+        tracker.log_test(**payload, at_ms=at_ms)
+    elif tracker is not None and kind == "close":
+        tracker.close()
+        _ack("closed", tracker.run_dir)
+        tracker = None
+    return tracker
 
 
-def _ack(what: str) -> None:
-    print(json.dumps({"ack": what}), flush=True)
+def _ack(what: str, run_dir: Path) -> None:
+    print(json.dumps({"ack": what, "run_dir": str(run_dir)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -104,8 +104,9 @@ class Loggers(NullLogger):
 
 
 def warm_up(cfg: Mapping[str, Any] | None) -> None:
-    """Start what a logger needs long to start (MLflow's tracking process), so that it overlaps loading the data."""
-    if cfg is not None and cfg.get("mlflow"):
+    """Start what a logger needs long to start (MLflow's tracking process), so that it overlaps what this process
+    does next; a missing package is left to `check_logger` to report."""
+    if cfg is not None and cfg.get("mlflow") and importlib.util.find_spec("mlflow") is not None:
         from cnnlab.tracking.process import tracking_process
 
         tracking_process(str(cfg["mlflow"]["tracking_uri"]))
