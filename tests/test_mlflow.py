@@ -21,7 +21,7 @@ pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
 
 from cnnlab.reporting import build_report  # noqa: E402
-from cnnlab.tracking.mlflow import tracked_report  # noqa: E402
+from cnnlab.tracking.mlflow import RunTracker, tracked_report  # noqa: E402
 from cnnlab.training.runner import train  # noqa: E402
 from tests.helpers import TABLES_ONLY, TINY, command_argv, compose_config, run_command  # noqa: E402
 
@@ -248,6 +248,16 @@ def test_server_gone_mid_run_the_run_finishes_untracked(tmp_path, make_cfg, capl
         result = train(cfg, on_epoch=stop_server)
     assert result.status == "finished" and (result.run_dir / "checkpoint.pt").exists()
     assert len([r for r in caplog.records if "tracking stopped" in r.getMessage()]) == 1
+
+
+def test_a_tracker_whose_training_process_is_gone_once_the_store_is_open_starts_no_run(tmp_path):
+    """A run killed while its tracking process opened the store: no MLflow run, no mlflow.json, for its resume."""
+    uri, run_dir = f"sqlite:///{tmp_path}/mlflow/mlflow.db", tmp_path / "run"
+    run_dir.mkdir()
+    RunTracker({"tracking_uri": uri, "experiment": "cnnlab"}, run_dir, {"seed": 0}, None, wanted=lambda: False)
+    client = MlflowClient(uri)
+    assert client.search_runs([client.get_experiment_by_name("cnnlab").experiment_id]) == []
+    assert not (run_dir / "mlflow.json").exists()
 
 
 def test_report_is_a_run_of_its_own_with_its_files(tmp_path):

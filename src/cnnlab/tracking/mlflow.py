@@ -166,8 +166,17 @@ class RunTracker:
     run directory already holds, so a run resumed into a fresh MLflow run still shows all of them). It runs in the
     tracking process (`cnnlab.tracking.process`), never in the training process."""
 
-    def __init__(self, settings: Mapping[str, Any], run_dir: Path, config: Mapping[str, Any], parent: str | None):
-        self.settings, self.run_dir, self.parent = settings, run_dir, parent
+    def __init__(
+        self,
+        settings: Mapping[str, Any],
+        run_dir: Path,
+        config: Mapping[str, Any],
+        parent: str | None,
+        wanted: Callable[[], bool] = lambda: True,
+    ):
+        """`wanted` is asked once the store is open (seconds, for a new store), before a run is started or continued:
+        False (the training process is gone) leaves the store as it was, for the run's resume to continue."""
+        self.settings, self.run_dir, self.parent, self.wanted = settings, run_dir, parent, wanted
         self.client: Any = None
         self.run_id = ""
         self.logged: set[int] = set()  # epochs the store already holds
@@ -190,6 +199,8 @@ class RunTracker:
 
     def _start(self, config: Mapping[str, Any]) -> None:
         client, experiment_id = open_client(self.settings)
+        if not self.wanted():
+            return
         uri = str(self.settings["tracking_uri"])
         recorded = _recorded_run(self.run_dir, uri)
         if recorded and (run := _active_run(client, recorded)):

@@ -14,8 +14,9 @@ MLflow run exists and the run directory records its id, so a run killed from its
 resumes; `close` returns once the MLflow run has ended.
 
 The child runs in a session of its own, so Ctrl-C at a terminal reaches only the run (which then closes the MLflow
-run as failed). When the training process dies (killed), the child stops before its next message: the MLflow run
-stays RUNNING and a resumed run continues it from what the store holds, so nothing is logged twice.
+run as failed). When the training process dies (killed), the child stops before its next message, and a run it is
+starting when that happens is not created once the store is open: the MLflow run stays RUNNING (or is never made) and
+a resumed run continues from what the store holds, so nothing is logged twice.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -164,15 +165,19 @@ def main() -> None:
         message = json.loads(line)
         at_ms = message.pop("at_ms")
         ((kind, payload),) = message.items()
-        tracker = _handle(tracker, kind, payload, at_ms)
+        tracker = _handle(tracker, kind, payload, at_ms, wanted=lambda: os.getppid() == parent_pid)
 
 
-def _handle(tracker: RunTracker | None, kind: str, payload: Any, at_ms: int) -> RunTracker | None:
-    """One message from the training process; the tracker of the run in progress after it."""
+def _handle(
+    tracker: RunTracker | None, kind: str, payload: Any, at_ms: int, *, wanted: Callable[[], bool]
+) -> RunTracker | None:
+    """One message from the training process; the tracker of the run in progress after it. `wanted`: whether the
+    training process is still there."""
     if kind == "start":
         if tracker is not None:  # the last run never closed (its process went on after an error): end it now
             tracker.close()
-        tracker = RunTracker(payload["settings"], Path(payload["run_dir"]), payload["config"], payload["parent"])
+        settings, run_dir, config = payload["settings"], Path(payload["run_dir"]), payload["config"]
+        tracker = RunTracker(settings, run_dir, config, payload["parent"], wanted)
         _ack("started", tracker.run_dir)
     elif tracker is not None and kind == "epoch":
         tracker.log_epoch(payload, at_ms)
