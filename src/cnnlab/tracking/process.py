@@ -158,14 +158,18 @@ def main() -> None:
 
     if uri.startswith("sqlite:"):
         import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - the SQLite store's modules, a second more
+
+    def parent_alive() -> bool:
+        return os.getppid() == parent_pid
+
     tracker: RunTracker | None = None
     for line in sys.stdin:
-        if os.getppid() != parent_pid:  # the run was killed: its resume continues from what the store holds
+        if not parent_alive():  # the run was killed: its resume continues from what the store holds
             return
         message = json.loads(line)
         at_ms = message.pop("at_ms")
         ((kind, payload),) = message.items()
-        tracker = _handle(tracker, kind, payload, at_ms, wanted=lambda: os.getppid() == parent_pid)
+        tracker = _handle(tracker, kind, payload, at_ms, wanted=parent_alive)
 
 
 def _handle(
