@@ -10,6 +10,15 @@ Every test is marked `cuda` and skipped where torch sees no CUDA GPU; `bash scri
   bf16 (7-bit mantissa) against fp32 changed the TINY batch-norm run's test accuracy by 0.09 points (21.43 against
   21.52 %). One point (100 of the 10,000 test images) is ten times that and far below what a wrong data order, a
   missing batch or weights not moved to the GPU would do.
+- A run with its step recorded as a CUDA graph (`trainer.cuda_graph`, the default) against the same run launched op
+  by op on the same GPU: the same kernels on the same batches. With torch's defaults cuDNN's backward kernels are not
+  bitwise repeatable, and Adam's and RMSprop's first steps move each weight by about the learning rate whatever the
+  size of its gradient, so rounding in tiny gradients shows: on the H200 the validation loss after epoch 1 differed
+  by 0.18 % (2.1152 against 2.1114); checked at LOSS_RTOL. With `torch.backends.cudnn.deterministic` they still
+  differed on the H200, by at most 4.1e-5 relative (RMSprop, 1.1e-5 for SGD with momentum): the recorded step need
+  not get the same library kernels as the eager one, so float32 sums round in another order. They are checked at
+  GRAPH_RTOL, 1e-4; a lost, repeated or reordered batch moves these losses by 0.5 % or more (the resume test's
+  measure).
 - The analyses are compared with cuDNN in full fp32 (`full_fp32_convolutions`), so only float32 rounding differs:
   occlusion probabilities agree to ~1e-7 (measured on the CPU, float32 against float64), checked at 1e-4.
 - The adversarial ascent amplifies rounding: once a max-pool's choice flips, the images drift apart (float32 against
@@ -56,6 +65,7 @@ pytestmark = [
 CUDA = torch.device("cuda")
 ACCURACY_POINTS = 1.0  # test accuracy, CPU against GPU, in percentage points (see the module docstring)
 LOSS_RTOL = 1e-2  # a training loss, CPU against GPU (TF32 convolutions: ~1e-3)
+GRAPH_RTOL = 1e-4  # a loss, graphed against eager steps, with cuDNN's deterministic kernels (see the docstring)
 MAP_ATOL = 1e-4  # occlusion probabilities and activations in full fp32
 TIE_GAP = 0.2  # top-two probability gap under which a predicted class may differ
 MAX_DIFFERENT_SHARE = 0.05
@@ -112,6 +122,40 @@ def test_a_pruned_cuda_run_resumes_from_last_pt_with_its_data_order(tmp_path, ca
     assert straight.run_dir == resumed.run_dir and not straight.reused
     assert history[1]["train_loss"] == pytest.approx(straight.metrics["history"][1]["train_loss"], rel=1e-3)
     assert abs(resumed.metrics["test"]["accuracy"] - straight.metrics["test"]["accuracy"]) <= ACCURACY_POINTS
+
+
+@pytest.mark.parametrize("deterministic", [False, True], ids=["defaults", "deterministic-cudnn"])
+@pytest.mark.parametrize("optimizer", ["adam", "momentum", "rmsprop"])
+def test_a_graphed_cuda_run_trains_as_the_eager_one_does(tmp_path, monkeypatch, optimizer, deterministic):
+    """`trainer.cuda_graph` (the default) replays one recorded step per full batch; `false` launches the same kernels
+    one by one. 300 images at batch 64 are four full batches and one of 44 per pass, so three epochs go through the
+    eager warm-up, the recording, replays, and the eager last batch beside a recorded graph."""
+    if deterministic:
+        monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    overrides = ("debug=smoke", "data.subset=300", "data.val_size=1000", "model.batch_norm=true", "trainer.epochs=3")
+    overrides += (f"optimizer={optimizer}", "trainer.device=cuda")
+    graphed = train(compose_config("train", *overrides, output_dir=tmp_path / "graphed"))
+    eager = train(compose_config("train", *overrides, "trainer.cuda_graph=false", output_dir=tmp_path / "eager"))
+    assert graphed.status == eager.status == "finished"
+    rtol = GRAPH_RTOL if deterministic else LOSS_RTOL
+    for with_graph, without in zip(graphed.metrics["history"], eager.metrics["history"], strict=True):
+        for key in ("train_loss", "val_loss"):
+            assert with_graph[key] == pytest.approx(without[key], rel=rtol), (with_graph["epoch"], key)
+    assert abs(graphed.metrics["test"]["accuracy"] - eager.metrics["test"]["accuracy"]) <= ACCURACY_POINTS
+
+
+def test_a_run_graphed_on_cuda_resumes_on_the_cpu(tmp_path):
+    """A graph needs a capturable optimizer, and last.pt records that mode; the CPU refuses it, so resuming there sets
+    it back (rmsprop: its step counter moves back to the CPU too)."""
+    overrides = (*TINY_BN, "trainer.epochs=2", "optimizer=rmsprop")
+    on_cuda = compose_config("train", *overrides, "trainer.device=cuda", output_dir=tmp_path)
+    pruned = train(on_cuda, on_epoch=lambda entry: True)
+    assert all(
+        group["capturable"] for group in load_checkpoint(pruned.run_dir / "last.pt")["optimizer"]["param_groups"]
+    )
+    resumed = train(compose_config("train", *overrides, "trainer.device=cpu", output_dir=tmp_path))
+    assert resumed.status == "finished" and resumed.run_dir == pruned.run_dir and resumed.metrics["device"] == "cpu"
+    assert resumed.metrics["history"][0] == pruned.metrics["history"][0] and len(resumed.metrics["history"]) == 2
 
 
 def test_a_cuda_run_trained_without_its_test_pass_is_finished_by_resuming(tmp_path):

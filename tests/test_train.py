@@ -8,7 +8,7 @@ import torch
 
 from cnnlab.errors import CheckpointError, ConfigError, DataError
 from cnnlab.models import SimpleCNN
-from cnnlab.runs.checkpoint import load_checkpoint
+from cnnlab.runs.checkpoint import load_checkpoint, save_checkpoint
 from cnnlab.runs.layout import run_dir_for
 from cnnlab.runs.record import TIMINGS
 from cnnlab.training.runner import train
@@ -179,3 +179,22 @@ def test_an_epoch_hook_can_stop_a_run_as_pruned(make_cfg):
     assert seen == [1] and result.status == "pruned"
     assert result.metrics["status"] == "pruned" and len(result.metrics["history"]) == 1
     assert load_checkpoint(result.run_dir / "last.pt")["epoch"] == 1 and "test" not in result.metrics
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+def test_a_checkpoint_of_a_cuda_graphed_run_resumes_on_the_cpu(make_cfg, optimizer):
+    """A CUDA graph needs a capturable optimizer (its step counter on the GPU), and last.pt records that mode; torch
+    refuses a capturable step on the CPU, so resuming sets the mode back to what the CPU needs. The resumed run then
+    computes what a run trained straight through computes."""
+    cfg = make_cfg(*TINY, "trainer.epochs=2", f"optimizer={optimizer}")
+    pruned = train(cfg, on_epoch=lambda entry: True)
+    last = pruned.run_dir / "last.pt"
+    state = load_checkpoint(last)
+    for group in state["optimizer"]["param_groups"]:
+        group["capturable"] = True  # as a run graphed on cuda saves it
+    save_checkpoint(last, state)
+
+    resumed = train(cfg)
+    assert resumed.status == "finished" and len(resumed.metrics["history"]) == 2
+    straight = train(make_cfg(*TINY, "trainer.epochs=2", f"optimizer={optimizer}", "overwrite=true"))
+    assert resumed.metrics["history"][1]["train_loss"] == pytest.approx(straight.metrics["history"][1]["train_loss"])

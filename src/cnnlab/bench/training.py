@@ -36,6 +36,7 @@ from cnnlab.runtime import keep_freed_memory
 from cnnlab.training.loop import train_epoch
 from cnnlab.training.optimizers import build_optimizer
 from cnnlab.training.runner import train
+from cnnlab.training.step import TrainStep, make_step
 
 # channels_last changes float rounding only: per-pass mean losses agree to ~1e-6 after one pass of 100 batches, and
 # the rounding differences compound over hundreds of Adam steps to ~6e-3 (relative, on a loss near 0.1) by the fourth
@@ -95,9 +96,15 @@ def report_style_pass(model: nn.Module, loader: DataLoader, optimizer: torch.opt
     return running / len(loader)
 
 
-def cnnlab_pass(model: nn.Module, batches: Batches, optimizer: torch.optim.Optimizer, precision: str) -> float:
-    """One pass of cnnlab's step exactly as `cnnlab-train` runs it (preloaded tensors, channels_last, one sync)."""
-    return train_epoch(model, batches, optimizer, precision=precision, memory_format=CHANNELS_LAST).item()
+def cnnlab_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch_size: int, precision: str) -> TrainStep:
+    """cnnlab's step exactly as `cnnlab-train` builds it: channels_last, and graphed on cuda."""
+    options = {"precision": precision, "memory_format": CHANNELS_LAST, "cuda_graph": True}
+    return make_step(model, optimizer, batch_size=batch_size, **options)
+
+
+def cnnlab_pass(model: nn.Module, batches: Batches, step: TrainStep) -> float:
+    """One pass of cnnlab's training loop (preloaded tensors, one sync)."""
+    return train_epoch(model, batches, step).item()
 
 
 def first_images(ctx: BenchContext, n_images: int) -> Split:
@@ -133,9 +140,9 @@ def training_throughput(ctx: BenchContext) -> list[Comparison]:
     sides["report"] = lambda: report_style_pass(report_model, loader, report_opt)
     for precision in ("fp32", "bf16"):
         model = copy.deepcopy(base_model).to(memory_format=CHANNELS_LAST)
-        optimizer = build_optimizer(ctx.optimizer, model.parameters())
+        step = cnnlab_step(model, build_optimizer(ctx.optimizer, model.parameters()), ctx.batch_size, precision)
         batches = Batches(split, ctx.batch_size, shuffle=True, generator=torch.Generator().manual_seed(ctx.seed))
-        sides[precision] = lambda m=model, b=batches, o=optimizer, p=precision: cnnlab_pass(m, b, o, p)
+        sides[precision] = lambda m=model, b=batches, s=step: cnnlab_pass(m, b, s)
     timed = interleaved(sides, ctx.repeats, ctx.warmup, sync=ctx.synchronize)
     rate = {name: n_images / t.median for name, t in timed.items()}
     reference = timed["report"].outputs
@@ -178,7 +185,8 @@ def cnnlab_job_pass(job: BenchJob, split: Split, batch_size: int, seed: int, thr
     torch.set_num_threads(threads)
     model = seeded_model(job.model, seed).to(memory_format=CHANNELS_LAST)
     batches = Batches(split, batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
-    return cnnlab_pass(model, batches, build_optimizer(job.optimizer, model.parameters()), "fp32")
+    step = cnnlab_step(model, build_optimizer(job.optimizer, model.parameters()), batch_size, "fp32")
+    return cnnlab_pass(model, batches, step)
 
 
 @register("sweep", cpu_only=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -12,44 +11,31 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from cnnlab.data import Batches, Split
+from cnnlab.training.step import TrainStep, autocast
 
 StepHook = Callable[[int], None]  # called after each optimizer step with its 1-based number within the epoch
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast when asked for; a no-op context for fp32."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def train_epoch(
     model: nn.Module,
     batches: Batches,
-    optimizer: torch.optim.Optimizer,
+    step: TrainStep,
     *,
-    precision: str = "fp32",
-    memory_format: torch.memory_format = torch.contiguous_format,
     progress: bool = False,
     description: str = "train",
     on_step: StepHook | None = None,
 ) -> Tensor:
-    """Train for one pass over `batches`; returns the mean of the per-batch losses as a 0-d tensor on the device.
-    `on_step` (e.g. an evaluation during the epoch) runs after each step and must leave the model in training mode."""
+    """Train for one pass over `batches` with `step` (`training.step.make_step`); returns the mean of the per-batch
+    losses as a 0-d tensor on the device. `on_step` (e.g. an evaluation during the epoch) runs after each step and
+    must leave the model in training mode."""
     model.train()
-    device = next(model.parameters()).device
-    total = torch.zeros((), device=device)
+    total = torch.zeros((), device=next(model.parameters()).device)
     with tqdm(total=len(batches), desc=description, disable=not progress, leave=False, unit="batch") as bar:
-        for step, (x, y) in enumerate(batches, start=1):
-            with autocast(device, precision):
-                loss = F.cross_entropy(model(x.contiguous(memory_format=memory_format)), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.detach().float()
+        for number, (x, y) in enumerate(batches, start=1):
+            total += step(x, y)
             bar.update()
             if on_step is not None:
-                on_step(step)
+                on_step(number)
     return total / len(batches)
 
 

@@ -42,6 +42,7 @@ from cnnlab.training.engine import (
 from cnnlab.training.loggers import check_logger, warm_up
 from cnnlab.training.loop import Evaluation, StepHook, evaluate, train_epoch
 from cnnlab.training.optimizers import build_optimizer, check_optimizer
+from cnnlab.training.step import TrainStep, make_step, set_capturable
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def check_train_settings(cfg: DictConfig) -> None:
     positive_int("trainer.epochs", cfg.trainer.epochs)
     one_of("trainer.precision", cfg.trainer.precision, PRECISIONS)
     boolean("trainer.channels_last", cfg.trainer.channels_last)
+    boolean("trainer.cuda_graph", cfg.trainer.cuda_graph)
     boolean("trainer.progress", cfg.trainer.progress)
     if cfg.trainer.num_threads is not None:
         positive_int("trainer.num_threads", cfg.trainer.num_threads)
@@ -111,6 +113,7 @@ class StandardSteps:
     val: Split
     test_split: Split  # on the device
     test_cpu: Split  # the same images on the CPU, for the prediction grid
+    step: TrainStep  # one optimizer step on one batch (graphed on cuda by default)
     precision: str
     memory_format: torch.memory_format
     eval_batch_size: int
@@ -132,9 +135,7 @@ class StandardSteps:
         loss = train_epoch(
             self.model,
             self.batches,
-            self.optimizer,
-            precision=self.precision,
-            memory_format=self.memory_format,
+            self.step,
             progress=self.progress,
             description=f"epoch {epoch}",
             on_step=on_step,
@@ -229,10 +230,20 @@ def prepare(cfg: DictConfig, plain: dict[str, Any], run_dir: Path, splits: Split
     run = RunState(run_dir, plain, model, optimizer, generator, description, label=label, title=label)
     if not cfg.overwrite:
         resume(run, device)
+    set_capturable(optimizer, False)  # whatever mode a checkpoint was saved in; a CUDA graph switches it on
+    step = make_step(
+        model,
+        optimizer,
+        batch_size=cfg.data.batch_size,
+        precision=cfg.trainer.precision,
+        memory_format=memory_format,
+        cuda_graph=cfg.trainer.cuda_graph,
+    )
     steps = StandardSteps(
         model=model,
         optimizer=optimizer,
         batches=Batches(train_split, cfg.data.batch_size, shuffle=True, generator=generator),
+        step=step,
         val=val_split,
         test_split=test_split,
         test_cpu=splits.test,
