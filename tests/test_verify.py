@@ -38,6 +38,14 @@ def test_a_run_re_trained_here_is_identical(finished, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_run_recorded_before_a_later_setting_existed_is_re_trained_as_it_was(finished, tmp_path):
+    """Settings added later (here trainer.cuda_graph) are missing from older records; the re-run still composes."""
+    copy = _edited_copy(finished, tmp_path / "old", lambda m: m["config"]["trainer"].pop("cuda_graph"))
+    outcome = verify_run(copy, work_dir=tmp_path)
+    assert (outcome.verdict, outcome.differences) == (Verdict.IDENTICAL, [])
+
+
+@pytest.mark.slow
 def test_a_changed_record_is_a_mismatch_exit_1_naming_it(finished, tmp_path):
     copy = _edited_copy(finished, tmp_path, lambda m: m["test"].update(accuracy=m["test"]["accuracy"] + 1.5))
     result = run_command("verify", str(copy))

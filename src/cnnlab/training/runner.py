@@ -60,13 +60,19 @@ def check_train_settings(cfg: DictConfig) -> None:
     positive_int("trainer.epochs", cfg.trainer.epochs)
     one_of("trainer.precision", cfg.trainer.precision, PRECISIONS)
     boolean("trainer.channels_last", cfg.trainer.channels_last)
-    boolean("trainer.cuda_graph", cfg.trainer.cuda_graph)
+    boolean("trainer.cuda_graph", graphed(cfg))
     boolean("trainer.progress", cfg.trainer.progress)
     if cfg.trainer.num_threads is not None:
         positive_int("trainer.num_threads", cfg.trainer.num_threads)
     eval_interval(cfg.trainer.get("eval_every"), steps_per_epoch(cfg.data))
     resolve_device(cfg.trainer.device)
     check_logger(cfg.get("logger"))
+
+
+def graphed(cfg: DictConfig) -> bool:
+    """`trainer.cuda_graph`; a config recorded before the setting existed (cnnlab-verify re-trains those) was trained
+    op by op."""
+    return cfg.trainer.get("cuda_graph", False)
 
 
 def check_data(data: DictConfig) -> None:
@@ -237,7 +243,7 @@ def prepare(cfg: DictConfig, plain: dict[str, Any], run_dir: Path, splits: Split
         batch_size=cfg.data.batch_size,
         precision=cfg.trainer.precision,
         memory_format=memory_format,
-        cuda_graph=cfg.trainer.cuda_graph,
+        cuda_graph=graphed(cfg),
     )
     steps = StandardSteps(
         model=model,

@@ -2,9 +2,10 @@
 
 A batch-64 step of the report's small CNN launches a few dozen tiny kernels; on a GPU, launching them from Python
 takes longer than running them, so the GPU idles between kernels. `GraphedStep` records the whole step (forward,
-loss, backward, optimizer update) once with `torch.cuda.graph` and then replays it with one launch per batch, which
-computes exactly what the eager step computes (the same kernels, in the same order, on the same memory). A pass's
-last, smaller batch keeps the eager step, since a graph replays only the shapes it was recorded with.
+loss, backward, optimizer update) once with `torch.cuda.graph` and then replays it with one launch per batch. It
+computes what the eager step computes up to float rounding: the libraries may pick other kernels while recording, and
+a capturable Adam computes its bias correction in float32 on the device. A pass's last, smaller batch keeps the eager
+step, since a graph replays only the shapes it was recorded with.
 """
 
 from __future__ import annotations
