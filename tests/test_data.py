@@ -9,8 +9,9 @@ import torch
 
 from cnnlab.data import MNIST_SPEC as MNIST
 from cnnlab.data import Batches, Split, ensure_files, load_splits
+from cnnlab.data.splits import read_raw
 from cnnlab.errors import ConfigError, DataError
-from tests.helpers import write_fake_dataset
+from tests.helpers import compose_config, write_fake_dataset
 
 
 def spec_for(digests):
@@ -33,6 +34,18 @@ def test_loads_idx_files_like_to_tensor(fake):
     raw_bytes = (raw / "t10k-images-idx3-ubyte").read_bytes()[16 : 16 + 28 * 28]
     assert torch.equal(splits.test.x[0, 0].flatten(), torch.tensor(list(raw_bytes), dtype=torch.float32) / 255)
     assert splits.test.y.tolist() == [i % 10 for i in range(20)]
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "t10k"])
+def test_the_idx_reader_gives_what_torchvision_reads_from_the_real_files(train):
+    """cnnlab reads the idx files itself (torchvision's import is not paid at every start-up); on real MNIST it must
+    give torchvision's own arrays, bit for bit."""
+    root = compose_config("train").data.root
+    ensure_files(MNIST, root, download=False)
+    ours = read_raw(MNIST, root, train=train)
+    theirs = MNIST.torchvision_class(root, train=train, download=False)
+    assert torch.equal(ours.x, theirs.data) and torch.equal(ours.y, theirs.targets)
+    assert ours.x.dtype == torch.uint8 and ours.y.dtype == torch.int64 and len(ours) == (60_000 if train else 10_000)
 
 
 def test_split_is_seeded_disjoint_and_independent_of_torch_seed(fake):

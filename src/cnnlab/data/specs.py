@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from torchvision import datasets
+from typing import Any
 
 from cnnlab.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """An MNIST-shaped dataset read by torchvision from `<root>/<folder>/raw/`."""
+    """An MNIST-shaped dataset in `<root>/<folder>/raw/`, the layout of its torchvision class."""
 
     name: str
     title: str  # how people write the name, for titles and headings
-    torchvision_class: type[datasets.MNIST]
+    folder: str  # the name of its torchvision class, which is also its folder
     sha256: dict[str, str]  # uncompressed file name -> digest
     classes: tuple[str, ...]
     mean: float
@@ -28,8 +27,11 @@ class DatasetSpec:
     image_shape: tuple[int, int, int] = field(default=(1, 28, 28))
 
     @property
-    def folder(self) -> str:
-        return self.torchvision_class.__name__
+    def torchvision_class(self) -> Any:
+        """The torchvision dataset class (downloads, and the benchmark's report-style loop)."""
+        from torchvision import datasets  # here: importing torchvision loads its models and ops too
+
+        return getattr(datasets, self.folder)
 
     def raw_dir(self, root: str | Path) -> Path:
         return Path(root) / self.folder / "raw"
@@ -38,7 +40,7 @@ class DatasetSpec:
 MNIST = DatasetSpec(
     name="mnist",
     title="MNIST",
-    torchvision_class=datasets.MNIST,
+    folder="MNIST",
     sha256={
         "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
         "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
@@ -54,7 +56,7 @@ MNIST = DatasetSpec(
 FASHION_MNIST = DatasetSpec(
     name="fashion_mnist",
     title="Fashion-MNIST",
-    torchvision_class=datasets.FashionMNIST,
+    folder="FashionMNIST",
     sha256={
         "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
         "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import math
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from cnnlab.data.files import ensure_files
 from cnnlab.data.specs import DatasetSpec
 from cnnlab.errors import ConfigError, DataError
+
+IDX_UBYTE = b"\x00\x00\x08"  # an idx file's first bytes when its values are unsigned bytes
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,7 @@ class Splits:
 
 
 def read_split(spec: DatasetSpec, root: str | Path, train: bool) -> Split:
-    """Read one idx pair with torchvision's own loader, converting exactly as ToTensor would."""
+    """Read one idx pair, converting exactly as ToTensor would."""
     return to_float(read_raw(spec, root, train))
 
 
@@ -52,22 +57,36 @@ def to_float(raw: Split) -> Split:
     return Split(raw.x.unsqueeze(1).float().div_(255), raw.y)
 
 
+def read_idx(path: Path) -> np.ndarray:
+    """An idx file of unsigned bytes: two zero bytes, type 0x08, the number of dimensions, each dimension's size as a
+    big-endian uint32, then the values. Read here rather than with torchvision's dataset class, which gives the same
+    arrays (tests/test_data.py compares them on the real files) but would make every command that reads data import
+    all of torchvision (its models and ops) at start-up."""
+    blob = bytearray(path.read_bytes())
+    if len(blob) < 4 or blob[:3] != IDX_UBYTE:
+        raise ValueError(f"{path.name} does not start as an idx file of unsigned bytes")
+    ndim, header = blob[3], 4 + 4 * blob[3]
+    if len(blob) < header:
+        raise ValueError(f"{path.name} ends inside its header")
+    shape = struct.unpack(f">{ndim}I", blob[4:header])
+    values = np.frombuffer(blob, dtype=np.uint8, offset=header)
+    if values.size != math.prod(shape):
+        raise ValueError(f"{path.name} holds {values.size} values; its header says {shape}")
+    return values.reshape(shape)
+
+
 def read_raw(spec: DatasetSpec, root: str | Path, train: bool) -> Split:
     """The idx pair as stored: uint8 images [N, 28, 28], int64 labels. Splitting these before converting to float
     keeps a run's peak memory at one float copy of the data instead of two."""
+    which, raw = ("train" if train else "t10k"), spec.raw_dir(root)
     try:
-        ds = spec.torchvision_class(str(root), train=train, download=False)
-        images, labels = ds.data, ds.targets
-    except Exception as err:
-        which = "train" if train else "t10k"
-        raise DataError(
-            f"{spec.raw_dir(root)}: cannot read the {which} idx files ({type(err).__name__}: {err})"
-        ) from None
-    if images.ndim != 3 or len(images) != len(labels):
-        raise DataError(
-            f"{spec.raw_dir(root)}: images {tuple(images.shape)} and labels {tuple(labels.shape)} do not match"
-        )
-    return Split(images, labels.long())
+        images = read_idx(raw / f"{which}-images-idx3-ubyte")
+        labels = read_idx(raw / f"{which}-labels-idx1-ubyte")
+    except (OSError, ValueError) as err:
+        raise DataError(f"{raw}: cannot read the {which} idx files ({type(err).__name__}: {err})") from None
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise DataError(f"{raw}: images {images.shape} and labels {labels.shape} do not match")
+    return Split(torch.from_numpy(images), torch.from_numpy(labels).long())
 
 
 def load_splits(

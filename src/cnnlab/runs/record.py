@@ -8,12 +8,12 @@ from __future__ import annotations
 import platform
 import shutil
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torchvision
 from omegaconf import OmegaConf
 
 import cnnlab
@@ -39,7 +39,7 @@ def versions() -> dict[str, str]:
     return {
         "cnnlab": cnnlab.__version__,
         "torch": torch.version.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": metadata.version("torchvision"),
         "numpy": np.__version__,
         "python": platform.python_version(),
     }
