@@ -234,9 +234,9 @@ KEY_NUMBERS: dict[str, Callable[[Mapping[str, Any]], list[str]]] = {
 }
 
 
-def check_analyses(context: ReportContext) -> None:
+def check_analyses(settings: DictConfig) -> None:
     """The section's settings and entries, before anything is computed or written."""
-    _entries(context.settings)
+    _entries(settings)
 
 
 def _entries(cfg: DictConfig) -> list[AnalysisEntry] | None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from omegaconf import DictConfig
 
 from cnnlab.analysis import ANALYSES
 from cnnlab.analysis.attributions import check_attributions_settings
@@ -30,19 +31,19 @@ PERCENT = (0.0, 100.0)
 CHECKS = {"robustness": check_robustness_settings, "attributions": check_attributions_settings}
 
 
-def _settings(context: ReportContext) -> tuple[dict[str, Any], dict[str, Any]] | None:
+def _settings(settings: DictConfig) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """(robustness options, attribution options), or None when the section is turned off: by `robustness.enabled`,
     or with every analysis by `analyses_enabled=false` (which promises that nothing is computed)."""
-    plain = to_plain(context.settings)
+    plain = to_plain(settings)
     robust, attrs = plain.get("robustness") or {}, plain.get("attributions") or {}
     if not boolean("robustness.enabled", robust.get("enabled", True)) or plain.get("analyses_enabled") is False:
         return None
     return robust.get("options") or {}, attrs.get("options") or {}
 
 
-def check_robustness(context: ReportContext) -> None:
+def check_robustness(settings: DictConfig) -> None:
     """The section's options, checked by the analyses' own checks before anything is computed or written."""
-    if (options := _settings(context)) is None:
+    if (options := _settings(settings)) is None:
         return
     for (name, check), opts in zip(CHECKS.items(), options):
         check(options_of(name, opts)[0])
@@ -143,7 +144,7 @@ def _attribution_figures(context: ReportContext, attrs: Mapping[str, list[Analys
 
 def robustness_section(context: ReportContext) -> Section | None:
     """Robust accuracy, attribution maps and their checks for every configuration with finished runs."""
-    if (options := _settings(context)) is None:
+    if (options := _settings(context.settings)) is None:
         return None
     robust = _results(context, "robustness", options[0])
     attrs = _results(context, "attributions", options[1])

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig
+
 from cnnlab.checks import positive_int
 from cnnlab.data import MNIST_SPEC
 from cnnlab.replay.published import (
@@ -102,9 +104,9 @@ def _how_to_read(replay: Replay) -> str:
     )
 
 
-def check_replay(context: ReportContext) -> None:
+def check_replay(settings: DictConfig) -> None:
     """Which replay the report shows, checked before anything is written."""
-    positive_int("replay_epochs", context.settings.replay_epochs)
+    positive_int("replay_epochs", settings.replay_epochs)
 
 
 def _replay(context: ReportContext) -> Replay | None:

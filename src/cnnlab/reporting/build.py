@@ -62,7 +62,7 @@ def _confidence(value: Any) -> float:
     return confidence
 
 
-def _providers(cfg: DictConfig, key: str) -> list[tuple[str, Callable[[ReportContext], Any]]]:
+def _providers(cfg: DictConfig, key: str) -> list[tuple[str, Callable[..., Any]]]:
     """The functions `cfg.<key>` lists by import path; a bad entry is a ConfigError. (importlib rather than Hydra's
     get_method, which logs three lines of its own before the one-line error.)"""
     out = []
@@ -189,11 +189,13 @@ def _write_tables(report_dir: Path, sections: Sequence[Section]) -> dict[str, Pa
 
 
 def build_report(cfg: DictConfig) -> ReportResult:
-    """Check every setting (the report's, then each feature's), then call the column providers and the sections in
-    order, and write the documents and tables."""
-    providers = {key: _providers(cfg, key) for key in ("checks", "columns", "sections")}
-    context = _context(cfg)
+    """Check every setting (each feature's on the settings alone, then the report's own and each feature's on the
+    composed runs), then call the column providers and the sections in order, and write the documents and tables."""
+    providers = {key: _providers(cfg, key) for key in ("checks", "run_checks", "columns", "sections")}
     for _, check in providers["checks"]:
+        check(cfg)
+    context = _context(cfg)
+    for _, check in providers["run_checks"]:
         check(context)
     report_dir = writable_report_dir(context.report_dir)
     context.figures_dir.mkdir(exist_ok=True)  # a section may save its figures there by its own means

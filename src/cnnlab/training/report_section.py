@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from cnnlab.config import to_plain
 from cnnlab.data import get_spec
@@ -31,11 +31,14 @@ log = logging.getLogger(__name__)
 BEST_MODEL = "best_model.pt"
 
 
-def check_runs(context: ReportContext) -> None:
-    """Table 1 names at least one run, and every expected run is one cnnlab-train accepts (or the printed commands
-    would fail)."""
-    if not context.settings.tables.get("optimizers"):
+def check_tables(settings: DictConfig) -> None:
+    """Table 1 names at least one run."""
+    if not settings.tables.get("optimizers"):
         raise ConfigError("tables.optimizers must name at least one run of `runs`")
+
+
+def check_runs(context: ReportContext) -> None:
+    """Every expected run is one cnnlab-train accepts (or the printed commands would fail)."""
     overrides = list(context.settings.train_overrides)
     for e in context.expected.values():
         try:
