@@ -119,6 +119,11 @@ CASES = [
     ("report", ["confidence=2"], "confidence=2.0 must be between 0 and 1 (exclusive)"),
     ("report", ["target_accuracy=nan"], "target_accuracy=nan must be a positive number"),
     ("report", ["replay_epochs=0"], "replay_epochs=0 must be a positive integer"),
+    (
+        "report",
+        ["checks=[cnnlab.training.report_section.check_runs]"],
+        "checks[0]='cnnlab.training.report_section.check_runs' needs the composed runs",
+    ),
     ("report", ["mlflow_tracking_uri=mlflow.db"], "mlflow_tracking_uri='mlflow.db' is not a tracking URI"),
     ("report", ["analysis_device=tpu"], "analysis_device='tpu' is not allowed; choose one of: auto, cpu, cuda"),
     ("report", ["analyses_enabled=maybe"], "analyses_enabled='maybe' must be true or false"),

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
+from omegaconf.errors import ConfigAttributeError
 
 from cnnlab.atomic import write_text
 from cnnlab.checks import percentage, positive_float
@@ -192,8 +193,13 @@ def build_report(cfg: DictConfig) -> ReportResult:
     """Check every setting (each feature's on the settings alone, then the report's own and each feature's on the
     composed runs), then call the column providers and the sections in order, and write the documents and tables."""
     providers = {key: _providers(cfg, key) for key in ("checks", "run_checks", "columns", "sections")}
-    for _, check in providers["checks"]:
-        check(cfg)
+    for i, (path, check) in enumerate(providers["checks"]):
+        try:
+            check(cfg)
+        except ConfigAttributeError as err:  # a check written for the context, given the settings
+            raise ConfigError(
+                f"checks[{i}]={path!r} needs the composed runs ({one_line(err)}); list it under run_checks"
+            ) from err
     context = _context(cfg)
     for _, check in providers["run_checks"]:
         check(context)

@@ -6,9 +6,11 @@ import path, and `cnnlab-report` calls each in turn and renders what they return
 reporting package therefore never imports a feature: features import this module (and reporting's shared statistics,
 tables and figures), never the other way round.
 
-Two optional hooks, listed the same way: a `check(context) -> None` (`checks:`) raises ConfigError on a bad setting
-before anything is written, and a `column(context) -> RunColumn | None` (`columns:`) adds a column to the tables of
-runs another feature draws (the notebook replay's accuracy beside each configuration).
+Three optional hooks, listed the same way, raise ConfigError on a bad setting before anything is written or add to
+what others draw: a `check(settings) -> None` (`checks:`) reads the report's settings alone and runs before any run
+is composed; a `check(context) -> None` (`run_checks:`) checks the composed runs; a
+`column(context) -> RunColumn | None` (`columns:`) adds a column to the tables of runs another feature draws (the
+notebook replay's accuracy beside each configuration).
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ Every kind of run (`cnnlab-train`, the notebook replay) records through here, so
 
 from __future__ import annotations
 
+import importlib.util
 import platform
+import re
 import shutil
 from datetime import datetime, timezone
 from importlib import metadata
@@ -39,10 +41,21 @@ def versions() -> dict[str, str]:
     return {
         "cnnlab": cnnlab.__version__,
         "torch": torch.version.__version__,
-        "torchvision": metadata.version("torchvision"),
+        "torchvision": torchvision_version(),
         "numpy": np.__version__,
         "python": platform.python_version(),
     }
+
+
+def torchvision_version() -> str:
+    """torchvision's `__version__` (with its build tag, e.g. +cu130, which its distribution's metadata lacks), read
+    from its version.py without importing torchvision, which would load its models and ops."""
+    spec = importlib.util.find_spec("torchvision")
+    if spec is not None and spec.origin is not None:
+        text = Path(spec.origin).with_name("version.py").read_text(errors="replace")
+        if match := re.search(r"^__version__ = ['\"]([^'\"]+)['\"]", text, re.MULTILINE):
+            return match.group(1)
+    return metadata.version("torchvision")
 
 
 def now() -> str:
