@@ -8,7 +8,6 @@ size, torch threads) on the bench's data, device and seed. The logged side write
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import statistics
 import subprocess
@@ -19,9 +18,8 @@ from pathlib import Path
 from cnnlab.bench.registry import BenchContext, register
 from cnnlab.bench.timing import Comparison
 from cnnlab.bench.training import BenchError, subset_overrides, untimed_history
-from cnnlab.errors import ConfigError
 from cnnlab.runs.status import read_metrics
-from cnnlab.tracking.mlflow import EPOCH_METRICS, RUN_ID_FILE
+from cnnlab.tracking.mlflow import EPOCH_METRICS, RUN_ID_FILE, require_mlflow
 
 TARGET_OVERHEAD = 0.05  # the most logging to the default store may add to a 5-epoch run's wall time
 
@@ -48,8 +46,7 @@ def tracking_overhead(ctx: BenchContext) -> list[Comparison]:
     side that goes first alternating from round to round (every run is a new process: nothing to warm up). Same
     result: in every round both trained the same history and the logged run's MLflow run ended FINISHED with every
     metric at every epoch exactly once."""
-    if importlib.util.find_spec("mlflow") is None:
-        raise ConfigError("only=[tracking] needs the mlflow package: pip install -e '.[mlflow]'")
+    require_mlflow("only=[tracking]")
     seconds: dict[str, list[float]] = {"off": [], "mlflow": []}
     same = []
     for round_ in range(ctx.repeats):

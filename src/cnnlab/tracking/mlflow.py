@@ -69,10 +69,15 @@ def _quick_failing_http() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 
-def check_tracking_uri(uri: Any, setting: str = SETTING) -> None:
-    """Reject a tracking URI that is malformed, or a server that does not answer, before anything is written."""
+def require_mlflow(setting: str) -> None:
+    """One line naming the setting that asked for MLflow, where the package is not installed."""
     if importlib.util.find_spec("mlflow") is None:
         raise ConfigError(f"{setting} needs the mlflow package: pip install -e '.[mlflow]'")
+
+
+def check_tracking_uri(uri: Any, setting: str = SETTING) -> None:
+    """Reject a tracking URI that is malformed, or a server that does not answer, before anything is written."""
+    require_mlflow(setting)
     text = str(uri)
     parsed = urlparse(text)
     if parsed.scheme in ("http", "https") and parsed.netloc:

@@ -77,10 +77,9 @@ def check_logger(cfg: Mapping[str, Any] | None) -> None:
         if importlib.util.find_spec("tensorboard") is None:
             raise ConfigError("logger=tensorboard needs the tensorboard package: pip install tensorboard")
     if "mlflow" in cfg:
-        if importlib.util.find_spec("mlflow") is None:
-            raise ConfigError("logger=mlflow needs the mlflow package: pip install -e '.[mlflow]'")
-        from cnnlab.tracking.mlflow import check_tracking_uri
+        from cnnlab.tracking.mlflow import check_tracking_uri, require_mlflow
 
+        require_mlflow("logger=mlflow")
         check_tracking_uri(cfg["mlflow"]["tracking_uri"])
 
 
