@@ -114,7 +114,6 @@ class StandardSteps:
     """cnnlab's epoch: shuffled tensor batches from the run's own generator, eval-mode validation and test."""
 
     model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
     batches: Batches
     val: Split
     test_split: Split  # on the device
@@ -236,7 +235,6 @@ def prepare(cfg: DictConfig, plain: dict[str, Any], run_dir: Path, splits: Split
     run = RunState(run_dir, plain, model, optimizer, generator, description, label=label, title=label)
     if not cfg.overwrite:
         resume(run, device)
-    set_capturable(optimizer, False)  # whatever mode a checkpoint was saved in; a CUDA graph switches it on
     step = make_step(
         model,
         optimizer,
@@ -247,7 +245,6 @@ def prepare(cfg: DictConfig, plain: dict[str, Any], run_dir: Path, splits: Split
     )
     steps = StandardSteps(
         model=model,
-        optimizer=optimizer,
         batches=Batches(train_split, cfg.data.batch_size, shuffle=True, generator=generator),
         step=step,
         val=val_split,
@@ -271,6 +268,7 @@ def resume(run: RunState, device: torch.device) -> None:
         raise CheckpointError(f"{last_path} was written by a different configuration; delete it or pass overwrite=true")
     load_weights(run.model, state["model"], last_path)
     load_weights(run.optimizer, state["optimizer"], last_path)
+    set_capturable(run.optimizer, False)  # whatever mode last.pt was saved in; a CUDA graph switches it on again
     restore_rng_state(state["rng"], run.data_order)
     run.history, run.train_time = list(state["history"]), float(state["train_time_s"])
     log.info("resuming %s after epoch %d", run.run_dir, state["epoch"])
