@@ -76,6 +76,8 @@ CASES = [
     ("train", ["data.eval_batch_size=-5"], "data.eval_batch_size=-5 must be a positive integer"),
     ("train", ["data.subset=0"], "data.subset=0 must be a positive integer"),
     ("train", ["data.subset=999999"], "data.subset=999999 must be between 1 and the training split's size (50000)"),
+    ("train", ["data.test_subset=0"], "data.test_subset=0 must be a positive integer"),
+    ("train", ["data.test_subset=10001"], "data.test_subset=10001 must be between 1 and the test set's size (10000)"),
     ("train", ["data.val_size=0"], "data.val_size=0 must be between 1 and 59999"),
     ("train", ["data.val_size=60000"], "data.val_size=60000 must be between 1 and 59999"),
     # flags

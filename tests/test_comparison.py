@@ -72,11 +72,12 @@ def test_a_fraction_of_an_epoch_rounds_up_to_steps(make_cfg):
     assert whole.metrics["history"][0]["evals"] == []
 
 
-def test_runs_made_before_eval_every_keep_their_directory(make_cfg):
-    cfg = to_plain(make_cfg(*TINY))
-    without = {**cfg, "trainer": {k: v for k, v in cfg["trainer"].items() if k != "eval_every"}}
+@pytest.mark.parametrize(("group", "key", "value"), [("trainer", "eval_every", 2), ("data", "test_subset", 100)])
+def test_runs_made_before_a_setting_existed_keep_their_directory(make_cfg, group, key, value):
+    cfg = to_plain(make_cfg(*TINY, f"{group}.{key}=null"))
+    without = {**cfg, group: {k: v for k, v in cfg[group].items() if k != key}}
     assert config_hash(cfg) == config_hash(without)
-    assert config_hash(to_plain(make_cfg(*TINY, "trainer.eval_every=2"))) != config_hash(cfg)
+    assert config_hash(to_plain(make_cfg(*TINY, f"{group}.{key}={value}"))) != config_hash(cfg)
 
 
 # --- the report's section against an independent computation -------------------------------------------------------
@@ -282,7 +283,7 @@ def test_the_section_says_what_it_lacked_and_the_rest_is_written(tmp_path):
 
 # --- the whole chain, reduced: 4 workloads x 4 optimizers x 2 seeds on a subset, their studies, the report -----------
 
-REDUCED = ["data.subset=256", "data.val_size=500", "trainer.epochs=1"]
+REDUCED = ["data.subset=256", "data.test_subset=1000", "data.val_size=500", "trainer.epochs=1"]
 
 
 @pytest.mark.slow

@@ -69,6 +69,24 @@ def test_subset_takes_the_head_of_the_shuffled_split(fake):
         load_splits(spec, root, val_size=10, subset=51, download=False)
 
 
+def test_test_subset_is_a_seeded_draw_in_the_files_order(fake):
+    """Not the head of the files (MNIST's test set puts its easier half first): a draw that follows split_seed."""
+    root, _, spec = fake
+    full = load_splits(spec, root, val_size=10, download=False).test
+    rows = [tuple(x.flatten().tolist()) for x in full.x]
+    drawn = {
+        seed: load_splits(spec, root, split_seed=seed, val_size=10, test_subset=8, download=False).test
+        for seed in (0, 0, 1)
+    }
+    again = load_splits(spec, root, split_seed=0, val_size=10, test_subset=8, download=False).test
+    where = [rows.index(tuple(x.flatten().tolist())) for x in drawn[0].x]
+    assert len(set(where)) == 8 and where == sorted(where) and where != list(range(8))
+    assert torch.equal(drawn[0].y, full.y[where]) and torch.equal(again.x, drawn[0].x)
+    assert not torch.equal(drawn[1].x, drawn[0].x)
+    with pytest.raises(ConfigError, match=r"data.test_subset=21 .*\(20\)"):
+        load_splits(spec, root, val_size=10, test_subset=21, download=False)
+
+
 def test_normalize_uses_dataset_statistics(fake):
     root, _, spec = fake
     plain = load_splits(spec, root, val_size=10, download=False)

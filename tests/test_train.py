@@ -42,14 +42,15 @@ def test_smoke_run_writes_a_complete_run_directory(make_cfg, tmp_path):
     assert metrics["params"]["total"] == 800_206 and metrics["neurons"]["total"] == 31_870
     assert len(metrics["history"]) == 1 and metrics["history"][0]["images_per_s"] > 0
     assert 25 < metrics["test"]["accuracy"] <= 100  # chance is 10%; 1 epoch on 2,000 images clears it well
-    assert metrics["summary"] == {**metrics["summary"], "optimizer": "momentum", "batch_norm": True, "subset": 2000}
+    summary = {"optimizer": "momentum", "batch_norm": True, "subset": 2000, "test_subset": 2000}
+    assert metrics["summary"] == {**metrics["summary"], **summary}
     assert set(metrics["versions"]) >= {"torch", "torchvision", "python"}
 
     history = (run_dir / "history.csv").read_text().splitlines()
     assert history[0].startswith("epoch,train_loss,val_loss,val_accuracy") and len(history) == 2
     assert "accuracy" in (run_dir / "classification_report.txt").read_text()
     matrix = [line.split(",") for line in (run_dir / "confusion_matrix.csv").read_text().splitlines()[1:]]
-    assert sum(int(v) for row in matrix for v in row[1:]) == 10_000
+    assert sum(int(v) for row in matrix for v in row[1:]) == 2_000  # debug=smoke's test images
     for png in ("curves.png", "confusion_matrix.png", "predictions.png"):
         assert (run_dir / png).read_bytes()[:4] == b"\x89PNG"
 
@@ -95,9 +96,13 @@ def test_different_configs_never_share_a_directory(make_cfg):
             ("trainer.precision=bf16",),
             ("seed=1",),
             ("data.subset=100",),
+            ("data.test_subset=100",),
         ]
     }
-    assert len(dirs) == 8
+    assert len(dirs) == 9
+    assert run_dir_for(make_cfg("data.subset=100", "data.test_subset=100")).parent.name.startswith(
+        "e5-lr0.001-bs64-n100-t100-"
+    )
     assert run_dir_for(make_cfg("trainer.progress=false", "trainer.device=cpu")) == run_dir_for(base)
 
 

@@ -96,10 +96,13 @@ def load_splits(
     split_seed: int = 0,
     val_size: int = 10_000,
     subset: int | None = None,
+    test_subset: int | None = None,
     normalize: bool = False,
     download: bool = True,
 ) -> Splits:
-    """Verified train/val/test tensors. `subset` keeps the first N of the shuffled training split."""
+    """Verified train/val/test tensors. `subset` keeps the first N of the shuffled training split; `test_subset` keeps
+    N test images drawn with `split_seed`, in the files' order: not the first N, since MNIST's test file puts its
+    cleaner half first."""
     ensure_files(spec, root, download=download)
     full_train = read_raw(spec, root, train=True)
     test = read_split(spec, root, train=False)
@@ -112,6 +115,11 @@ def load_splits(
         if not 0 < subset <= len(train):
             raise ConfigError(f"data.subset={subset} must be between 1 and the training split's size ({len(train)})")
         train = train.take(slice(0, subset))
+    if test_subset is not None:
+        if not 0 < test_subset <= len(test):
+            raise ConfigError(f"data.test_subset={test_subset} must be between 1 and the test set's size ({len(test)})")
+        drawn = torch.randperm(len(test), generator=torch.Generator().manual_seed(split_seed))[:test_subset]
+        test = test.take(drawn.sort().values)
     train, val = to_float(train), to_float(val)
     if normalize:
         train, val, test = (Split((s.x - spec.mean) / spec.std, s.y) for s in (train, val, test))

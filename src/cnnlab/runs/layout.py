@@ -1,6 +1,6 @@
 """One directory per configuration and seed, with a readable name and a hash so two configs never collide.
 
-    <runs_dir>/<data>/<optimizer>[-bn]/e<epochs>-lr<lr>-bs<batch>[-n<subset>]-<hash>/seed<seed>/
+    <runs_dir>/<data>/<optimizer>[-bn]/e<epochs>-lr<lr>-bs<batch>[-n<subset>][-t<test_subset>]-<hash>/seed<seed>/
 
 The hash covers every setting that can change the result (data, model, optimizer, trainer minus the keys below);
 all seeds of one configuration sit side by side under the same parent, which is how the report groups them.
@@ -22,7 +22,7 @@ NON_IDENTITY_KEYS = {
 IDENTITY_GROUPS = ("data", "model", "optimizer", "trainer", "protocol")
 # Settings added after runs were made: they count only when set, so that those runs keep their directories.
 # trainer.eval_every counts because it changes what metrics.json records, though not the weights.
-IDENTITY_WHEN_SET = {"trainer": {"eval_every"}}
+IDENTITY_WHEN_SET = {"data": {"test_subset"}, "trainer": {"eval_every"}}
 
 CHECKPOINT = "checkpoint.pt"
 LAST = "last.pt"
@@ -47,13 +47,19 @@ def config_hash(cfg: Mapping[str, Any]) -> str:
 
 
 def config_name(cfg: Mapping[str, Any]) -> str:
-    """`<data>/<optimizer>[-bn]/e<epochs>-lr<lr>-bs<batch>[-n<subset>]-<hash>`: one configuration, all seeds."""
+    """`<data>/<optimizer>[-bn]/e<epochs>-lr<lr>-bs<batch>[-n<subset>][-t<test_subset>]-<hash>`: one configuration,
+    all seeds."""
     data, opt, trainer = cfg["data"], cfg["optimizer"], cfg["trainer"]
     family = opt["name"] + ("-bn" if cfg["model"].get("batch_norm") else "")
-    settings = f"e{trainer['epochs']}-lr{opt['lr']:g}-bs{data['batch_size']}"
-    if data.get("subset"):
-        settings += f"-n{data['subset']}"
+    settings = f"e{trainer['epochs']}-lr{opt['lr']:g}-bs{data['batch_size']}{subsets(data)}"
     return f"{data['name']}/{family}/{settings}-{config_hash(cfg)}"
+
+
+def subsets(data: Mapping[str, Any]) -> str:
+    """`-n<subset>` and `-t<test_subset>` where a run keeps fewer training or test images ("" where it keeps all)."""
+    return (f"-n{data['subset']}" if data.get("subset") else "") + (
+        f"-t{data['test_subset']}" if data.get("test_subset") else ""
+    )
 
 
 def run_dir_for(cfg: Mapping[str, Any]) -> Path:

@@ -79,6 +79,7 @@ def run_description(
             "epochs": trainer["epochs"],
             "batch_size": data["batch_size"],
             "subset": data["subset"],
+            "test_subset": data.get("test_subset"),
             "precision": trainer["precision"],
             "protocol": plain.get("protocol") or "standard",
         },

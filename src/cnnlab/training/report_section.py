@@ -144,9 +144,10 @@ def _settings(context: ReportContext, keys: Sequence[str]) -> str:
 
     lrs, epochs = {c["optimizer"]["lr"] for c in configs}, {c["trainer"]["epochs"] for c in configs}
     batches, subsets = {c["data"]["batch_size"] for c in configs}, {c["data"]["subset"] or "all" for c in configs}
+    tested = {c["data"].get("test_subset") or "all" for c in configs}
     return (
         f"{context.data_title}, lr {join(lrs)}, untuned; epochs {join(epochs)}, batch {join(batches)}, "
-        f"training images {join(subsets)}"
+        f"training images {join(subsets)}" + ("" if tested == {"all"} else f", test images {join(tested)}")
     )
 
 

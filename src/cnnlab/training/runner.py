@@ -87,6 +87,12 @@ def check_data(data: DictConfig) -> None:
         # the same words as load_splits, which checks against the files' real size
         size = spec.train_size - val_size
         raise ConfigError(f"data.subset={data.subset} must be between 1 and the training split's size ({size})")
+    test_subset = data.get("test_subset")  # absent from configs recorded before it existed
+    if test_subset is not None and positive_int("data.test_subset", test_subset) > spec.test_size:
+        # the same words as load_splits
+        raise ConfigError(
+            f"data.test_subset={test_subset} must be between 1 and the test set's size ({spec.test_size})"
+        )
     if data.split_seed is not None:
         seed("data.split_seed", data.split_seed)
     boolean("data.normalize", data.normalize)
@@ -193,6 +199,7 @@ def train(cfg: DictConfig, *, on_epoch: EpochHook | None = None, test: bool = Tr
         split_seed=cfg.data.split_seed,
         val_size=cfg.data.val_size,
         subset=cfg.data.subset,
+        test_subset=cfg.data.get("test_subset"),
         normalize=cfg.data.normalize,
         download=cfg.data.download,
     )

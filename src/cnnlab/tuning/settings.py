@@ -15,7 +15,7 @@ from omegaconf import DictConfig, open_dict
 from cnnlab.checks import one_of, positive_int, seed
 from cnnlab.config import to_plain
 from cnnlab.errors import ConfigError
-from cnnlab.runs.layout import identity
+from cnnlab.runs.layout import identity, subsets
 from cnnlab.training.runner import check_train_settings
 from cnnlab.tuning.space import Space, parse_space
 from cnnlab.tuning.storage import Storage, check_storage, parse_storage
@@ -124,10 +124,10 @@ def _seeds(seeds: Any) -> list[int]:
 def study_name(
     cfg: DictConfig, *, space: Space, sampler: str, sampler_seed: int, startup_trials: int, pruner: dict[str, Any]
 ) -> str:
-    """`<data>/<optimizer>[-bn]/e<epochs>-bs<batch>[-n<subset>]-<hash>`: a run directory's name without the tuned
-    settings (the learning rate), whose hash covers what the study's trials compute and how they are chosen: the
-    training identity minus the tuned settings, the training seed, the space, the sampler and the pruner. The budget
-    is not part of it, so `tune.trials` can be raised to extend a study."""
+    """`<data>/<optimizer>[-bn]/e<epochs>-bs<batch>[-n<subset>][-t<test_subset>]-<hash>`: a run directory's name
+    without the tuned settings (the learning rate), whose hash covers what the study's trials compute and how they
+    are chosen: the training identity minus the tuned settings, the training seed, the space, the sampler and the
+    pruner. The budget is not part of it, so `tune.trials` can be raised to extend a study."""
     plain = to_plain(train_config(cfg))
     ident = identity(plain)
     ident["optimizer"] = {k: v for k, v in ident["optimizer"].items() if f"optimizer.{k}" not in space.keys}
@@ -144,7 +144,7 @@ def study_name(
     digest = hashlib.sha256(blob.encode()).hexdigest()[:8]
     data, trainer = plain["data"], plain["trainer"]
     family = plain["optimizer"]["name"] + ("-bn" if plain["model"].get("batch_norm") else "")
-    settings = f"e{trainer['epochs']}-bs{data['batch_size']}" + (f"-n{data['subset']}" if data.get("subset") else "")
+    settings = f"e{trainer['epochs']}-bs{data['batch_size']}{subsets(data)}"
     return f"{data['name']}/{family}/{settings}-{digest}"
 
 
