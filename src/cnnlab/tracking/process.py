@@ -11,7 +11,8 @@ The two ends talk over the child's stdin (one JSON object per line: start, epoch
 time it happened here) and stdout (the child's log records, logged again here under their own logger's name so that
 they reach this run's log, and word that it has started or closed a run). The first epoch is reported only once the
 MLflow run exists and the run directory records its id, so a run killed from its first epoch on is continued when it
-resumes; `close` returns once the MLflow run has ended.
+resumes; `close` returns once the MLflow run has ended. The child starts at normal priority and takes the lowest
+once its first run has started, since until then the run may have to wait for it.
 
 The child runs in a session of its own, so Ctrl-C at a terminal reaches only the run (which then closes the MLflow
 run as failed). When the training process dies (killed), the child stops before its next message, and a run it is
@@ -146,8 +147,6 @@ class _ToParent(logging.Handler):
 def main() -> None:
     """The tracking process: a `RunTracker` driven by the lines on stdin. It imports what the store of its first
     run needs before that run starts (opening the store would create it, and the run may yet stop on a bad input)."""
-    if hasattr(os, "nice"):
-        os.nice(19)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run closes this process's MLflow run as failed
     parent_pid, uri = int(sys.argv[1]), sys.argv[2]
     root = logging.getLogger()
@@ -183,6 +182,7 @@ def _handle(
         settings, run_dir, config = payload["settings"], Path(payload["run_dir"]), payload["config"]
         tracker = RunTracker(settings, run_dir, config, payload["parent"], wanted)
         _ack("started", tracker.run_dir)
+        _lowest_priority()
     elif tracker is not None and kind == "epoch":
         tracker.log_epoch(payload, at_ms)
     elif tracker is not None and kind == "test":
@@ -192,6 +192,13 @@ def _handle(
         _ack("closed", tracker.run_dir)
         tracker = None
     return tracker
+
+
+def _lowest_priority() -> None:
+    """From the first run's start on: until then the run waits for this process (its first epoch is reported once the
+    MLflow run exists), so opening the store competes for the CPU as an equal instead of only when the run stops."""
+    if hasattr(os, "nice") and (now := os.nice(0)) < 19:
+        os.nice(19 - now)
 
 
 def _ack(what: str, run_dir: Path) -> None:
