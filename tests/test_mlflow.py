@@ -272,6 +272,30 @@ def test_report_is_a_run_of_its_own_with_its_files(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_new_store_is_made_aside_and_published_only_when_a_run_starts(tmp_path):
+    """The tracking process makes a new store's tables in a temporary folder while the run starts: a bad input leaves
+    nothing there or in the output folder (and prints its one line alone); a run publishes the store where its
+    settings say and leaves nothing behind."""
+    scratch, out = tmp_path / "tmp", tmp_path / "out"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    bad = run_command("train", "logger=mlflow", "trainer.epochs=0", f"paths.output_dir={out}", env=env, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+    assert "trainer.epochs=0 must be a positive integer" in bad.stderr
+    assert not out.exists() and not list(scratch.glob("cnnlab-mlflow-*"))  # (torch leaves a cache folder there)
+    good = run_command("train", *TINY, "logger=mlflow", f"paths.output_dir={out}", env=env, timeout=120)
+    assert good.returncode == 0, good.stderr
+    assert not list(scratch.glob("cnnlab-mlflow-*")) and {p.name for p in (out / "mlflow").iterdir()} == {
+        "mlflow.db",
+        "artifacts",
+    }
+    (run,) = kind(runs(f"sqlite:///{out}/mlflow/mlflow.db", Path("cnnlab")), "run")
+    assert run.info.status == "FINISHED" and steps(
+        f"sqlite:///{out}/mlflow/mlflow.db", run.info.run_id, "val_loss"
+    ) == [1]
+
+
+@pytest.mark.slow
 def test_the_bench_times_a_run_without_and_with_tracking_and_both_train_the_same(tmp_path):
     proc = run_command("bench", "quick=true", "only=[tracking]", f"paths.output_dir={tmp_path}", timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -98,11 +98,15 @@ def check_tracking_uri(uri: Any, setting: str = SETTING) -> None:
     raise ConfigError(f"{setting}={text!r} is not a tracking URI; use sqlite:///<file> or http(s)://<host>:<port>")
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a local store (sqlite:///<file>); None for a server."""
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+
+
 def artifact_location(uri: str) -> str | None:
     """A local store keeps its artifacts in a folder beside its database; a server decides for itself."""
-    if uri.startswith("sqlite:///"):
-        return str(Path(uri[len("sqlite:///") :]).parent / "artifacts")
-    return None
+    database = sqlite_file(uri)
+    return None if database is None else str(database.parent / "artifacts")
 
 
 def open_client(settings: Mapping[str, Any]) -> tuple[Any, str]:
@@ -112,8 +116,8 @@ def open_client(settings: Mapping[str, Any]) -> tuple[Any, str]:
 
     uri = str(settings["tracking_uri"])
     _quick_failing_http()
-    if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    if (database := sqlite_file(uri)) is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
     client = MlflowClient(tracking_uri=uri)
     name = str(settings["experiment"])
     experiment = client.get_experiment_by_name(name)

@@ -12,7 +12,8 @@ time it happened here) and stdout (the child's log records, logged again here un
 they reach this run's log, and word that it has started or closed a run). The first epoch is reported only once the
 MLflow run exists and the run directory records its id, so a run killed from its first epoch on is continued when it
 resumes; `close` returns once the MLflow run has ended. The child starts at normal priority and takes the lowest
-once its first run has started, since until then the run may have to wait for it.
+once its first run has started, since until then the run may have to wait for it; a new SQLite store is made aside
+meanwhile, so that its first run need not wait for MLflow's schema migrations.
 
 The child runs in a session of its own, so Ctrl-C at a terminal reaches only the run (which then closes the MLflow
 run as failed). When the training process dies (killed), the child stops before its next message, and a run it is
@@ -27,16 +28,18 @@ import json
 import logging
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cnnlab.tracking.mlflow import PARENT_ENV, RunTracker
+from cnnlab.tracking.mlflow import PARENT_ENV, RunTracker, sqlite_file
 from cnnlab.training.loggers import NullLogger
 
 log = logging.getLogger("cnnlab.tracking.mlflow")
@@ -145,8 +148,8 @@ class _ToParent(logging.Handler):
 
 
 def main() -> None:
-    """The tracking process: a `RunTracker` driven by the lines on stdin. It imports what the store of its first
-    run needs before that run starts (opening the store would create it, and the run may yet stop on a bad input)."""
+    """The tracking process: a `RunTracker` driven by the lines on stdin. Before its first run starts it imports what
+    that run's store needs and, for a new SQLite store, makes its tables elsewhere (`_prepare_store`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run closes this process's MLflow run as failed
     parent_pid, uri = int(sys.argv[1]), sys.argv[2]
     root = logging.getLogger()
@@ -155,20 +158,81 @@ def main() -> None:
     logging.captureWarnings(True)
     import mlflow  # noqa: F401 - seconds of imports, done while nothing waits for them
 
-    if uri.startswith("sqlite:"):
-        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - the SQLite store's modules, a second more
-
     def parent_alive() -> bool:
         return os.getppid() == parent_pid
 
     tracker: RunTracker | None = None
-    for line in sys.stdin:
-        if not parent_alive():  # the run was killed: its resume continues from what the store holds
-            return
-        message = json.loads(line)
-        at_ms = message.pop("at_ms")
-        ((kind, payload),) = message.items()
-        tracker = _handle(tracker, kind, payload, at_ms, wanted=parent_alive)
+    prepared = _prepare_store(uri)
+    try:
+        for line in sys.stdin:
+            if not parent_alive():  # the run was killed: its resume continues from what the store holds
+                return
+            message = json.loads(line)
+            at_ms = message.pop("at_ms")
+            ((kind, payload),) = message.items()
+            if kind == "start" and prepared is not None:
+                _place_store(prepared, str(payload["settings"]["tracking_uri"]))
+                prepared = None
+            tracker = _handle(tracker, kind, payload, at_ms, wanted=parent_alive)
+    finally:
+        if prepared is not None:
+            shutil.rmtree(prepared.parent, ignore_errors=True)
+
+
+def _prepare_store(uri: str) -> Path | None:
+    """Where `uri` is a SQLite file that does not exist yet: a new store made in a folder of temporary files (MLflow's
+    schema migrations take seconds, done here while the run is still starting), for `_place_store` to publish once
+    the run starts. Nothing is written at `uri` before then, since the run may yet stop on a bad input."""
+    database = sqlite_file(uri)
+    if database is None:
+        return None
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - the SQLite store's modules, a second more
+
+    if database.exists():
+        return None
+    from mlflow import MlflowClient
+
+    try:
+        prepared = Path(tempfile.mkdtemp(prefix="cnnlab-mlflow-")) / "mlflow.db"
+    except OSError:  # no temporary folder: MLflow creates the store where the run starts
+        return None
+    # MLflow announces the tables it creates: not of the run's store yet, and the run may still stop on a bad input,
+    # whose one line must be all the terminal shows
+    quiet = [logging.getLogger(name) for name in ("mlflow", "alembic")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.WARNING)
+    try:
+        MlflowClient(f"sqlite:///{prepared}").search_experiments()  # opening a store creates its tables
+        return prepared
+    except Exception:  # noqa: BLE001 - then MLflow creates the store where the run starts, and reports what fails
+        shutil.rmtree(prepared.parent, ignore_errors=True)
+        return None
+    finally:
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
+
+
+def _place_store(prepared: Path, uri: str) -> None:
+    """Publish the prepared store as `uri`'s file, unless a store is there by now (another job of a sweep made it):
+    copied beside it, then hard-linked into place, which fails rather than replace a file. Where that cannot be done,
+    MLflow creates the store itself. The prepared copy is gone afterwards."""
+    database = sqlite_file(uri)
+    try:
+        if database is not None and not database.exists():
+            database.parent.mkdir(parents=True, exist_ok=True)
+            staged = database.with_name(f".{database.name}.{os.getpid()}")
+            shutil.copyfile(prepared, staged)
+            try:
+                os.link(staged, database)
+            except FileExistsError:
+                pass
+            finally:
+                staged.unlink(missing_ok=True)
+    except OSError:
+        pass
+    finally:
+        shutil.rmtree(prepared.parent, ignore_errors=True)
 
 
 def _handle(
