@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -293,6 +294,39 @@ def test_a_new_store_is_made_aside_and_published_only_when_a_run_starts(tmp_path
     assert run.info.status == "FINISHED" and steps(
         f"sqlite:///{out}/mlflow/mlflow.db", run.info.run_id, "val_loss"
     ) == [1]
+
+
+@pytest.mark.slow
+def test_a_prepared_store_replaces_no_store_and_leaves_nothing_behind(tmp_path, monkeypatch):
+    """Published where no store is; where one appears before the link (another job of a sweep) or the filesystem
+    refuses hard links, that store or nothing is there afterwards, and neither the staged copy nor the prepared
+    folder is left."""
+    from cnnlab.tracking.process import _place_store, _prepare_store
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    uri = f"sqlite:///{tmp_path}/new/mlflow.db"
+    prepared = _prepare_store(uri)
+    assert prepared is not None and prepared.is_file() and not (tmp_path / "new").exists()
+    _place_store(prepared, uri)
+    assert not prepared.parent.exists() and [p.name for p in (tmp_path / "new").iterdir()] == ["mlflow.db"]
+    assert [e.name for e in MlflowClient(uri).search_experiments()] == ["Default"]  # a store MLflow opens as it is
+    assert _prepare_store(uri) is None  # it exists now: nothing to prepare
+
+    link = os.link
+    for name, race in (("raced", lambda dst: Path(dst).write_bytes(b"another job's store")), ("no-links", None)):
+
+        def linking(src, dst, race=race):
+            if race is None:
+                raise PermissionError("hard links not supported")
+            race(dst)
+            return link(src, dst)
+
+        monkeypatch.setattr(os, "link", linking)
+        uri = f"sqlite:///{tmp_path}/{name}/mlflow.db"
+        prepared = _prepare_store(uri)
+        _place_store(prepared, uri)
+        left = {p.name: p.read_bytes() for p in (tmp_path / name).iterdir()}
+        assert left == ({"mlflow.db": b"another job's store"} if race else {}) and not prepared.parent.exists()
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ from cnnlab.bench.registry import BenchContext, register
 from cnnlab.bench.timing import Comparison
 from cnnlab.bench.training import BenchError, subset_overrides, untimed_history
 from cnnlab.runs.status import read_metrics
-from cnnlab.tracking.mlflow import EPOCH_METRICS, RUN_ID_FILE, require_mlflow
+from cnnlab.tracking.mlflow import EPOCH_METRICS, RUN_ID_FILE, quiet_mlflow, require_mlflow
 
 TARGET_OVERHEAD = 0.05  # the most logging to the default store may add to a 5-epoch run's wall time
 
@@ -59,7 +59,8 @@ def tracking_overhead(ctx: BenchContext) -> list[Comparison]:
     root = ctx.scratch / "tracking"
     (root / "store").mkdir(parents=True)
     uri = f"sqlite:///{root / 'store' / 'mlflow.db'}"
-    MlflowClient(uri).search_experiments()  # opening the store creates its tables, untimed
+    with quiet_mlflow():
+        MlflowClient(uri).search_experiments()  # opening the store creates its tables, untimed
     shared = f"logger.mlflow.tracking_uri={uri}"
     seconds: dict[str, list[float]] = {side: [] for side in SIDES}
     same = {side: [] for side in SIDES}

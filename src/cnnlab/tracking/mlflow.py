@@ -98,6 +98,20 @@ def check_tracking_uri(uri: Any, setting: str = SETTING) -> None:
     raise ConfigError(f"{setting}={text!r} is not a tracking URI; use sqlite:///<file> or http(s)://<host>:<port>")
 
 
+@contextlib.contextmanager
+def quiet_mlflow() -> Iterator[None]:
+    """MLflow's (and its migrations') INFO lines left out, such as its word that it creates a new store's tables."""
+    loggers = [logging.getLogger(name) for name in ("mlflow", "alembic")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 def sqlite_file(uri: str) -> Path | None:
     """The database file of a local store (sqlite:///<file>); None for a server."""
     return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None

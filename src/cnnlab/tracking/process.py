@@ -1,4 +1,5 @@
-"""`logger=mlflow` from the training process: the tracking itself runs in a child process at the lowest CPU priority.
+"""`logger=mlflow` from the training process: the tracking itself runs in a child process, at the lowest CPU priority
+once its first run has started.
 
 Importing MLflow and opening its SQLite store is a few seconds of pure Python. In the training process that would
 either delay the first epoch or, in a thread, hold the GIL between every torch call of the epochs; in a child process
@@ -39,7 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cnnlab.tracking.mlflow import PARENT_ENV, RunTracker, sqlite_file
+from cnnlab.tracking.mlflow import PARENT_ENV, RunTracker, quiet_mlflow, sqlite_file
 from cnnlab.training.loggers import NullLogger
 
 log = logging.getLogger("cnnlab.tracking.mlflow")
@@ -151,6 +152,7 @@ def main() -> None:
     """The tracking process: a `RunTracker` driven by the lines on stdin. Before its first run starts it imports what
     that run's store needs and, for a new SQLite store, makes its tables elsewhere (`_prepare_store`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run closes this process's MLflow run as failed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # a job's end: remove what it prepared
     parent_pid, uri = int(sys.argv[1]), sys.argv[2]
     root = logging.getLogger()
     root.addHandler(_ToParent())
@@ -182,53 +184,48 @@ def main() -> None:
 def _prepare_store(uri: str) -> Path | None:
     """Where `uri` is a SQLite file that does not exist yet: a new store made in a folder of temporary files (MLflow's
     schema migrations take seconds, done here while the run is still starting), for `_place_store` to publish once
-    the run starts. Nothing is written at `uri` before then, since the run may yet stop on a bad input."""
+    the run starts. Nothing is written at `uri` before then, since the run may yet stop on a bad input. None where
+    nothing was prepared: MLflow then opens the store where the run starts, and reports what fails there."""
     database = sqlite_file(uri)
     if database is None:
         return None
     import mlflow.store.tracking.sqlalchemy_store  # noqa: F401 - the SQLite store's modules, a second more
 
-    if database.exists():
+    try:
+        if database.exists():
+            return None
+        prepared = Path(tempfile.mkdtemp(prefix="cnnlab-mlflow-")) / "mlflow.db"
+    except OSError:  # a path this process may not look at, or no temporary folder
         return None
     from mlflow import MlflowClient
 
     try:
-        prepared = Path(tempfile.mkdtemp(prefix="cnnlab-mlflow-")) / "mlflow.db"
-    except OSError:  # no temporary folder: MLflow creates the store where the run starts
-        return None
-    # MLflow announces the tables it creates: not of the run's store yet, and the run may still stop on a bad input,
-    # whose one line must be all the terminal shows
-    quiet = [logging.getLogger(name) for name in ("mlflow", "alembic")]
-    levels = [logger.level for logger in quiet]
-    for logger in quiet:
-        logger.setLevel(logging.WARNING)
-    try:
-        MlflowClient(f"sqlite:///{prepared}").search_experiments()  # opening a store creates its tables
+        # quiet: MLflow announces the tables it creates, and a bad input's one line must be all the terminal shows
+        with quiet_mlflow():
+            MlflowClient(f"sqlite:///{prepared}").search_experiments()  # opening a store creates its tables
         return prepared
-    except Exception:  # noqa: BLE001 - then MLflow creates the store where the run starts, and reports what fails
+    except Exception:  # noqa: BLE001 - any failure here is met again, and reported, where the run opens its store
         shutil.rmtree(prepared.parent, ignore_errors=True)
         return None
-    finally:
-        for logger, level in zip(quiet, levels):
-            logger.setLevel(level)
 
 
 def _place_store(prepared: Path, uri: str) -> None:
     """Publish the prepared store as `uri`'s file, unless a store is there by now (another job of a sweep made it):
-    copied beside it, then hard-linked into place, which fails rather than replace a file. Where that cannot be done,
-    MLflow creates the store itself. The prepared copy is gone afterwards."""
+    copied into a new file beside it, then hard-linked into place, which fails rather than replace a file. Where that
+    cannot be done, MLflow creates the store itself. The prepared copy is gone afterwards."""
     database = sqlite_file(uri)
     try:
         if database is not None and not database.exists():
             database.parent.mkdir(parents=True, exist_ok=True)
-            staged = database.with_name(f".{database.name}.{os.getpid()}")
-            shutil.copyfile(prepared, staged)
+            handle, staged = tempfile.mkstemp(dir=database.parent, prefix=f".{database.name}.")
+            os.close(handle)
             try:
+                shutil.copyfile(prepared, staged)
                 os.link(staged, database)
             except FileExistsError:
                 pass
             finally:
-                staged.unlink(missing_ok=True)
+                os.unlink(staged)
     except OSError:
         pass
     finally:
@@ -260,9 +257,10 @@ def _handle(
 
 def _lowest_priority() -> None:
     """From the first run's start on: until then the run waits for this process (its first epoch is reported once the
-    MLflow run exists), so opening the store competes for the CPU as an equal instead of only when the run stops."""
-    if hasattr(os, "nice") and (now := os.nice(0)) < 19:
-        os.nice(19 - now)
+    MLflow run exists), so opening the store competes for the CPU as an equal instead of only when the run stops.
+    Set for the process group (this process's own session), which covers every thread, MLflow's too."""
+    if hasattr(os, "setpriority") and os.getpriority(os.PRIO_PROCESS, 0) < 19:
+        os.setpriority(os.PRIO_PGRP, 0, 19)
 
 
 def _ack(what: str, run_dir: Path) -> None:

@@ -192,7 +192,8 @@ def batch_norm_table(context: ReportContext) -> Section | None:
 def _settings_of(config: Mapping[str, Any]) -> dict[str, Any]:
     """The settings that name a configuration, from the resolved config every run records."""
     if not config:
-        return dict.fromkeys(("data", "optimizer", "lr", "batch_norm", "epochs", "batch_size", "subset"), "")
+        keys = ("data", "optimizer", "lr", "batch_norm", "epochs", "batch_size", "subset", "test_subset")
+        return dict.fromkeys(keys, "")
     data, opt = config["data"], config["optimizer"]
     return {
         "data": data["name"],
@@ -202,6 +203,7 @@ def _settings_of(config: Mapping[str, Any]) -> dict[str, Any]:
         "epochs": config["trainer"]["epochs"],
         "batch_size": data["batch_size"],
         "subset": data["subset"],
+        "test_subset": data.get("test_subset"),
     }
 
 
