@@ -16,6 +16,14 @@ def positive_int(name: str, value: Any) -> int:
     return value
 
 
+def count_of(name: str, value: Any, whole: str, size: int) -> int:
+    """How many items of `whole` (e.g. "the test set", of `size` items) to keep: a positive integer, at most `size`."""
+    count = positive_int(name, value)
+    if count > size:
+        raise ConfigError(f"{name}={count} must be between 1 and {whole}'s size ({size})")
+    return count
+
+
 def positive_float(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
         raise ConfigError(f"{name}={value!r} must be a positive number")

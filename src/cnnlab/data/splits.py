@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from cnnlab.checks import count_of
 from cnnlab.data.files import ensure_files
 from cnnlab.data.specs import DatasetSpec
 from cnnlab.errors import ConfigError, DataError
@@ -112,12 +113,9 @@ def load_splits(
     n_train = len(full_train) - val_size
     train, val = full_train.take(order[:n_train]), full_train.take(order[n_train:])
     if subset is not None:
-        if not 0 < subset <= len(train):
-            raise ConfigError(f"data.subset={subset} must be between 1 and the training split's size ({len(train)})")
-        train = train.take(slice(0, subset))
+        train = train.take(slice(0, count_of("data.subset", subset, "the training split", len(train))))
     if test_subset is not None:
-        if not 0 < test_subset <= len(test):
-            raise ConfigError(f"data.test_subset={test_subset} must be between 1 and the test set's size ({len(test)})")
+        count_of("data.test_subset", test_subset, "the test set", len(test))
         drawn = torch.randperm(len(test), generator=torch.Generator().manual_seed(split_seed))[:test_subset]
         test = test.take(drawn.sort().values)
     train, val = to_float(train), to_float(val)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from cnnlab.checks import boolean, one_of, positive_int, seed
+from cnnlab.checks import boolean, count_of, one_of, positive_int, seed
 from cnnlab.config import to_plain
 from cnnlab.data import Batches, Split, Splits, get_spec, load_splits
 from cnnlab.device import fast_bf16, resolve_device
@@ -83,16 +83,11 @@ def check_data(data: DictConfig) -> None:
         raise ConfigError(f"data.val_size={val_size!r} must be between 1 and {spec.train_size - 1}")
     positive_int("data.batch_size", data.batch_size)
     positive_int("data.eval_batch_size", data.eval_batch_size)
-    if data.subset is not None and positive_int("data.subset", data.subset) > spec.train_size - val_size:
-        # the same words as load_splits, which checks against the files' real size
-        size = spec.train_size - val_size
-        raise ConfigError(f"data.subset={data.subset} must be between 1 and the training split's size ({size})")
-    test_subset = data.get("test_subset")  # absent from configs recorded before it existed
-    if test_subset is not None and positive_int("data.test_subset", test_subset) > spec.test_size:
-        # the same words as load_splits
-        raise ConfigError(
-            f"data.test_subset={test_subset} must be between 1 and the test set's size ({spec.test_size})"
-        )
+    # load_splits checks the same against the files' real sizes
+    if data.subset is not None:
+        count_of("data.subset", data.subset, "the training split", spec.train_size - val_size)
+    if (test_subset := data.get("test_subset")) is not None:  # absent from configs recorded before it existed
+        count_of("data.test_subset", test_subset, "the test set", spec.test_size)
     if data.split_seed is not None:
         seed("data.split_seed", data.split_seed)
     boolean("data.normalize", data.normalize)
