@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import importlib
 import io
+import signal
 import struct
 import subprocess
 import sys
@@ -46,6 +47,13 @@ def command_argv(command: str, *args: str) -> list[str]:
     """The argv of `cnnlab-<command> args...`, run as a module of this interpreter so that it imports the code under
     test whichever console scripts are installed."""
     return [sys.executable, "-m", f"cnnlab.cli.{command}", *args]
+
+
+def sigint_as_at_a_terminal() -> None:
+    """`preexec_fn` of a run that a test interrupts with Ctrl-C: SIGINT handled as at a terminal even where the test
+    process ignores it (pytest-xdist's workers, a suite started with `&`), since children inherit an ignored signal,
+    which turns Python's KeyboardInterrupt off."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_command(

@@ -24,7 +24,7 @@ from mlflow import MlflowClient  # noqa: E402
 from cnnlab.reporting import build_report  # noqa: E402
 from cnnlab.tracking.mlflow import RunTracker, tracked_report  # noqa: E402
 from cnnlab.training.runner import train  # noqa: E402
-from tests.helpers import TABLES_ONLY, TINY, command_argv, compose_config, run_command  # noqa: E402
+from tests.helpers import TABLES_ONLY, TINY, command_argv, compose_config, run_command, sigint_as_at_a_terminal  # noqa: E402
 
 EPOCH_METRICS = ("train_loss", "val_loss", "val_accuracy", "images_per_s", "epoch_time_s")
 SERVER_READY = "Uvicorn running on"  # one worker: printed once the application has started and the port is bound
@@ -64,11 +64,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running.stop()
 
 
-@pytest.fixture(params=["server", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A tracking URI: the module's server, or the default SQLite store under this test's output folder."""
-    if request.param == "server":
-        return request.getfixturevalue("server").uri
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    """The default SQLite store under this test's output folder (the server's tests name `server`)."""
     return f"sqlite:///{tmp_path}/mlflow/mlflow.db"
 
 
@@ -96,14 +94,16 @@ def steps(uri: str, run_id: str, key: str) -> list[int]:
 
 
 @pytest.mark.slow
-def test_sweep_is_one_parent_with_its_jobs_beneath(tmp_path, store):
-    launcher = ["launcher=joblib"] if store.startswith("http") else []  # joblib's workers are other processes
+def test_sweep_is_one_parent_with_its_jobs_beneath(tmp_path, server):
+    """On the server, with joblib's workers: the jobs are other processes than the sweep's (the basic launcher's
+    in-process jobs log through the same code: the study below runs its trials that way)."""
+    store = server.uri
     proc = run_command(
         "train",
         "-m",
         *TINY,
         "optimizer=sgd,adam",
-        *launcher,
+        "launcher=joblib",
         *tracking(tmp_path, store),
         f"paths.output_dir={tmp_path}",
     )
@@ -171,10 +171,10 @@ def test_killed_run_resumes_its_mlflow_run_and_logs_each_epoch_once(tmp_path, st
 
 
 @pytest.mark.slow
-def test_ctrl_c_ends_the_run_and_its_mlflow_run_as_failed(tmp_path):
+def test_ctrl_c_ends_the_run_and_its_mlflow_run_as_failed(tmp_path, store):
     """Ctrl-C reaches the whole process group, the tracking process too: it leaves the signal to the run, which records
     `failed` and has the tracking process close the MLflow run FAILED."""
-    uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+    uri = store
     args = [
         *TINY,
         "trainer.epochs=50",
@@ -188,6 +188,7 @@ def test_ctrl_c_ends_the_run_and_its_mlflow_run_as_failed(tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        preexec_fn=sigint_as_at_a_terminal,
     )
     for line in victim.stdout:  # blocks until the run reports epoch 1 (its MLflow run exists by then)
         if "epoch 1/50" in line:
@@ -200,10 +201,10 @@ def test_ctrl_c_ends_the_run_and_its_mlflow_run_as_failed(tmp_path):
 
 
 @pytest.mark.slow  # a tracked run starts MLflow's tracking process, a Python subprocess
-def test_failed_run_then_missing_recorded_run_then_reuse(tmp_path, make_cfg, caplog):
+def test_failed_run_then_missing_recorded_run_then_reuse(tmp_path, store, make_cfg, caplog):
     """A run that fails ends FAILED; when the store no longer has its recorded run, the retry starts a fresh one (one
     line says so); once finished, training it again is a reuse and logs nothing."""
-    uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+    uri = store
     cfg = make_cfg(*TINY, "trainer.epochs=2", *tracking(tmp_path, uri))
 
     def crash(entry):
@@ -227,8 +228,8 @@ def test_failed_run_then_missing_recorded_run_then_reuse(tmp_path, make_cfg, cap
 
 
 @pytest.mark.slow  # a tracked run starts MLflow's tracking process, a Python subprocess
-def test_diverged_run_ends_failed(tmp_path, make_cfg):
-    uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+def test_diverged_run_ends_failed(tmp_path, store, make_cfg):
+    uri = store
     result = train(make_cfg(*TINY, "optimizer=sgd", "optimizer.lr=1e6", *tracking(tmp_path, uri)))
     assert result.status == "diverged"
     (run,) = runs(uri, tmp_path)

@@ -22,7 +22,7 @@ from cnnlab.runs.layout import run_dir_for
 from cnnlab.runs.lock import run_lock
 from cnnlab.runs.record import TIMINGS
 from cnnlab.training.runner import train
-from tests.helpers import TINY, command_argv, run_command
+from tests.helpers import TINY, command_argv, run_command, sigint_as_at_a_terminal
 
 # not TINY: 2 epochs, so that a run can be killed during its second; a small validation split keeps each epoch well
 # under a second on one thread
@@ -45,14 +45,12 @@ def start(out: Path, *args: str, log: Path | None = None) -> subprocess.Popen:
     `await_epoch_2` reads."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with log.open("w") if log else contextlib.nullcontext(subprocess.PIPE) as out_file:
-        # Ctrl-C must reach the run even where the test process ignores SIGINT (pytest-xdist's workers do, and children
-        # inherit an ignored signal, which would turn Python's KeyboardInterrupt off)
         return subprocess.Popen(
             command_argv("train", *RUN, f"paths.output_dir={out}", *args),
             stdout=out_file,
             stderr=subprocess.STDOUT,
             env=env,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+            preexec_fn=sigint_as_at_a_terminal,
         )
 
 
