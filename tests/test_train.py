@@ -62,10 +62,17 @@ def test_smoke_run_writes_a_complete_run_directory(make_cfg, tmp_path):
 
 
 @pytest.mark.slow
-def test_same_seed_same_metrics_and_other_seed_differs(make_cfg, tmp_path):
+def test_same_seed_same_metrics_with_or_without_figures_and_other_seed_differs(make_cfg, tmp_path):
     torch.manual_seed(123)  # what ran before must not matter
-    a = train(make_cfg(*TINY)).metrics
-    b = train(make_cfg(*TINY, "overwrite=true")).metrics
+    first = train(make_cfg(*TINY))
+    # trainer.figures=false: the same configuration (its directory), retrained over the first with its numbers only
+    again = train(make_cfg(*TINY, "overwrite=true", "trainer.figures=false"))
+    assert again.run_dir == first.run_dir and {p.name for p in again.run_dir.iterdir()} == RUN_FILES - {
+        "curves.png",
+        "confusion_matrix.png",
+        "predictions.png",
+    }
+    a, b = first.metrics, again.metrics
     c = train(make_cfg(*TINY, "seed=7")).metrics
     strip = lambda m: [{k: v for k, v in h.items() if k not in TIMINGS} for h in m["history"]]  # noqa: E731
     assert strip(a) == strip(b) and a["test"] == b["test"]

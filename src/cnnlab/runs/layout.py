@@ -17,7 +17,7 @@ from typing import Any
 # Settings that change how a run executes but not what it computes.
 NON_IDENTITY_KEYS = {
     "data": {"root", "download", "eval_batch_size"},
-    "trainer": {"device", "progress", "num_threads", "cuda_graph"},
+    "trainer": {"device", "progress", "num_threads", "cuda_graph", "figures"},
 }
 IDENTITY_GROUPS = ("data", "model", "optimizer", "trainer", "protocol")
 # Settings added after runs were made: they count only when set, so that those runs keep their directories.

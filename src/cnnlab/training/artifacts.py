@@ -57,8 +57,11 @@ def write_test_results(
     classes: Sequence[str],
     title: str,
     seed: int,
+    *,
+    figures: bool = True,
 ) -> dict[str, Any]:
-    """Classification report, confusion matrix (CSV and heatmap) and a grid of 12 random test predictions."""
+    """Classification report, confusion matrix (CSV, and with `figures` a heatmap) and a grid of 12 random test
+    predictions (with `figures`)."""
     # imported here, once training is over: scikit-learn (with scipy) adds ~100 MB to a run's peak memory otherwise
     from sklearn.metrics import classification_report, confusion_matrix
 
@@ -77,6 +80,8 @@ def write_test_results(
         f"{name}," + ",".join(map(str, row)) for name, row in zip(classes, matrix)
     ]
     write_text(run_dir / "confusion_matrix.csv", "\n".join(rows) + "\n")
+    if not figures:
+        return report
     write_figure(
         run_dir / "confusion_matrix.png", confusion_heatmap(matrix, classes, title=f"{title}: test confusion matrix")
     )

@@ -311,10 +311,13 @@ def finish(run: RunState, steps: EpochSteps, *, classes: Sequence[str], logger: 
     """Save the final weights, run the test pass, write the run's reports and figures, and record it finished."""
     save_checkpoint(run.run_dir / CHECKPOINT, run.snapshot())
     outcome = steps.test(run.history)
-    seed = run.config["seed"]
-    report = write_test_results(run.run_dir, outcome.split, outcome.predictions, classes, run.title, seed)
-    write_curves(run.run_dir, run.history, run.title)
-    figures = [run.run_dir / "curves.png", run.run_dir / "confusion_matrix.png"]
+    draw = run.config["trainer"].get("figures", True)
+    report = write_test_results(
+        run.run_dir, outcome.split, outcome.predictions, classes, run.title, run.config["seed"], figures=draw
+    )
+    if draw:
+        write_curves(run.run_dir, run.history, run.title)
+    figures = [run.run_dir / "curves.png", run.run_dir / "confusion_matrix.png"] if draw else []
     logger.log_test(len(run.history), outcome.test["accuracy"], outcome.test["loss"], figures)
     metrics = run.record(
         RunStatus.FINISHED,

@@ -62,6 +62,7 @@ def check_train_settings(cfg: DictConfig) -> None:
     boolean("trainer.channels_last", cfg.trainer.channels_last)
     boolean("trainer.cuda_graph", graphed(cfg))
     boolean("trainer.progress", cfg.trainer.progress)
+    boolean("trainer.figures", cfg.trainer.get("figures", True))  # absent from configs recorded before it existed
     if cfg.trainer.num_threads is not None:
         positive_int("trainer.num_threads", cfg.trainer.num_threads)
     eval_interval(cfg.trainer.get("eval_every"), steps_per_epoch(cfg.data))
