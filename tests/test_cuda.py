@@ -53,7 +53,7 @@ from cnnlab.device import full_fp32_convolutions
 from cnnlab.reporting import build_report
 from cnnlab.runs.checkpoint import load_checkpoint
 from cnnlab.training.runner import train
-from tests.helpers import TINY, TRAIN_OVERRIDES, compose_config, run_command
+from tests.helpers import FIGURES, TINY, TRAIN_OVERRIDES, compose_config, run_command
 
 pytestmark = [
     pytest.mark.cuda,
@@ -74,7 +74,7 @@ PGD_POINTS = 5.0  # robust accuracy under PGD, CPU against GPU: their random sta
 UNTARGETED = {"mode": "untargeted", "adversarial_preset": {"name": "input_domain", "iterations": 200}}
 TARGETED = {"mode": "targeted", "adversarial_preset": {"name": "input_domain", "targeted_iterations": 50}}
 # tested on all 10,000 test images, as the tolerances above were measured
-TINY_BN = (*TINY, "data.test_subset=null", "model.batch_norm=true", "trainer.progress=false")
+TINY_BN = (*TINY, FIGURES, "data.test_subset=null", "model.batch_norm=true", "trainer.progress=false")
 
 
 def gpu_name() -> str:

@@ -24,7 +24,7 @@ from mlflow import MlflowClient  # noqa: E402
 from cnnlab.reporting import build_report  # noqa: E402
 from cnnlab.tracking.mlflow import RunTracker, tracked_report  # noqa: E402
 from cnnlab.training.runner import train  # noqa: E402
-from tests.helpers import TABLES_ONLY, TINY, command_argv, compose_config, run_command, sigint_as_at_a_terminal  # noqa: E402
+from tests.helpers import FIGURES, TABLES_ONLY, TINY, command_argv, compose_config, run_command, sigint_as_at_a_terminal  # noqa: E402
 
 EPOCH_METRICS = ("train_loss", "val_loss", "val_accuracy", "images_per_s", "epoch_time_s")
 SERVER_READY = "Uvicorn running on"  # one worker: printed once the application has started and the port is bound
@@ -102,6 +102,7 @@ def test_sweep_is_one_parent_with_its_jobs_beneath(tmp_path, server):
         "train",
         "-m",
         *TINY,
+        FIGURES,  # logged as artifacts
         "optimizer=sgd,adam",
         "launcher=joblib",
         *tracking(tmp_path, store),

@@ -23,7 +23,7 @@ from cnnlab.reporting.collect import Run
 from cnnlab.reporting.results import summarize_config
 from cnnlab.runs.layout import run_dir_for
 from cnnlab.training.runner import train
-from tests.helpers import TABLES_ONLY, TINY, TRAIN_OVERRIDES, CreatesFile, compose_config, run_command, table
+from tests.helpers import FIGURES, TABLES_ONLY, TINY, TRAIN_OVERRIDES, CreatesFile, compose_config, run_command, table
 
 T_975_DF1 = 12.7062047  # Student t, 97.5th percentile, 1 degree of freedom (from tables)
 
@@ -44,7 +44,7 @@ def report_cfg(output_dir, *extra):
 
 
 def train_cfg(output_dir, *extra):
-    return compose_config("train", *TINY, *extra, output_dir=output_dir)
+    return compose_config("train", *TINY, FIGURES, *extra, output_dir=output_dir)  # the report shows run figures
 
 
 @pytest.fixture(scope="module")

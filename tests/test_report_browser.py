@@ -13,7 +13,7 @@ import pytest
 
 from cnnlab.reporting import build_report
 from cnnlab.training.runner import train
-from tests.helpers import REPO, TINY, TRAIN_OVERRIDES, compose_config
+from tests.helpers import FIGURES, REPO, TINY, TRAIN_OVERRIDES, compose_config
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed: pip install -e '.[dev]'")
 
@@ -36,7 +36,7 @@ def browser_paths() -> tuple[str, str]:
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("browser") / "outputs"
     for opt in ("sgd", "adam"):
-        train(compose_config("train", *TINY, f"+experiment/report={opt}", "seed=0", output_dir=out))
+        train(compose_config("train", *TINY, FIGURES, f"+experiment/report={opt}", "seed=0", output_dir=out))
     cfg = compose_config(
         "report",
         "seeds=[0]",

@@ -4,12 +4,14 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cnnlab.training.runner import train
-from tests.helpers import TINY
+from tests.helpers import FIGURES, TINY
 
 
 @pytest.mark.slow
 def test_tensorboard_logger_writes_scalars_and_figures(make_cfg):
-    result = train(make_cfg(*TINY, "trainer.epochs=2", "logger=tensorboard"))  # two epochs: steps 1 and 2 are checked
+    result = train(
+        make_cfg(*TINY, FIGURES, "trainer.epochs=2", "logger=tensorboard")
+    )  # two epochs: steps 1 and 2 are checked
     events = EventAccumulator(str(result.run_dir / "tensorboard"))
     events.Reload()
     tags = events.Tags()

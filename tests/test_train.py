@@ -12,7 +12,7 @@ from cnnlab.runs.checkpoint import load_checkpoint, save_checkpoint
 from cnnlab.runs.layout import run_dir_for
 from cnnlab.runs.record import TIMINGS
 from cnnlab.training.runner import train
-from tests.helpers import TINY
+from tests.helpers import FIGURES, TINY
 
 RUN_FILES = {
     "checkpoint.pt",
@@ -64,7 +64,7 @@ def test_smoke_run_writes_a_complete_run_directory(make_cfg, tmp_path):
 @pytest.mark.slow
 def test_same_seed_same_metrics_with_or_without_figures_and_other_seed_differs(make_cfg, tmp_path):
     torch.manual_seed(123)  # what ran before must not matter
-    first = train(make_cfg(*TINY))
+    first = train(make_cfg(*TINY, FIGURES))
     # trainer.figures=false: the same configuration (its directory), retrained over the first with its numbers only
     again = train(make_cfg(*TINY, "overwrite=true", "trainer.figures=false"))
     assert again.run_dir == first.run_dir and {p.name for p in again.run_dir.iterdir()} == RUN_FILES - {
