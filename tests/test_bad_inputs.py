@@ -82,7 +82,7 @@ CASES = [
     ("train", ["data.val_size=60000"], "data.val_size=60000 must be between 1 and 59999"),
     # flags
     ("train", ["model.batch_norm=maybe"], "model.batch_norm='maybe' must be true or false"),
-    ("train", ["trainer.figures=yes please"], "trainer.figures='yes please' must be true or false"),
+    ("train", ["trainer.figures=sometimes"], "trainer.figures='sometimes' must be true or false"),
     ("train", ["trainer.channels_last=1"], "trainer.channels_last=1 must be true or false"),
     ("train", ["data.normalize=yes"], "data.normalize='yes' must be true or false"),
     ("train", ["overwrite=2"], "overwrite=2 must be true or false"),
