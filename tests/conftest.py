@@ -16,8 +16,11 @@ from tests.helpers import compose_config, run_command
 # whichever worker is free.
 SHARED_FIXTURES = {
     "runs": "module",  # test_report.py, test_bad_inputs.py
-    "run_dir": "module",  # test_analysis_runs.py
+    "run_dir": "module",  # test_analysis_runs.py, test_robustness.py
     "crashed": "module",  # test_resume.py
+    "comparison_report": "module",  # test_comparison.py
+    "report": "module",  # test_report_browser.py
+    "finished": "module",  # test_verify.py
     "first_sgd_replay": "session",
     "slurm_cluster": "session",
 }

@@ -268,8 +268,9 @@ def test_lr_sweep_is_five_log_spaced_rates_per_optimizer():
 @pytest.mark.slow
 def test_cli_writes_the_report(outputs):
     out, _ = outputs
-    # the robustness section (test_robustness's) would attack every run: minutes
-    args = ("tables.optimizers=[sgd,adam]", TRAIN_OVERRIDES, "robustness.enabled=false")
+    # the robustness section (test_robustness's) would attack every run: minutes; the optimizer comparison's composes
+    # its 32 configurations (test_comparison's)
+    args = ("tables.optimizers=[sgd,adam]", TRAIN_OVERRIDES, "robustness.enabled=false", "comparison.enabled=false")
     proc = run_command("report", f"paths.output_dir={out}", *args)
     assert proc.returncode == 0, proc.stderr
     assert f"report: {out / 'report' / 'REPORT.md'}" in proc.stdout

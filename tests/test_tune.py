@@ -257,7 +257,13 @@ def test_tuned_comparison_in_the_report(tmp_path):
 
     overrides = "tuning.tune_overrides=[" + ",".join(f"'{o}'" for o in tune_args) + "]"
     report = compose_config(
-        "report", "seeds=[0,7]", TRAIN_OVERRIDES, overrides, "analyses_enabled=false", output_dir=out
+        "report",
+        "seeds=[0,7]",
+        TRAIN_OVERRIDES,
+        overrides,
+        "analyses_enabled=false",
+        "comparison.enabled=false",
+        output_dir=out,
     )
     text = build_report(report).markdown.read_text()
     rows = {row["run"]: row for row in table(text, "Tuned comparison")}
