@@ -23,7 +23,7 @@ from cnnlab.tuning import check_tune, tune, tune_settings
 from cnnlab.tuning.space import parse_space
 from cnnlab.tuning.storage import parse_storage
 from cnnlab.tuning.study import next_trial, open_study
-from tests.helpers import TINY, TRAIN_OVERRIDES, command_argv, compose_config, run_command, table
+from tests.helpers import TINY, TRAIN_OVERRIDES, command_argv, compose_config, invoke, run_command, table
 
 # 4 trials of 2 epochs; the median rule may prune from the first epoch once one trial finished. With sampler seed 0
 # the random start draws lr 0.0139, 0.78 (Adam diverges), 0.0179 and 0.0083: the last two fall below the median.
@@ -131,14 +131,14 @@ def bad_args(tmp_path: Path, case: str) -> tuple[Path, Path, list[str], str]:
     return junk, junk.parent, [a.replace("{junk}", str(junk)) for a in args], message
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("case", ["unknown-key", "not-a-database"])  # Hydra's composition; our storage check
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, case):
+    """Through the command's real entry point, in this process (test_bad_inputs.py runs one per command in its own)."""
     junk, out, args, message = bad_args(tmp_path, case)
-    proc = run_command("tune", *TINY, f"paths.output_dir={out}", *args)
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("cnnlab-tune: error: "), proc.stderr
+    status, stderr = invoke("tune", *TINY, f"paths.output_dir={out}", *args)
+    assert status == 2, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cnnlab-tune: error: "), stderr
     assert message in lines[0]
     assert files(out) == [junk] and junk.read_text() == "not a database\n"
 
