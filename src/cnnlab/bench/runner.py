@@ -7,14 +7,13 @@ import os
 from pathlib import Path
 
 import torch
-from hydra import compose
 from omegaconf import DictConfig
 
 from cnnlab.atomic import write_json
 from cnnlab.bench.registry import BenchContext, BenchJob
 from cnnlab.bench.suite import run_suite
 from cnnlab.checks import boolean, one_of, positive_int, seed
-from cnnlab.config import CONF_DIR, to_plain
+from cnnlab.config import CONF_DIR, compose_config, to_plain
 from cnnlab.data import ensure_files, get_spec
 from cnnlab.device import resolve_device
 from cnnlab.models import MODELS
@@ -49,7 +48,7 @@ def report_jobs() -> list[BenchJob]:
     """The six runs of `experiment=report`, composed from conf/experiment/report/ as `cnnlab-train` composes them."""
     jobs = []
     for path in sorted((CONF_DIR / "experiment" / "report").glob("*.yaml")):
-        job = to_plain(compose("train", overrides=[f"+experiment/report={path.stem}"]))
+        job = to_plain(compose_config("train", [f"+experiment/report={path.stem}"]))
         jobs.append(BenchJob(path.stem, job["optimizer"], job["model"]))
     return jobs
 
