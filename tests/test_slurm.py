@@ -184,7 +184,8 @@ def test_a_preempted_job_requeues_itself_and_resumes_to_bit_identical_weights(sl
     )
     reference = start_reference(slurm_cluster, basic, *run)
 
-    # once epoch 1 is saved, signal the job as SLURM does at preemption or signal_delay_s before its time limit
+    # once epoch 1 is saved, signal the job as SLURM does at preemption or signal_delay_s before its time limit. The
+    # file is polled: the job runs under slurmd, so this process has no pipe, lock or exit of it to wait on
     deadline = time.monotonic() + 120
     while not list(on_slurm.glob("runs/*/*/*/seed42/last.pt")):
         assert sweep.poll() is None and time.monotonic() < deadline, "no epoch finished on the cluster"
