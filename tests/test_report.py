@@ -265,21 +265,6 @@ def test_lr_sweep_is_five_log_spaced_rates_per_optimizer():
     assert params["+experiment/report"].split(",") == ["sgd", "momentum", "rmsprop", "adam"]
 
 
-@pytest.mark.slow
-def test_cli_writes_the_report(outputs):
-    out, _ = outputs
-    # the robustness section (test_robustness's) would attack every run: minutes; the optimizer comparison's composes
-    # its 32 configurations (test_comparison's)
-    args = ("tables.optimizers=[sgd,adam]", TRAIN_OVERRIDES, "robustness.enabled=false", "comparison.enabled=false")
-    proc = run_command("report", f"paths.output_dir={out}", *args)
-    assert proc.returncode == 0, proc.stderr
-    assert f"report: {out / 'report' / 'REPORT.md'}" in proc.stdout
-    assert (out / "report" / "report.html").is_file() and (out / "report" / "best_model.pt").is_file()
-    assert (
-        "analyses: 0 shown, 9 skipped (run missing), 0 failed" in proc.stdout
-    )  # the report's runs with BN are missing
-
-
 # Tiny analysis options (few iterations, two occlusion images) on the tiny runs; sgd_bn has no run, so it is skipped.
 TINY_ANALYSES = [
     {"analysis": "filters", "run": "sgd", "options": {"layer": "conv1"}},
@@ -377,13 +362,18 @@ def test_rebuilding_the_report_recomputes_no_analysis(outputs):
 
 
 @pytest.mark.slow
-def test_a_failing_analysis_is_listed_the_rest_is_written_and_the_command_exits_1(outputs):
+def test_the_command_writes_the_report_lists_a_failing_analysis_and_exits_1(outputs):
+    """`cnnlab-report` as a user runs it (its exit 0 on a report without failures: test_report_fashion.py)."""
     out, dirs = outputs
     entries = "analyses=[{analysis:activations,run:adam,options:{image:99999}},{analysis:filters,run:sgd}]"
+    # the robustness section (test_robustness's) would attack every run: minutes; the optimizer comparison's composes
+    # its 32 configurations (test_comparison's)
     args = ("tables.optimizers=[sgd,adam]", TRAIN_OVERRIDES, "robustness.enabled=false", "comparison.enabled=false")
     proc = run_command("report", f"paths.output_dir={out}", *args, entries)
     assert proc.returncode == 1
     report = out / "report" / "REPORT.md"
+    assert f"report: {report}" in proc.stdout
+    assert (out / "report" / "report.html").is_file() and (out / "report" / "best_model.pt").is_file()
     assert (
         proc.stderr.strip().splitlines()[-1] == f"cnnlab-report: error: Analyses: 1 of 2 analyses failed; see {report}"
     )

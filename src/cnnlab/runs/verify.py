@@ -73,12 +73,13 @@ def _finished_run(run_dir: Path) -> dict[str, Any]:
 
 
 def _rerun_config(metrics: Mapping[str, Any], work: Path, data_root: Path | None) -> Any:
-    """The recorded config with every output under `work`, the recorded thread count, and no progress bars."""
+    """The recorded config with every output under `work`, the recorded thread count, no progress bars and no
+    figures (the re-trained run is compared by its numbers, then deleted)."""
     plain = dict(metrics["config"])
     plain["paths"] = {key: str(work / key) for key in plain.get("paths", {})}
     plain["paths"]["runs_dir"] = str(work / "runs")
     plain["data"] = {**plain["data"], "download": False, **({"root": str(data_root)} if data_root else {})}
-    plain["trainer"] = {**plain["trainer"], "progress": False, "num_threads": metrics.get("threads")}
+    plain["trainer"] = {**plain["trainer"], "progress": False, "figures": False, "num_threads": metrics.get("threads")}
     plain["overwrite"] = False
     return OmegaConf.create(plain)
 
