@@ -5,6 +5,7 @@ small study and its seed runs."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import statistics
 import subprocess
@@ -157,7 +158,7 @@ def test_every_bad_input_is_caught_where_the_command_line_is_checked(tmp_path, c
 
 
 @pytest.mark.slow
-def test_smoke_study_prunes_never_tests_and_spends_its_budget_once(tmp_path):
+def test_smoke_study_prunes_never_tests_and_spends_its_budget_once(tmp_path, caplog):
     out = tmp_path / "outputs"
     args = (*SMOKE, "tune.seeds=[]", f"paths.output_dir={out}")
     first = run_command("tune", *args)
@@ -182,9 +183,12 @@ def test_smoke_study_prunes_never_tests_and_spends_its_budget_once(tmp_path):
             assert t.value == metrics["history"][-1]["val_accuracy"]
     assert not (out / "runs").exists()  # no seed runs asked for, and trials stay out of paths.runs_dir
 
-    again = run_command("tune", *args)
-    assert again.returncode == 0, again.stderr
-    assert "4 of 4 trials spent" in again.stdout and "epoch 1/2" not in again.stdout  # nothing trained again
+    # again (in this process): the budget is spent, so nothing is trained again
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "tune" / "runs").rglob("metrics.json")}
+    with caplog.at_level(logging.INFO, logger="cnnlab"):
+        tune(tune_cfg(out, *SMOKE, "tune.seeds=[]"))
+    assert any("4 of 4 trials spent" in r.getMessage() for r in caplog.records)
+    assert len(stamps) == 4 and {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert [(t.number, t.state) for t in load(out, name).get_trials()] == [(t.number, t.state) for t in trials]
 
     # reproducible: the same study in a fresh storage (in this process) draws the same values to the same outcomes
