@@ -292,6 +292,8 @@ def test_the_reduced_protocol_runs_end_to_end(tmp_path):
     out = f"paths.output_dir={tmp_path}"
     trained = run_command("train", "-m", "experiment=comparison", "seed=0,1", "trainer.progress=false", *REDUCED, out)
     assert trained.returncode == 0, trained.stderr[-2000:]
+    # the protocol's runs keep their numbers and draw no figures (trainer.figures=false)
+    assert len(list(tmp_path.glob("runs/**/confusion_matrix.csv"))) == 32 and not list(tmp_path.glob("runs/**/*.png"))
     tuned = run_command(
         "tune",
         "experiment=comparison",

@@ -122,6 +122,7 @@ def test_sweep_is_one_parent_with_its_jobs_beneath(tmp_path, server):
         assert all(steps(store, job.info.run_id, key) == [1] for key in EPOCH_METRICS)
         files = {a.path for a in MlflowClient(store).list_artifacts(job.info.run_id)}
         assert {"metrics.json", "config.yaml", "classification_report.txt", "confusion_matrix.png"} <= files
+        assert "confusion_matrix.csv" in files
 
 
 @pytest.mark.slow

@@ -162,6 +162,18 @@ def test_html_is_self_contained_and_embeds_every_figure(outputs):
 
 
 @pytest.mark.slow
+def test_a_run_trained_without_figures_is_shown_with_a_line_instead_of_its_confusion_matrix(outputs):
+    out, dirs = outputs
+    (dirs["adam", 0] / "confusion_matrix.png").unlink()  # as trainer.figures=false leaves it
+    text = build_report(report_cfg(out)).markdown.read_text()
+    adam, sgd = (
+        section(text, "Per-run results").split(f"### {label}: ", 1)[1].split("\n### ")[0] for label in ("Adam", "SGD")
+    )
+    assert "No confusion-matrix figure: the run was trained with `trainer.figures=false`." in adam
+    assert "trainer.figures" not in sgd and "confusion_sgd_seed0.png" in sgd
+
+
+@pytest.mark.slow
 def test_best_model_is_chosen_by_validation_accuracy_not_test_accuracy(outputs):
     out, dirs = outputs
     # SGD gets the best validation accuracy but the worst test accuracy, seed 1 being its best seed

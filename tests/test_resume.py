@@ -180,6 +180,7 @@ def test_an_interrupted_overwrite_leaves_nothing_stale_that_looks_current(crashe
     run_dir = the_run_dir(out)
     old = metrics_of(run_dir)
     assert old["status"] == "finished" and (run_dir / "checkpoint.pt").exists()
+    assert (run_dir / "curves.png").exists() and (run_dir / "predictions.png").exists()  # gone below, none stale
     (run_dir / "analysis" / "filters").mkdir(parents=True)  # an analysis of the old weights
 
     proc = start(out, "overwrite=true")

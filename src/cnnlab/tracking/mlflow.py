@@ -49,6 +49,7 @@ RUN_ARTIFACTS = (
     "config.yaml",
     "history.csv",
     "classification_report.txt",
+    "confusion_matrix.csv",
     "confusion_matrix.png",
     "curves.png",
 )

@@ -366,6 +366,8 @@ def per_run(context: ReportContext) -> Section:
         if (source := run.run_dir / "confusion_matrix.png").is_file():
             path = copy_if_changed(source, context.figures_dir / f"confusion_{key}_seed{run.seed}.png")
             lines += md_image(path.relative_to(context.report_dir), f"{label} seed {run.seed}: test confusion matrix")
+        else:  # its numbers are in the run's confusion_matrix.csv
+            lines += ["No confusion-matrix figure: the run was trained with `trainer.figures=false`.", ""]
     return Section("Per-run results", "per-run-results", "\n".join(lines))
 
 
