@@ -8,12 +8,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from cnnlab.atomic import write_figure, write_text
 from cnnlab.data import Split
-from cnnlab.plotting import confusion_heatmap, image_grid, training_curves
 
 HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "val_accuracy", "epoch_time_s", "images_per_s")
 
@@ -82,6 +80,9 @@ def write_test_results(
     write_text(run_dir / "confusion_matrix.csv", "\n".join(rows) + "\n")
     if not figures:
         return report
+    # matplotlib is imported where a run draws, not by every process that imports the engine (a third of a second)
+    from cnnlab.plotting import confusion_heatmap, image_grid
+
     write_figure(
         run_dir / "confusion_matrix.png", confusion_heatmap(matrix, classes, title=f"{title}: test confusion matrix")
     )
@@ -97,5 +98,7 @@ def write_test_results(
 
 
 def write_curves(run_dir: Path, history: Sequence[Mapping[str, Any]], title: str) -> None:
+    from cnnlab.plotting import plt, training_curves
+
     write_figure(run_dir / "curves.png", training_curves({title: history}, title=title))
     plt.close("all")
