@@ -9,7 +9,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchvision.transforms import Normalize
 
 from cnnlab.data import Split, get_spec, load_splits
 from cnnlab.device import resolve_device
@@ -102,6 +101,9 @@ def pixel_classifier(model: nn.Module, config: dict[str, Any]) -> nn.Module:
     """`model` taking images in pixel units: behind the run's normalisation when it trained on normalised images."""
     if not config.get("data", {}).get("normalize"):
         return model
+    # imported here: torchvision (its models and ops) is over a second of a command's start-up, see data/splits.py
+    from torchvision.transforms import Normalize
+
     spec = get_spec(config["data"]["name"])
     return nn.Sequential(Normalize((spec.mean,), (spec.std,)), model).eval()
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.transforms import Normalize
 
 from cnnlab.models import SimpleCNN
 
@@ -43,7 +42,11 @@ def split(classifier: nn.Module) -> tuple[nn.Module, SimpleCNN] | None:
     if isinstance(classifier, SimpleCNN):
         return nn.Identity(), classifier
     parts = list(classifier.children()) if isinstance(classifier, nn.Sequential) else []
-    if len(parts) == 2 and isinstance(parts[0], Normalize) and isinstance(parts[1], SimpleCNN):
+    if len(parts) != 2 or not isinstance(parts[1], SimpleCNN):
+        return None
+    from torchvision.transforms import Normalize  # here, as in loading.pixel_classifier: a second of start-up
+
+    if isinstance(parts[0], Normalize):
         return parts[0], parts[1]
     return None
 
