@@ -115,8 +115,8 @@ def load_splits(
     if subset is not None:
         train = train.take(slice(0, count_of("data.subset", subset, "the training split", len(train))))
     if test_subset is not None:
-        count_of("data.test_subset", test_subset, "the test set", len(test))
-        drawn = torch.randperm(len(test), generator=torch.Generator().manual_seed(split_seed))[:test_subset]
+        count = count_of("data.test_subset", test_subset, "the test set", len(test))
+        drawn = torch.randperm(len(test), generator=torch.Generator().manual_seed(split_seed))[:count]
         test = test.take(drawn.sort().values)
     train, val = to_float(train), to_float(val)
     if normalize:

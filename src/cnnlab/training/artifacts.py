@@ -16,6 +16,12 @@ from cnnlab.data import Split
 HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "val_accuracy", "epoch_time_s", "images_per_s")
 
 
+def draws_figures(config: Mapping[str, Any]) -> Any:
+    """A config's `trainer.figures` as given (checked by check_train_settings); a run recorded before the setting
+    existed drew its figures."""
+    return config.get("trainer", {}).get("figures", True)
+
+
 def epoch_entry(
     *, epoch: int, train_loss: float, val_loss: float, val_accuracy: float, epoch_s: float, train_s: float, images: int
 ) -> dict[str, Any]:

@@ -31,7 +31,14 @@ from cnnlab.runs.layout import CHECKPOINT, LAST
 from cnnlab.runs.lock import run_lock
 from cnnlab.runs.record import make_run_dir, now, pass_seconds, remove_stale_temp_files, write_config, write_metrics
 from cnnlab.runs.status import RunStatus
-from cnnlab.training.artifacts import epoch_entry, history_summary, write_curves, write_history, write_test_results
+from cnnlab.training.artifacts import (
+    draws_figures,
+    epoch_entry,
+    history_summary,
+    write_curves,
+    write_history,
+    write_test_results,
+)
 from cnnlab.training.loggers import NullLogger, open_logger
 from cnnlab.training.loop import StepHook
 
@@ -311,7 +318,7 @@ def finish(run: RunState, steps: EpochSteps, *, classes: Sequence[str], logger: 
     """Save the final weights, run the test pass, write the run's reports and figures, and record it finished."""
     save_checkpoint(run.run_dir / CHECKPOINT, run.snapshot())
     outcome = steps.test(run.history)
-    draw = run.config["trainer"].get("figures", True)
+    draw = draws_figures(run.config)
     report = write_test_results(
         run.run_dir, outcome.split, outcome.predictions, classes, run.title, run.config["seed"], figures=draw
     )

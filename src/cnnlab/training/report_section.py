@@ -25,6 +25,7 @@ from cnnlab.reporting.stats import interval, spread
 from cnnlab.runs.checkpoint import load_checkpoint, load_weights
 from cnnlab.runs.layout import CHECKPOINT, identity
 from cnnlab.runs.status import UNFINISHED
+from cnnlab.training.artifacts import draws_figures
 from cnnlab.training.runner import check_train_settings
 
 log = logging.getLogger(__name__)
@@ -366,7 +367,7 @@ def per_run(context: ReportContext) -> Section:
         if (source := run.run_dir / "confusion_matrix.png").is_file():
             path = copy_if_changed(source, context.figures_dir / f"confusion_{key}_seed{run.seed}.png")
             lines += md_image(path.relative_to(context.report_dir), f"{label} seed {run.seed}: test confusion matrix")
-        else:  # its numbers are in the run's confusion_matrix.csv
+        elif not draws_figures(run.metrics.get("config") or {}):  # its numbers are in the run's confusion_matrix.csv
             lines += ["No confusion-matrix figure: the run was trained with `trainer.figures=false`.", ""]
     return Section("Per-run results", "per-run-results", "\n".join(lines))
 

@@ -30,6 +30,7 @@ from cnnlab.runs.checkpoint import load_checkpoint, load_weights, restore_rng_st
 from cnnlab.runs.layout import LAST, identity, run_dir_for
 from cnnlab.runs.record import clear_results, run_description
 from cnnlab.runs.status import RunStatus, read_metrics, status_of
+from cnnlab.training.artifacts import draws_figures
 from cnnlab.training.engine import (
     EpochHook,
     RunResult,
@@ -62,7 +63,7 @@ def check_train_settings(cfg: DictConfig) -> None:
     boolean("trainer.channels_last", cfg.trainer.channels_last)
     boolean("trainer.cuda_graph", graphed(cfg))
     boolean("trainer.progress", cfg.trainer.progress)
-    boolean("trainer.figures", cfg.trainer.get("figures", True))  # absent from configs recorded before it existed
+    boolean("trainer.figures", draws_figures(cfg))
     if cfg.trainer.num_threads is not None:
         positive_int("trainer.num_threads", cfg.trainer.num_threads)
     eval_interval(cfg.trainer.get("eval_every"), steps_per_epoch(cfg.data))
