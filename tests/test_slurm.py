@@ -17,14 +17,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
 
-from cnnlab.cli.callbacks import SweepSettingsCheck
-from cnnlab.config import CONF_DIR
+from cnnlab.cli.entry import check_command_line
+from cnnlab.errors import ConfigError
 from cnnlab.runs.checkpoint import load_checkpoint
 from cnnlab.runs.record import TIMINGS
+from cnnlab.training.runner import check_train_settings
 from hydra_plugins.cnnlab.slurm_launcher import route_submitit_logs
 from tests.slurm_cluster import SlurmCluster, start_slurm_cluster  # noqa: F401 (the slurm_cluster fixture)
 
@@ -69,26 +68,18 @@ def finish(reference: subprocess.Popen, out: Path) -> None:
     assert reference.wait(timeout=300) == 0, out.with_suffix(".log").read_text()
 
 
-def sweep_config(*overrides: str) -> DictConfig:
-    """The config a sweep starts with (Hydra's own node included), as on_multirun_start receives it."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("train", overrides=list(overrides), return_hydra_config=True)
-
-
-def test_shared_settings_are_checked_with_the_launcher_s_values_before_the_sweep(capsys):
-    base = ("launcher=submitit_slurm", "hydra.launcher.cpus_per_task=3")
-    SweepSettingsCheck().on_multirun_start(
-        config=sweep_config(*base)
-    )  # trainer.num_threads: ${hydra:launcher.cpus_per_task}
+def test_a_sweep_s_settings_are_checked_with_the_launcher_s_values_before_it_starts():
+    base = ("launcher=submitit_slurm", "hydra.launcher.cpus_per_task=3", "optimizer=sgd,adam")
+    # trainer.num_threads: ${hydra:launcher.cpus_per_task}, which resolves only with Hydra's node set
+    check_command_line("cnnlab-train", "train", base, check_train_settings)
     assert not HydraConfig.initialized()  # each job sets its own
 
     for bad, message in [
         ("trainer.epochs=0", "trainer.epochs=0 must be a positive integer"),
         ("hydra.launcher.cpus_per_task=0", "trainer.num_threads=0 must be a positive integer"),
     ]:
-        with pytest.raises(SystemExit) as stop:
-            SweepSettingsCheck().on_multirun_start(config=sweep_config(*base, bad))
-        assert stop.value.code == 2 and capsys.readouterr().err == f"cnnlab-train: error: {message}\n"
+        with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+            check_command_line("cnnlab-train", "train", [*base, bad], check_train_settings)
 
 
 def test_submitit_messages_reach_the_process_s_handlers_once(caplog):
