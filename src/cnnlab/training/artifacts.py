@@ -22,21 +22,6 @@ def draws_figures(config: Mapping[str, Any]) -> Any:
     return config.get("trainer", {}).get("figures", True)
 
 
-def epoch_entry(
-    *, epoch: int, train_loss: float, val_loss: float, val_accuracy: float, epoch_s: float, train_s: float, images: int
-) -> dict[str, Any]:
-    """One row of a run's history (metrics.json and history.csv); `train_s` times the training pass alone."""
-    return {
-        "epoch": epoch,
-        "train_loss": train_loss,
-        "val_loss": val_loss,
-        "val_accuracy": val_accuracy,
-        "epoch_time_s": round(epoch_s, 3),
-        "train_s": round(train_s, 3),
-        "images_per_s": round(images / train_s, 1),
-    }
-
-
 def history_summary(history: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     """The headline figures metrics.json keeps beside the full history."""
     return {

@@ -31,14 +31,7 @@ from cnnlab.runs.layout import CHECKPOINT, LAST
 from cnnlab.runs.lock import run_lock
 from cnnlab.runs.record import make_run_dir, now, pass_seconds, remove_stale_temp_files, write_config, write_metrics
 from cnnlab.runs.status import RunStatus
-from cnnlab.training.artifacts import (
-    draws_figures,
-    epoch_entry,
-    history_summary,
-    write_curves,
-    write_history,
-    write_test_results,
-)
+from cnnlab.training.artifacts import draws_figures, history_summary, write_curves, write_history, write_test_results
 from cnnlab.training.loggers import NullLogger, open_logger
 from cnnlab.training.loop import StepHook
 
@@ -113,6 +106,10 @@ class RunState:
     def record(self, status: RunStatus, **extra: Any) -> dict[str, Any]:
         return write_metrics(self.run_dir, status, self.description, self.history, self.train_time, **extra)
 
+    def end(self, status: RunStatus, **extra: Any) -> RunResult:
+        """Record the run's outcome in metrics.json and return it."""
+        return RunResult(self.run_dir, status, self.record(status, **extra))
+
 
 @dataclass(frozen=True)
 class RunResult:
@@ -163,11 +160,6 @@ def eval_interval(eval_every: Any, steps_per_epoch: int, setting: str = "trainer
     if not 1 <= eval_every <= steps_per_epoch:
         raise ConfigError(f"{setting}={eval_every!r} steps is outside one epoch; {allowed}")
     return eval_every
-
-
-def training_seconds(history: Sequence[Mapping[str, Any]]) -> float:
-    """Seconds spent in training passes over `history`, evaluation excluded (`runs.record.pass_seconds`)."""
-    return sum(pass_seconds(h) for h in history)
 
 
 @dataclass
@@ -237,9 +229,7 @@ def execute(
         if stopped := fit(run, steps, loop, logger=logger):
             return stopped
         if not test:
-            return RunResult(
-                run.run_dir, RunStatus.TRAINED, run.record(RunStatus.TRAINED, **history_summary(run.history))
-            )
+            return run.end(RunStatus.TRAINED, **history_summary(run.history))
         return finish(run, steps, classes=classes, logger=logger)
     except BaseException as err:
         with contextlib.suppress(OSError):
@@ -269,13 +259,11 @@ def fit(run: RunState, steps: EpochSteps, loop: EpochLoop, *, logger: NullLogger
         logger.log_epoch(entry)
         if reason := divergence(entry["train_loss"], entry["val_loss"], loop.num_classes):
             log.error("%s diverged at epoch %d: %s; try a smaller optimizer.lr", run.label, epoch, reason)
-            extra = {"finished_at": now(), "diverged_at_epoch": epoch, "diverged_because": reason}
-            return RunResult(run.run_dir, RunStatus.DIVERGED, run.record(RunStatus.DIVERGED, **extra))
+            return run.end(RunStatus.DIVERGED, finished_at=now(), diverged_at_epoch=epoch, diverged_because=reason)
         save_checkpoint(run.run_dir / LAST, run.snapshot())
         if loop.on_epoch is not None and loop.on_epoch(entry):
             log.info("%s stopped after epoch %d (pruned)", run.label, epoch)
-            summary = history_summary(run.history)
-            return RunResult(run.run_dir, RunStatus.PRUNED, run.record(RunStatus.PRUNED, **summary))
+            return run.end(RunStatus.PRUNED, **history_summary(run.history))
         run.record(RunStatus.RUNNING)
     return None
 
@@ -288,22 +276,24 @@ def train_one_epoch(run: RunState, steps: EpochSteps, *, epoch: int, loop: Epoch
     start = time.perf_counter()
     during = None
     if loop.eval_every is not None:
-        during = InEpochEvaluation(steps, loop.eval_every, epoch, start, before_s=training_seconds(run.history))
+        before_s = sum(pass_seconds(h) for h in run.history)
+        during = InEpochEvaluation(steps, loop.eval_every, epoch, start, before_s=before_s)
     train_loss = steps.train(epoch, during) if during else steps.train(epoch)
     train_seconds = time.perf_counter() - start - (during.paused_s if during else 0.0)
     val = steps.validate()
     epoch_seconds = time.perf_counter() - start
     run.train_time += epoch_seconds
-    entry = epoch_entry(
-        epoch=epoch,
-        train_loss=train_loss,
-        val_loss=val.loss,
-        val_accuracy=val.accuracy,
-        epoch_s=epoch_seconds,
-        train_s=train_seconds,
-        images=steps.train_images,
-    )
-    entry.update(step=epoch * steps.steps_per_epoch, images_seen=epoch * steps.train_images)
+    entry = {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "val_loss": val.loss,
+        "val_accuracy": val.accuracy,
+        "epoch_time_s": round(epoch_seconds, 3),
+        "train_s": round(train_seconds, 3),
+        "images_per_s": round(steps.train_images / train_seconds, 1),
+        "step": epoch * steps.steps_per_epoch,
+        "images_seen": epoch * steps.train_images,
+    }
     if during:
         entry["evals"] = during.points
     run.history.append(entry)
@@ -326,7 +316,7 @@ def finish(run: RunState, steps: EpochSteps, *, classes: Sequence[str], logger: 
         write_curves(run.run_dir, run.history, run.title)
     figures = [run.run_dir / "curves.png", run.run_dir / "confusion_matrix.png"] if draw else []
     logger.log_test(len(run.history), outcome.test["accuracy"], outcome.test["loss"], figures)
-    metrics = run.record(
+    result = run.end(
         RunStatus.FINISHED,
         finished_at=now(),
         test=outcome.test,
@@ -336,4 +326,4 @@ def finish(run: RunState, steps: EpochSteps, *, classes: Sequence[str], logger: 
     )
     (run.run_dir / LAST).unlink(missing_ok=True)
     log.info("%s test accuracy %.2f%% in %.1fs -> %s", run.label, outcome.test["accuracy"], run.train_time, run.run_dir)
-    return RunResult(run.run_dir, RunStatus.FINISHED, metrics)
+    return result
