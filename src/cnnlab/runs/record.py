@@ -132,11 +132,11 @@ def remove_stale_temp_files(folder: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def clear_results(run_dir: Path, keep: tuple[str, ...] = (LOCK,)) -> None:
-    """Delete everything an earlier attempt left in `run_dir` (checkpoints, metrics, figures, analyses), so that a
-    retrain interrupted midway can never leave an old result looking current."""
+def clear_results(run_dir: Path) -> None:
+    """Delete everything but the lock an earlier attempt left in `run_dir` (checkpoints, metrics, figures, analyses),
+    so that a retrain interrupted midway can never leave an old result looking current."""
     for entry in run_dir.iterdir():
-        if entry.name in keep:
+        if entry.name == LOCK:
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -49,9 +49,9 @@ class Verification:
     """The outcome: the verdict, every difference found, how the environment differs, and the largest metric gap."""
 
     verdict: Verdict
-    differences: list[str] = field(default_factory=list)
-    environment: list[str] = field(default_factory=list)
-    largest_metric_difference: tuple[str, float] | None = None
+    differences: list[str]
+    environment: list[str]
+    largest_metric_difference: tuple[str, float] | None
 
 
 def _finished_run(run_dir: Path) -> dict[str, Any]:

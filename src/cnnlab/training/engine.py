@@ -143,7 +143,7 @@ def divergence(train_loss: float, val_loss: float, num_classes: int) -> str | No
     return None
 
 
-def eval_interval(eval_every: Any, steps_per_epoch: int, setting: str = "trainer.eval_every") -> int | None:
+def eval_interval(eval_every: Any, steps_per_epoch: int) -> int | None:
     """`trainer.eval_every` in optimizer steps: an integer is steps, a float in (0, 1] a fraction of an epoch (rounded
     up, so 0.25 gives three evaluations during the epoch and the usual one at its end); None evaluates only then."""
     if eval_every is None:
@@ -152,13 +152,13 @@ def eval_interval(eval_every: Any, steps_per_epoch: int, setting: str = "trainer
         f"allowed: null, a number of steps from 1 to {steps_per_epoch} (one epoch), or a fraction of an epoch in (0, 1]"
     )
     if isinstance(eval_every, bool) or not isinstance(eval_every, (int, float)):
-        raise ConfigError(f"{setting}={eval_every!r} is not a number; {allowed}")
+        raise ConfigError(f"trainer.eval_every={eval_every!r} is not a number; {allowed}")
     if isinstance(eval_every, float):
         if not 0 < eval_every <= 1:
-            raise ConfigError(f"{setting}={eval_every!r} is not a fraction of an epoch in (0, 1]; {allowed}")
+            raise ConfigError(f"trainer.eval_every={eval_every!r} is not a fraction of an epoch in (0, 1]; {allowed}")
         return math.ceil(eval_every * steps_per_epoch)
     if not 1 <= eval_every <= steps_per_epoch:
-        raise ConfigError(f"{setting}={eval_every!r} steps is outside one epoch; {allowed}")
+        raise ConfigError(f"trainer.eval_every={eval_every!r} steps is outside one epoch; {allowed}")
     return eval_every
 
 
