@@ -62,5 +62,20 @@ def subsets(data: Mapping[str, Any]) -> str:
     )
 
 
+def settings_of(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings that tell configurations apart at a glance (metrics.json's `summary`, the report's results.csv)."""
+    data, opt = cfg["data"], cfg["optimizer"]
+    return {
+        "data": data["name"],
+        "optimizer": opt["name"],
+        "lr": opt["lr"],
+        "batch_norm": bool(cfg["model"]["batch_norm"]),
+        "epochs": cfg["trainer"]["epochs"],
+        "batch_size": data["batch_size"],
+        "subset": data["subset"],
+        "test_subset": data.get("test_subset"),
+    }
+
+
 def run_dir_for(cfg: Mapping[str, Any]) -> Path:
     return Path(cfg["paths"]["runs_dir"]) / config_name(cfg) / f"seed{cfg['seed']}"

@@ -23,7 +23,7 @@ from cnnlab.atomic import write_json, write_text
 from cnnlab.device import describe_device
 from cnnlab.errors import CheckpointError
 from cnnlab.models import count_neurons, count_parameters
-from cnnlab.runs.layout import METRICS, config_name, run_dir_for
+from cnnlab.runs.layout import METRICS, config_name, run_dir_for, settings_of
 from cnnlab.runs.lock import LOCK
 from cnnlab.runs.status import RunStatus
 
@@ -66,21 +66,13 @@ def run_description(
     plain: dict[str, Any], model: torch.nn.Module, image_shape: tuple[int, ...], device: torch.device
 ) -> dict[str, Any]:
     """The part of metrics.json fixed when a run starts: what it is, where it lives, counts, device and versions."""
-    data, opt, trainer = plain["data"], plain["optimizer"], plain["trainer"]
     return {
         "name": config_name(plain),
         "run_dir": str(run_dir_for(plain)),
         "seed": plain["seed"],
         "summary": {
-            "data": data["name"],
-            "optimizer": opt["name"],
-            "lr": opt["lr"],
-            "batch_norm": bool(plain["model"]["batch_norm"]),
-            "epochs": trainer["epochs"],
-            "batch_size": data["batch_size"],
-            "subset": data["subset"],
-            "test_subset": data.get("test_subset"),
-            "precision": trainer["precision"],
+            **settings_of(plain),
+            "precision": plain["trainer"]["precision"],
             "protocol": plain.get("protocol") or "standard",
         },
         "params": count_parameters(model),

@@ -23,13 +23,15 @@ from cnnlab.reporting.results import ConfigResult
 from cnnlab.reporting.sections import ReportContext, Section
 from cnnlab.reporting.stats import interval, spread
 from cnnlab.runs.checkpoint import load_checkpoint, load_weights
-from cnnlab.runs.layout import CHECKPOINT, identity
+from cnnlab.runs.layout import CHECKPOINT, identity, settings_of
 from cnnlab.runs.status import UNFINISHED
 from cnnlab.training.artifacts import draws_figures
 from cnnlab.training.runner import check_train_settings
 
 log = logging.getLogger(__name__)
 BEST_MODEL = "best_model.pt"
+# results.csv's columns naming a configuration, blank for one whose runs recorded no config
+SETTINGS = ("data", "optimizer", "lr", "batch_norm", "epochs", "batch_size", "subset", "test_subset")
 
 
 def check_tables(settings: DictConfig) -> None:
@@ -190,24 +192,6 @@ def batch_norm_table(context: ReportContext) -> Section | None:
     return Section(title, "table-2", "\n".join(_rows(context, BATCH_NORM_COLUMNS, keys)))
 
 
-def _settings_of(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings that name a configuration, from the resolved config every run records."""
-    if not config:
-        keys = ("data", "optimizer", "lr", "batch_norm", "epochs", "batch_size", "subset", "test_subset")
-        return dict.fromkeys(keys, "")
-    data, opt = config["data"], config["optimizer"]
-    return {
-        "data": data["name"],
-        "optimizer": opt["name"],
-        "lr": opt["lr"],
-        "batch_norm": config["model"]["batch_norm"],
-        "epochs": config["trainer"]["epochs"],
-        "batch_size": data["batch_size"],
-        "subset": data["subset"],
-        "test_subset": data.get("test_subset"),
-    }
-
-
 def _round(value: float | None, digits: int = 4) -> float | str:
     return "" if value is None else round(value, digits)
 
@@ -222,7 +206,7 @@ def _csv_rows(context: ReportContext) -> list[dict[str, Any]]:
                 "config": name,
                 "report_run": key_of.get(name, ""),
                 "label": context.labels[key_of[name]] if name in key_of else "",
-                **_settings_of(r.config),
+                **(settings_of(r.config) if r.config else dict.fromkeys(SETTINGS, "")),
                 "n_finished": len(r.finished),
                 "seeds": " ".join(str(run.seed) for run in r.finished),
                 "test_accuracy_mean": _round(acc and acc.mean),
