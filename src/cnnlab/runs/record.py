@@ -111,11 +111,9 @@ def make_run_dir(run_dir: Path) -> None:
         ) from None
 
 
-def write_config(run_dir: Path, plain: dict[str, Any]) -> str:
-    """The run's human-readable config.yaml; returns that YAML."""
-    config_yaml = OmegaConf.to_yaml(plain)
-    write_text(run_dir / "config.yaml", config_yaml)
-    return config_yaml
+def write_config(run_dir: Path, plain: dict[str, Any]) -> None:
+    """The run's human-readable config.yaml."""
+    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(plain))
 
 
 def remove_stale_temp_files(folder: Path) -> None:

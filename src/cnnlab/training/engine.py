@@ -222,9 +222,9 @@ def execute(
     """
     logger = NullLogger()
     try:
-        config_yaml = write_config(run.run_dir, run.config)
+        write_config(run.run_dir, run.config)
         run.record(RunStatus.RUNNING)
-        logger = open_logger(logger_cfg, run.run_dir, first_epoch=len(run.history) + 1, config_yaml=config_yaml)
+        logger = open_logger(logger_cfg, run.run_dir, first_epoch=len(run.history) + 1, config=run.config)
         loop = EpochLoop(epochs=epochs, num_classes=len(classes), eval_every=eval_every, on_epoch=on_epoch)
         if stopped := fit(run, steps, loop, logger=logger):
             return stopped

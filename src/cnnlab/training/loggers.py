@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from cnnlab.checks import one_of
 from cnnlab.errors import ConfigError
 
@@ -42,13 +44,13 @@ class NullLogger:
 
 
 class TensorBoardLogger(NullLogger):
-    def __init__(self, log_dir: Path, first_epoch: int, config_yaml: str):
+    def __init__(self, log_dir: Path, first_epoch: int, config: Mapping[str, Any]):
         from torch.utils.tensorboard import SummaryWriter
 
         # purge_step hides events a killed attempt wrote for epochs that are now being trained again
         self.writer = SummaryWriter(str(log_dir), purge_step=first_epoch)
         if first_epoch == 1:
-            self.writer.add_text("config", f"```yaml\n{config_yaml}```", 0)
+            self.writer.add_text("config", f"```yaml\n{OmegaConf.to_yaml(config)}```", 0)
 
     def log_epoch(self, record: Mapping[str, Any]) -> None:
         for key, tag in EPOCH_SCALARS.items():
@@ -111,21 +113,16 @@ def warm_up(cfg: Mapping[str, Any] | None) -> None:
         tracking_process(str(cfg["mlflow"]["tracking_uri"]))
 
 
-def open_logger(cfg: Mapping[str, Any] | None, run_dir: Path, first_epoch: int, config_yaml: str) -> NullLogger:
-    """The loggers the `logger` config group asks for (none selected: a NullLogger)."""
+def open_logger(cfg: Mapping[str, Any] | None, run_dir: Path, first_epoch: int, config: dict[str, Any]) -> NullLogger:
+    """The loggers the `logger` config group asks for (none selected: a NullLogger); `config` is the run's."""
     if cfg is None:
         return NullLogger()
     loggers: list[NullLogger] = []
     if cfg.get("name") == "tensorboard":
         log_dir = Path(cfg["log_dir"])
-        loggers.append(
-            TensorBoardLogger(log_dir if log_dir.is_absolute() else run_dir / log_dir, first_epoch, config_yaml)
-        )
+        loggers.append(TensorBoardLogger(log_dir if log_dir.is_absolute() else run_dir / log_dir, first_epoch, config))
     if cfg.get("mlflow"):
-        from omegaconf import OmegaConf
-
         from cnnlab.tracking.process import MlflowLogger
 
-        config = OmegaConf.to_container(OmegaConf.create(config_yaml))
         loggers.append(MlflowLogger(cfg["mlflow"], run_dir, config))
     return loggers[0] if len(loggers) == 1 else Loggers(loggers)
