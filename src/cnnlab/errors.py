@@ -68,12 +68,10 @@ def run_cli(prog: str, fn: Callable[[], T]) -> T:
     logging.raiseExceptions = show_traceback()
     try:
         return fn()
-    except CnnlabError as err:
-        _traceback_if_asked()
-        fail(prog, str(err))
-    except OSError as err:
-        _traceback_if_asked()
-        fail(prog, describe_os_error(err))
+    except (CnnlabError, OSError) as err:
+        if show_traceback():
+            traceback.print_exc()
+        fail(prog, describe_os_error(err) if isinstance(err, OSError) else str(err))
 
 
 def describe_os_error(err: OSError) -> str:
@@ -87,8 +85,3 @@ def describe_os_error(err: OSError) -> str:
         )
     where = f"{err.filename}: " if err.filename else ""
     return f"{where}{err.strerror or err}"
-
-
-def _traceback_if_asked() -> None:
-    if show_traceback():
-        traceback.print_exc()

@@ -74,8 +74,7 @@ def load_weights(module: torch.nn.Module | torch.optim.Optimizer, weights: dict[
     try:
         module.load_state_dict(weights)
     except (RuntimeError, ValueError, KeyError) as err:
-        first = first_line(err)
-        raise CheckpointError(f"checkpoint {path} does not fit this {kind}: {first}") from None
+        raise CheckpointError(f"checkpoint {path} does not fit this {kind}: {first_line(err)}") from None
 
 
 def describe_mismatch(expected: dict[str, Any], found: dict[str, Any], most: int = 3) -> str:

@@ -56,13 +56,9 @@ def write_test_results(
 
     y_true = test.y.cpu().numpy()
     labels = list(range(len(classes)))
-    report_text = classification_report(
-        y_true, predictions, labels=labels, target_names=list(classes), digits=4, zero_division=0
-    )
-    report = classification_report(
-        y_true, predictions, labels=labels, target_names=list(classes), output_dict=True, zero_division=0
-    )
-    write_text(run_dir / "classification_report.txt", report_text)
+    options = {"labels": labels, "target_names": list(classes), "zero_division": 0}
+    write_text(run_dir / "classification_report.txt", classification_report(y_true, predictions, digits=4, **options))
+    report = classification_report(y_true, predictions, output_dict=True, **options)
 
     matrix = confusion_matrix(y_true, predictions, labels=labels)
     rows = ["true\\predicted," + ",".join(classes)] + [

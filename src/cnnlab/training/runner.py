@@ -78,14 +78,14 @@ def graphed(cfg: DictConfig) -> bool:
 
 
 def check_data(data: DictConfig) -> None:
+    """The data settings against the dataset's known sizes, in the same words as `load_splits`, which checks them
+    again against the files' real sizes."""
     spec = get_spec(data.name)
     val_size = data.val_size
     if isinstance(val_size, bool) or not isinstance(val_size, int) or not 0 < val_size < spec.train_size:
-        # the same words as load_splits, which checks against the files' real size
         raise ConfigError(f"data.val_size={val_size!r} must be between 1 and {spec.train_size - 1}")
     positive_int("data.batch_size", data.batch_size)
     positive_int("data.eval_batch_size", data.eval_batch_size)
-    # load_splits checks the same against the files' real sizes
     if data.subset is not None:
         count_of("data.subset", data.subset, "the training split", spec.train_size - val_size)
     if (test_subset := data.get("test_subset")) is not None:  # absent from configs recorded before it existed
