@@ -27,7 +27,6 @@ NOTEBOOK_RUNS: tuple[PublishedRun, ...] = (
         label="SGD",
         optimizer="sgd",
         batch_norm=False,
-        # train loss, validation loss, validation accuracy %
         epochs=(
             (2.2845, 2.2662, 46.46),
             (2.2384, 2.1989, 61.65),
@@ -44,7 +43,6 @@ NOTEBOOK_RUNS: tuple[PublishedRun, ...] = (
         label="Momentum",
         optimizer="momentum",
         batch_norm=False,
-        # train loss, validation loss, validation accuracy %
         epochs=(
             (1.6343, 0.4655, 86.01),
             (0.3475, 0.2991, 91.07),
@@ -61,7 +59,6 @@ NOTEBOOK_RUNS: tuple[PublishedRun, ...] = (
         label="RMSProp",
         optimizer="rmsprop",
         batch_norm=False,
-        # train loss, validation loss, validation accuracy %
         epochs=(
             (0.2195, 0.0946, 96.93),
             (0.0628, 0.0856, 97.50),
@@ -78,7 +75,6 @@ NOTEBOOK_RUNS: tuple[PublishedRun, ...] = (
         label="Adam",
         optimizer="adam",
         batch_norm=False,
-        # train loss, validation loss, validation accuracy %
         epochs=(
             (0.1728, 0.0818, 97.76),
             (0.0500, 0.0452, 98.60),
@@ -95,7 +91,6 @@ NOTEBOOK_RUNS: tuple[PublishedRun, ...] = (
         label="SGD+BN",
         optimizer="sgd",
         batch_norm=True,
-        # train loss, validation loss, validation accuracy %
         epochs=(
             (0.8252, 0.4271, 91.44),
             (0.3302, 0.2773, 94.00),
@@ -112,7 +107,6 @@ NOTEBOOK_RUNS: tuple[PublishedRun, ...] = (
         label="Adam+BN",
         optimizer="adam",
         batch_norm=True,
-        # train loss, validation loss, validation accuracy %
         epochs=(
             (0.0892, 0.0597, 98.27),
             (0.0358, 0.0406, 98.81),
