@@ -87,28 +87,15 @@ def tune(cfg: DictConfig) -> TuneResult:
 
 
 def _log_trial(trial: FrozenTrial, settings: TuneSettings) -> None:
-    values = settings.space.describe(trial.params)
     if trial.state == TrialState.PRUNED:
         step = max(trial.intermediate_values, default=0)
-        accuracy = trial.intermediate_values.get(step, float("nan"))
-        log.info(
-            "%s trial %d pruned after epoch %d (%s): validation accuracy %.2f%%",
-            settings.study_name,
-            trial.number,
-            step,
-            values,
-            accuracy,
-        )
+        outcome, accuracy = f"pruned after epoch {step}", trial.intermediate_values.get(step, float("nan"))
     else:
-        status = trial.user_attrs.get("run_status", "")
-        log.info(
-            "%s trial %d %s (%s): validation accuracy %.2f%%",
-            settings.study_name,
-            trial.number,
-            status,
-            values,
-            trial.value,
-        )
+        outcome, accuracy = trial.user_attrs.get("run_status", ""), trial.value
+    values = settings.space.describe(trial.params)
+    log.info(
+        "%s trial %d %s (%s): validation accuracy %.2f%%", settings.study_name, trial.number, outcome, values, accuracy
+    )
 
 
 def _train_seeds(cfg: DictConfig, settings: TuneSettings, best: FrozenTrial) -> list[RunResult]:
