@@ -41,10 +41,6 @@ class Dimension:
     high: float
     log: bool
 
-    @property
-    def distribution(self) -> FloatDistribution:
-        return FloatDistribution(self.low, self.high, log=self.log)
-
 
 @dataclass(frozen=True)
 class Space:
@@ -58,7 +54,7 @@ class Space:
 
     @property
     def distributions(self) -> dict[str, FloatDistribution]:
-        return {d.name: d.distribution for d in self.dimensions}
+        return {d.name: FloatDistribution(d.low, d.high, log=d.log) for d in self.dimensions}
 
     def values(self, params: Mapping[str, float]) -> dict[str, Any]:
         """Setting key -> the value a trial's `params` give it (a list for a list-valued setting)."""
