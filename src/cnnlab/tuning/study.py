@@ -22,9 +22,10 @@ import os
 import socket
 import threading
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +178,7 @@ class PruningHook:
 
     trial: optuna.Trial
     epochs: int
-    reported: set[int]
+    reported: set[int] = field(default_factory=set)  # epochs told to the trial already
 
     def report(self, entry: Mapping[str, Any]) -> None:
         if entry["epoch"] not in self.reported:
@@ -228,7 +229,7 @@ def run_trial(
     trial_cfg = settings.space.apply(train_config(cfg, settings.runs_dir), trial.params)
     run_dir = run_dir_for(to_plain(trial_cfg))
     trial.set_user_attr("run_dir", str(run_dir))
-    hook = PruningHook(trial, settings.epochs, set())
+    hook = PruningHook(trial, settings.epochs)
     for entry in read_metrics(run_dir).get("history", []):  # epochs an earlier attempt trained are not trained again
         hook.report(entry)
     try:
@@ -285,9 +286,7 @@ class StudyState:
 
 def study_state(study: optuna.Study) -> StudyState:
     trials = study.get_trials(deepcopy=False)
-    count = lambda state: sum(t.state == state for t in trials)  # noqa: E731
+    count = Counter(t.state for t in trials)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     best = max(complete, key=lambda t: (t.value, -t.number), default=None)
-    return StudyState(
-        count(TrialState.COMPLETE), count(TrialState.PRUNED), count(TrialState.RUNNING), count(TrialState.FAIL), best
-    )
+    return StudyState(len(complete), count[TrialState.PRUNED], count[TrialState.RUNNING], count[TrialState.FAIL], best)
