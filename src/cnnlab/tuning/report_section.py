@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import shlex
 import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +46,9 @@ class TunedRow:
     tune_command: str  # the cnnlab-tune command of this configuration's study
     study: optuna.Study | None  # None: no such study
     state: StudyState | None
-    result: ConfigResult | None  # the tuned setting's runs on the tune seeds; None without a best trial or seeds
-    missing_seeds: list[int]
-    train_command: str | None  # trains the missing seeds of the tuned setting
+    result: ConfigResult | None = None  # the tuned setting's runs on the tune seeds; None without a best trial or seeds
+    missing_seeds: list[int] = field(default_factory=list)
+    train_command: str | None = None  # trains the missing seeds of the tuned setting
 
 
 def _sampler(settings: TuneSettings) -> str:
@@ -96,25 +96,24 @@ def _row(key: str, e: Expected, extra: list[str], context: ReportContext, storag
     settings = tune_settings(tune_cfg, check_storage_now=False)
     study = find_study(settings.storage, settings.study_name, storages)
     state = study_state(study) if study else None
-    row = TunedRow(key, e.label, settings, shlex.join(("cnnlab-tune", *args)), study, state, None, [], None)
+    row = TunedRow(key, e.label, settings, shlex.join(("cnnlab-tune", *args)), study, state)
     if state is None or state.best is None or not settings.seeds:
         return row
     params = state.best.params
     name = config_name(to_plain(seed_config(tune_cfg, settings, params, settings.seeds[0])))
     found = context.everything.get(name)
     runs = [r for r in (found.runs if found else []) if r.seed in settings.seeds]
-    result = summarize_config(name, runs, context.target, context.confidence)
-    final = {
-        r.seed for r in runs if r.status in (RunStatus.FINISHED, RunStatus.DIVERGED)
-    }  # a diverged seed repeats if trained again
+    row = replace(row, result=summarize_config(name, runs, context.target, context.confidence))
+    # a diverged seed is done: trained again, it would diverge again
+    final = {r.seed for r in runs if r.status in (RunStatus.FINISHED, RunStatus.DIVERGED)}
     missing = [s for s in settings.seeds if s not in final]
-    command = None
-    if missing:
-        values = settings.space.overrides(train_config(tune_cfg), params)
-        multirun = ("-m",) if len(missing) > 1 else ()
-        seeds = f"seed={','.join(map(str, missing))}"
-        command = shlex.join(("cnnlab-train", *multirun, *e.train_args, *values, seeds))
-    return TunedRow(key, e.label, settings, row.tune_command, study, state, result, missing, command)
+    if not missing:
+        return row
+    values = settings.space.overrides(train_config(tune_cfg), params)
+    multirun = ("-m",) if len(missing) > 1 else ()
+    seeds = f"seed={','.join(map(str, missing))}"
+    command = shlex.join(("cnnlab-train", *multirun, *e.train_args, *values, seeds))
+    return replace(row, missing_seeds=missing, train_command=command)
 
 
 def _compose_tune(overrides: Sequence[str]) -> DictConfig:
@@ -133,23 +132,6 @@ def _trials(row: TunedRow) -> str:
     return f"{row.state.spent} of {row.settings.trials} ({row.state.counts()})"
 
 
-def _tuned(row: TunedRow) -> str:
-    return row.result.accuracy() if row.result is not None and row.result.runs else "—"
-
-
-def _untuned(result: ConfigResult | None) -> str:
-    if result is None or result.test_accuracy is None:
-        return "—"
-    return f"{spread(result.test_accuracy)} (n = {result.test_accuracy.n})"
-
-
-def _difference(row: TunedRow, untuned: ConfigResult | None) -> str:
-    tuned = row.result.test_accuracy if row.result else None
-    if tuned is None or untuned is None or untuned.test_accuracy is None:
-        return "—"
-    return f"{tuned.mean - untuned.test_accuracy.mean:+.2f}"
-
-
 COLUMNS = (
     "run",
     "trials (budget)",
@@ -166,17 +148,18 @@ COLUMNS = (
 def _cells(row: TunedRow, untuned: ConfigResult | None) -> list[str]:
     best = row.state.best if row.state else None
     result = row.result
-    n = f"{len(result.finished)} of {len(row.settings.seeds)}" if result is not None else "—"
+    tuned = result.test_accuracy if result else None
+    before = untuned.test_accuracy if untuned else None
     return [
         row.label,
         _trials(row),
         row.settings.space.describe(best.params) if best else "—",
         f"{best.value:.2f}" if best else "—",
-        n,
-        _tuned(row),
-        interval(result.test_accuracy) if result and result.test_accuracy else "—",
-        _untuned(untuned),
-        _difference(row, untuned),
+        f"{len(result.finished)} of {len(row.settings.seeds)}" if result is not None else "—",
+        result.accuracy() if result is not None and result.runs else "—",
+        interval(tuned) if tuned else "—",
+        f"{spread(before)} (n = {before.n})" if before is not None else "—",
+        f"{tuned.mean - before.mean:+.2f}" if tuned is not None and before is not None else "—",
     ]
 
 
@@ -253,11 +236,6 @@ def _inputs(study: optuna.Study) -> list[Any]:
     ]
 
 
-def _figure(axes: Any) -> Any:
-    first = axes.flat[0] if hasattr(axes, "flat") else axes
-    return first.figure
-
-
 def _history(studies: Sequence[optuna.Study], labels: Sequence[str]) -> Any:
     from optuna.visualization.matplotlib import plot_optimization_history
 
@@ -272,26 +250,25 @@ def _history(studies: Sequence[optuna.Study], labels: Sequence[str]) -> Any:
                 texts[i] = f"{label}, best so far" if text.startswith("Best Value") else label
     ax.legend(handles, texts, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     ax.set_title("Optimization history of each study (complete trials)")
-    fig = _figure(ax)
-    fig.set_size_inches(9, 4.5)
-    return fig
+    ax.figure.set_size_inches(9, 4.5)
+    return ax.figure
 
 
 def _slice(study: optuna.Study, label: str) -> Any:
     from optuna.visualization.matplotlib import plot_slice
 
     axes = plot_slice(study, target_name="validation accuracy %")
-    if hasattr(axes, "flat"):
-        _figure(axes).suptitle(f"{label}: complete trials")
-    else:
-        axes.set_title(f"{label}: complete trials")
-    return _figure(axes)
+    if hasattr(axes, "flat"):  # one plot per tuned setting
+        axes.flat[0].figure.suptitle(f"{label}: complete trials")
+        return axes.flat[0].figure
+    axes.set_title(f"{label}: complete trials")
+    return axes.figure
 
 
 def _importance(study: optuna.Study, label: str) -> Any:
     from optuna.visualization.matplotlib import plot_param_importances
 
-    fig = _figure(plot_param_importances(study))
+    fig = plot_param_importances(study).figure
     fig.suptitle(label)
     return fig
 
@@ -302,6 +279,10 @@ def _figures(rows: Sequence[TunedRow], report_dir: Path) -> dict[str, Path]:
     fig_dir = report_dir / "figures"
     done = [row for row in rows if row.study is not None and row.state is not None and row.state.best is not None]
     figures: dict[str, Path] = {}
+
+    def add(name: str, inputs: Any, build: Callable[[], Any]) -> None:
+        figures[name] = cached_figure(fig_dir / f"{name}.png", inputs, build).relative_to(report_dir)
+
     # Optuna marks its matplotlib backend experimental, and its plots switch pyplot to the ggplot style: both are
     # kept to these figures
     with warnings.catch_warnings(), plt.rc_context():
@@ -309,19 +290,10 @@ def _figures(rows: Sequence[TunedRow], report_dir: Path) -> dict[str, Path]:
         if done:
             studies, labels = [row.study for row in done], [row.label for row in done]
             inputs = [(label, _inputs(study)) for study, label in zip(studies, labels)]
-            path = cached_figure(fig_dir / "tuning_history.png", inputs, lambda: _history(studies, labels))
-            figures["tuning_history"] = path.relative_to(report_dir)
+            add("tuning_history", inputs, lambda: _history(studies, labels))
         for row in done:
             inputs = (row.label, _inputs(row.study))
-            path = cached_figure(
-                fig_dir / f"tuning_slice_{row.key}.png", inputs, lambda r=row: _slice(r.study, r.label)
-            )
-            figures[f"tuning_slice_{row.key}"] = path.relative_to(report_dir)
+            add(f"tuning_slice_{row.key}", inputs, lambda r=row: _slice(r.study, r.label))
             if len(row.settings.space.dimensions) > 1 and row.state.complete > 1:
-                path = cached_figure(
-                    fig_dir / f"tuning_importance_{row.key}.png",
-                    inputs,
-                    lambda r=row: _importance(r.study, r.label),
-                )
-                figures[f"tuning_importance_{row.key}"] = path.relative_to(report_dir)
+                add(f"tuning_importance_{row.key}", inputs, lambda r=row: _importance(r.study, r.label))
     return figures
