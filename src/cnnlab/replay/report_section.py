@@ -188,11 +188,7 @@ def _batch_norm_rows(replay: Replay, keys: Sequence[str], labels: Mapping[str, s
         run = replay.by_key.get(key)
         if run is None or not run["batch_norm"]:
             continue
-        published, train_mode, eval_mode = (
-            run["published_test_accuracy"],
-            run["test_accuracy"],
-            run["test_accuracy_eval_mode"],
-        )
+        published, train_mode, eval_mode = _accuracies(run)
         rows.append(
             [
                 labels[key],
@@ -205,15 +201,16 @@ def _batch_norm_rows(replay: Replay, keys: Sequence[str], labels: Mapping[str, s
     return rows
 
 
+def _accuracies(run: Mapping[str, Any]) -> tuple[float | None, float, float]:
+    """A replayed run's published and replayed test accuracy (training mode), and its eval-mode one."""
+    return run["published_test_accuracy"], run["test_accuracy"], run["test_accuracy_eval_mode"]
+
+
 def _csv_rows(replay: Replay) -> list[dict[str, Any]]:
     """One row per replayed run, with the report runs it stands beside."""
     rows = []
     for name, run in replay.summary["runs"].items():
-        published, train_mode, eval_mode = (
-            run["published_test_accuracy"],
-            run["test_accuracy"],
-            run["test_accuracy_eval_mode"],
-        )
+        published, train_mode, eval_mode = _accuracies(run)
         rows.append(
             {
                 "replay_run": name,
