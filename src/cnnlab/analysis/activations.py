@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from cnnlab.analysis.loading import LoadedRun, predict
-from cnnlab.analysis.results import AnalysisResult, Outputs, analyse
+from cnnlab.analysis.results import Outputs, analysis
 from cnnlab.checks import one_of
 from cnnlab.errors import ConfigError
 from cnnlab.plotting import image_grid
@@ -81,15 +80,4 @@ def outputs(loaded: LoadedRun, chosen: tuple[str, int]) -> Outputs:
     return Outputs({"activations.png": fig}, {"activations.npz": arrays}, results)
 
 
-def activations(
-    run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None
-) -> AnalysisResult:
-    return analyse(
-        "activations",
-        run_dir,
-        options,
-        check=check_activations_settings,
-        compute=outputs,
-        device=device,
-        data_dir=data_dir,
-    )
+activations = analysis("activations", check_activations_settings, outputs)

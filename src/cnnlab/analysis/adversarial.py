@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +18,7 @@ from torch import Tensor
 from cnnlab import checks
 from cnnlab.analysis.ascent import Ascent, AscentSettings, grow_targeted, grow_untargeted, mean_squared_error, noise
 from cnnlab.analysis.loading import LoadedRun, predict
-from cnnlab.analysis.results import AnalysisResult, Outputs, analyse
+from cnnlab.analysis.results import Outputs, analysis
 from cnnlab.checks import finite_number, non_negative_float, one_of, positive_float, positive_int
 from cnnlab.errors import ConfigError
 from cnnlab.plotting import image_grid, value_curves
@@ -208,18 +207,7 @@ def outputs(loaded: LoadedRun, chosen: Chosen) -> Outputs:
     return grow(loaded, chosen.preset, chosen.seed)
 
 
-def adversarial(
-    run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None
-) -> AnalysisResult:
-    return analyse(
-        "adversarial",
-        run_dir,
-        options,
-        check=check_adversarial_settings,
-        compute=outputs,
-        device=device,
-        data_dir=data_dir,
-    )
+adversarial = analysis("adversarial", check_adversarial_settings, outputs)
 
 
 def format_table(summary: Mapping[str, Any]) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,7 @@ from torch import Tensor, nn
 
 from cnnlab.analysis.captum_warnings import input_gradient_warnings_off
 from cnnlab.analysis.loading import LoadedRun
-from cnnlab.analysis.results import AnalysisResult, Outputs, analyse
+from cnnlab.analysis.results import Outputs, analysis
 from cnnlab.checks import names_from, pixel_value, positive_int, seed
 from cnnlab.errors import ConfigError
 from cnnlab.plotting import image_grid
@@ -152,18 +151,7 @@ def outputs(loaded: LoadedRun, s: Attributions) -> Outputs:
     return Outputs({"attributions.png": figure}, {"attributions.npz": arrays}, {"checks": checks})
 
 
-def attributions(
-    run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None
-) -> AnalysisResult:
-    return analyse(
-        "attributions",
-        run_dir,
-        options,
-        check=check_attributions_settings,
-        compute=outputs,
-        device=device,
-        data_dir=data_dir,
-    )
+attributions = analysis("attributions", check_attributions_settings, outputs)
 
 
 def occlusion_attribution(maps: Tensor, clean: Tensor, size: int, stride: int, side: int) -> Tensor:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,7 +10,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from cnnlab.analysis.loading import LoadedRun
-from cnnlab.analysis.results import AnalysisResult, Outputs, analyse
+from cnnlab.analysis.results import Outputs, analysis
 from cnnlab.checks import one_of
 from cnnlab.errors import ConfigError
 from cnnlab.plotting import image_grid
@@ -77,9 +76,4 @@ def outputs(loaded: LoadedRun, chosen: tuple[str, int | str]) -> Outputs:
     return Outputs(figures, {"kernels.npz": arrays}, {"weight_shapes": shapes})
 
 
-def filters(
-    run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None
-) -> AnalysisResult:
-    return analyse(
-        "filters", run_dir, options, check=check_filters_settings, compute=outputs, device=device, data_dir=data_dir
-    )
+filters = analysis("filters", check_filters_settings, outputs)

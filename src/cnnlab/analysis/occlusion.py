@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +20,7 @@ from torch import Tensor, nn
 
 from cnnlab.analysis.loading import LoadedRun
 from cnnlab.analysis.occluders import occluder
-from cnnlab.analysis.results import AnalysisResult, Outputs, analyse
+from cnnlab.analysis.results import Outputs, analysis
 from cnnlab.checks import positive_int
 from cnnlab.errors import ConfigError
 from cnnlab.plotting import image_grid
@@ -165,9 +164,4 @@ def outputs(loaded: LoadedRun, s: Occlusion) -> Outputs:
     return Outputs(figures, {"maps.npz": arrays}, results)
 
 
-def occlusion(
-    run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None
-) -> AnalysisResult:
-    return analyse(
-        "occlusion", run_dir, options, check=check_occlusion_settings, compute=outputs, device=device, data_dir=data_dir
-    )
+occlusion = analysis("occlusion", check_occlusion_settings, outputs)

@@ -120,30 +120,29 @@ def _changes(prefix: str, changes: Mapping[str, Any]) -> list[str]:
     return overrides
 
 
-def analyse(
+def analysis(
     name: str,
-    run_dir: Path,
-    options: Mapping[str, Any],
-    *,
     check: Callable[[dict[str, Any]], tuple[Checked, str]],
     compute: Callable[[LoadedRun, Checked], Outputs],
-    device: str,
-    data_dir: Path | None,
-) -> AnalysisResult:
-    """What every analysis does around its own work: compose its options (`force` is how to run, not a setting),
-    `check` them before anything is read (giving the checked values and the name of their folder under
-    `<run>/analysis/<name>/`), then serve the cached result or `compute` it from the loaded run."""
-    settings, force = options_of(name, options)
-    checked, setting = check(settings)
-    checkpoint = checkpoint_path(run_dir)
-    return run_cached(
-        name,
-        checkpoint,
-        analysis_dir(checkpoint, name, setting),
-        settings,
-        force,
-        lambda: compute(load_run(checkpoint, device, data_dir), checked),
-    )
+) -> Callable[..., AnalysisResult]:
+    """Analysis `name` as `fn(run_dir, options, device="auto", data_dir=None)`: it composes its options (`force` is how
+    to run, not a setting), `check`s them before anything is read (giving the checked values and the name of their
+    folder), then serves the cached result or `compute`s it from the loaded run. Outputs go to
+    `<run dir>/analysis/<name>/<setting>/`, so several settings of one analysis sit side by side."""
+
+    def run(
+        run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None
+    ) -> AnalysisResult:
+        settings, force = options_of(name, options)
+        checked, setting = check(settings)
+        checkpoint = checkpoint_path(run_dir)
+        out_dir = checkpoint.parent / "analysis" / name / setting
+        return run_cached(
+            name, checkpoint, out_dir, settings, force, lambda: compute(load_run(checkpoint, device, data_dir), checked)
+        )
+
+    run.__name__ = run.__qualname__ = name
+    return run
 
 
 def cached(name: str, out_dir: Path, digest: str, settings: Mapping[str, Any]) -> AnalysisResult | None:
@@ -203,11 +202,6 @@ def run_cached(
             write_arrays(out_dir / file, arrays)
         write_json(out_dir / SUMMARY, summary)
     return AnalysisResult(name, out_dir, figures, summary)
-
-
-def analysis_dir(checkpoint: Path, name: str, setting: str) -> Path:
-    """`<run dir>/analysis/<name>/<setting>/`: several settings of one analysis sit side by side."""
-    return checkpoint.parent / "analysis" / name / setting
 
 
 def write_arrays(path: Path, arrays: Mapping[str, Any]) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,7 @@ from torch import Tensor, nn
 
 from cnnlab.analysis.captum_warnings import input_gradient_warnings_off
 from cnnlab.analysis.loading import LoadedRun
-from cnnlab.analysis.results import AnalysisResult, Outputs, analyse
+from cnnlab.analysis.results import Outputs, analysis
 from cnnlab.checks import boolean, names_from, positive_int, seed
 from cnnlab.errors import ConfigError
 
@@ -150,15 +149,4 @@ def outputs(loaded: LoadedRun, s: Robustness) -> Outputs:
     return Outputs({"robustness.png": curve_figure(s.epsilons, accuracy, title)}, {"robustness.npz": arrays}, results)
 
 
-def robustness(
-    run_dir: Path, options: Mapping[str, Any], device: str = "auto", data_dir: Path | None = None
-) -> AnalysisResult:
-    return analyse(
-        "robustness",
-        run_dir,
-        options,
-        check=check_robustness_settings,
-        compute=outputs,
-        device=device,
-        data_dir=data_dir,
-    )
+robustness = analysis("robustness", check_robustness_settings, outputs)
