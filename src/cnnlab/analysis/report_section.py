@@ -103,11 +103,7 @@ def parse_entries(entries: Sequence[Any], runs: Mapping[str, Any]) -> list[Analy
 def run_analyses(entries: Sequence[AnalysisEntry], context: ReportContext) -> list[AnalysisOutcome]:
     """Run every entry on its run's shown seed and copy its figures under `figures/analyses/` of the report."""
     outcomes = []
-    device, data_dir, report_dir = (
-        context.settings.analysis_device,
-        Path(context.settings.paths.data_dir),
-        context.report_dir,
-    )
+    device, data_dir = context.settings.analysis_device, Path(context.settings.paths.data_dir)
     for entry in entries:
         run = context.shown.get(entry.run)
         if run is None:
@@ -116,22 +112,14 @@ def run_analyses(entries: Sequence[AnalysisEntry], context: ReportContext) -> li
             continue
         try:
             result = ANALYSES[entry.analysis](run.run_dir, entry.options, device, data_dir)
-            dest = (
-                report_dir
-                / FIGURE_DIR
-                / f"{entry.run}-seed{run.seed}"
-                / result.out_dir.relative_to(run.run_dir / "analysis")
-            )
-            figures = tuple(copy_if_changed(f, dest / f.name).relative_to(report_dir) for f in result.figures)
+            setting = result.out_dir.relative_to(run.run_dir / "analysis")
+            dest = context.report_dir / FIGURE_DIR / f"{entry.run}-seed{run.seed}" / setting
+            figures = tuple(copy_if_changed(f, dest / f.name).relative_to(context.report_dir) for f in result.figures)
         except Exception as err:  # noqa: BLE001 (one entry's failure is reported, the rest of the report still written)
             outcomes.append(AnalysisOutcome(entry, AnalysisStatus.FAILED, run, message=one_line(err)))
             continue
         outcomes.append(AnalysisOutcome(entry, AnalysisStatus.DONE, run, result, figures))
     return outcomes
-
-
-def _percent(value: float) -> str:
-    return f"{value:.1%}"
 
 
 def title(entry: AnalysisEntry) -> str:
@@ -156,7 +144,7 @@ def _activations(summary: Mapping[str, Any]) -> list[str]:
     shape = "x".join(map(str, summary["map_shape"]))
     return [
         f"Test image {summary['image']} (actual {summary['label']}) is predicted {summary['predicted']} "
-        f"({_percent(summary['confidence'])}); {summary['layer']} output {shape}, before batch norm and ReLU.",
+        f"({summary['confidence']:.1%}); {summary['layer']} output {shape}, before batch norm and ReLU.",
         "",
     ]
 
@@ -189,7 +177,7 @@ def _occlusion(summary: Mapping[str, Any]) -> list[str]:
 
 def _untargeted(summary: Mapping[str, Any]) -> list[str]:
     rows = [
-        [r["target"], r["predicted"], _percent(r["confidence"]), f"{r['final_logit']:.2f}"] for r in summary["table"]
+        [r["target"], r["predicted"], f"{r['confidence']:.1%}", f"{r['final_logit']:.2f}"] for r in summary["table"]
     ]
     hits = sum(r["predicted"] == r["target"] for r in summary["table"])
     return [
@@ -214,7 +202,7 @@ def _targeted(summary: Mapping[str, Any]) -> list[str]:
 
     rows = [[s, *(show(s, t) for t in classes)] for s in classes]
     return [
-        f"Success rate {_percent(summary['success_rate'])} ({round(summary['success_rate'] * len(table))} of "
+        f"Success rate {summary['success_rate']:.1%} ({round(summary['success_rate'] * len(table))} of "
         f"{len(table)} pairs classified as their target); mean MSE to the source image "
         f"{summary['mean_mse_to_source']:.4f} (pixels in [0, 1]). Prediction (confidence) per pair, misses in bold:",
         "",
