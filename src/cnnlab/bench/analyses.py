@@ -55,9 +55,8 @@ def analysis_models(ctx: BenchContext) -> tuple[nn.Module, nn.Module]:
     model.train()
     with torch.no_grad():
         model(first_images(ctx, BN_IMAGES).x)
-    model = model.to(
-        ctx.device, memory_format=torch.channels_last
-    ).eval()  # as cnnlab.analysis.loading.load_run runs it
+    # as cnnlab.analysis.loading.load_run runs it
+    model = model.to(ctx.device, memory_format=torch.channels_last).eval()
     return model, analysis_copy(model)
 
 
@@ -73,14 +72,10 @@ def preset(mode: str, steps: int) -> Preset:
     return replace(p, ascent=replace(p.ascent, steps=steps))
 
 
-def max_abs_deviation(reference: Tensor, other: Tensor) -> float:
-    """On the CPU: the report's occlusion loop fills a CPU tensor whatever the model's device."""
-    return float((reference.cpu() - other.cpu()).abs().max())
-
-
 def agreement(reference: list[Tensor], other: list[Tensor], atol: float) -> dict[str, Any]:
-    """Every call's output (warm-up included) against the baseline's, within `atol`."""
-    deviation = max(max_abs_deviation(a, b) for a, b in zip(reference, other, strict=True))
+    """Every call's output (warm-up included) against the baseline's, within `atol`; compared on the CPU, since the
+    report's occlusion loop fills a CPU tensor whatever the model's device."""
+    deviation = max(float((a.cpu() - b.cpu()).abs().max()) for a, b in zip(reference, other, strict=True))
     return {"same": deviation <= atol, "max_abs_dev": deviation, "atol": atol}
 
 

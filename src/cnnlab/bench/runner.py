@@ -19,19 +19,8 @@ from cnnlab.device import resolve_device
 from cnnlab.models import MODELS
 from cnnlab.training.optimizers import check_optimizer
 
-# the context's repeat and size settings, from conf/bench.yaml
-SETTINGS = (
-    "repeats",
-    "warmup",
-    "train_batches",
-    "sweep_batches",
-    "memory_subset",
-    "untargeted_steps",
-    "targeted_steps",
-    "tracking_epochs",
-)
-POSITIVE = ("repeats", "train_batches", "sweep_batches", "untargeted_steps", "targeted_steps", "tracking_epochs")
-# quick=true: every comparison on a few batches, one timed round
+# quick=true: every comparison on a few batches, one timed round; its keys are the context's repeat and size settings
+# that come from conf/bench.yaml
 QUICK = {
     "repeats": 1,
     "warmup": 1,
@@ -42,6 +31,7 @@ QUICK = {
     "targeted_steps": 2,
     "tracking_epochs": 1,
 }
+POSITIVE = ("repeats", "train_batches", "sweep_batches", "untargeted_steps", "targeted_steps", "tracking_epochs")
 
 
 def report_jobs() -> list[BenchJob]:
@@ -66,7 +56,7 @@ def run_bench(cfg: DictConfig, scratch: Path) -> dict:
     boolean("model.batch_norm", cfg.model.batch_norm)
     one_of("model.name", cfg.model.name, MODELS)
     check_optimizer(cfg.optimizer)
-    settings = {key: plain[key] for key in SETTINGS}
+    settings = {key: plain[key] for key in QUICK}
     if cfg.quick:
         settings.update(QUICK)
     for key in POSITIVE:

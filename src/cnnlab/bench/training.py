@@ -102,11 +102,6 @@ def cnnlab_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch_size: 
     return make_step(model, optimizer, batch_size=batch_size, **options)
 
 
-def cnnlab_pass(model: nn.Module, batches: Batches, step: TrainStep) -> float:
-    """One pass of cnnlab's training loop (preloaded tensors, one sync)."""
-    return train_epoch(model, batches, step).item()
-
-
 def first_images(ctx: BenchContext, n_images: int) -> Split:
     """The same images as `report_loader`, converted once as ToTensor would."""
     return to_float(read_raw(get_spec(ctx.data_name), ctx.data_root, train=True).take(slice(0, n_images)))
@@ -117,12 +112,8 @@ def seeded_model(model_cfg: Mapping[str, Any], seed: int) -> nn.Module:
     return build_model(model_cfg)
 
 
-def max_relative_deviation(reference: Sequence[float], other: Sequence[float]) -> float:
-    return max(abs(a - b) / max(abs(a), 1e-12) for a, b in zip(reference, other, strict=True))
-
-
 def losses_agree(reference: Sequence[float], other: Sequence[float], rtol: float) -> dict[str, Any]:
-    deviation = max_relative_deviation(reference, other)
+    deviation = max(abs(a - b) / max(abs(a), 1e-12) for a, b in zip(reference, other, strict=True))
     return {"same": deviation <= rtol, "max_rel_dev": deviation, "rtol": rtol}
 
 
@@ -142,7 +133,7 @@ def training_throughput(ctx: BenchContext) -> list[Comparison]:
         model = copy.deepcopy(base_model).to(memory_format=CHANNELS_LAST)
         step = cnnlab_step(model, build_optimizer(ctx.optimizer, model.parameters()), ctx.batch_size, precision)
         batches = Batches(split, ctx.batch_size, shuffle=True, generator=torch.Generator().manual_seed(ctx.seed))
-        sides[precision] = lambda m=model, b=batches, s=step: cnnlab_pass(m, b, s)
+        sides[precision] = lambda m=model, b=batches, s=step: train_epoch(m, b, s).item()
     timed = interleaved(sides, ctx.repeats, ctx.warmup, sync=ctx.synchronize)
     rate = {name: n_images / t.median for name, t in timed.items()}
     reference = timed["report"].outputs
@@ -186,7 +177,7 @@ def cnnlab_job_pass(job: BenchJob, split: Split, batch_size: int, seed: int, thr
     model = seeded_model(job.model, seed).to(memory_format=CHANNELS_LAST)
     batches = Batches(split, batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
     step = cnnlab_step(model, build_optimizer(job.optimizer, model.parameters()), batch_size, "fp32")
-    return cnnlab_pass(model, batches, step)
+    return train_epoch(model, batches, step).item()
 
 
 @register("sweep", cpu_only=True)
