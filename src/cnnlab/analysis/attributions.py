@@ -73,10 +73,8 @@ def attribute(model: nn.Module, method: str, x: Tensor, y: Tensor, s: Attributio
             return Saliency(model).attribute(x, target=y, abs=False)
         if method == "integrated_gradients":
             return IntegratedGradients(model).attribute(x, baselines=s.fill, target=y, n_steps=s.ig_steps)
-    window, stride = (
-        (x.shape[1], s.occlusion_size, s.occlusion_size),
-        (x.shape[1], s.occlusion_stride, s.occlusion_stride),
-    )
+    window = (x.shape[1], s.occlusion_size, s.occlusion_size)
+    stride = (x.shape[1], s.occlusion_stride, s.occlusion_stride)
     return Occlusion(model).attribute(x, window, strides=stride, baselines=s.fill, target=y, perturbations_per_eval=256)
 
 
@@ -125,15 +123,12 @@ def method_results(model: nn.Module, x: Tensor, y: Tensor, s: Attributions) -> t
 
 
 def maps_figure(x: Tensor, maps: Mapping[str, Tensor], titles: Sequence[str]) -> Figure:
+    """A row per image: the image, then each method's map summed over channels."""
     panels, names, cmaps = [], [], []
     for i in range(len(x)):
-        panels.append(x[i, 0].cpu().numpy())
-        names.append(titles[i])
-        cmaps.append("gray")
-        for method, values in maps.items():
-            panels.append(values[i].sum(0).cpu().numpy())
-            names.append(method.replace("_", " "))
-            cmaps.append("RdBu_r")
+        panels += [x[i, 0].cpu().numpy(), *(values[i].sum(0).cpu().numpy() for values in maps.values())]
+        names += [titles[i], *(method.replace("_", " ") for method in maps)]
+        cmaps += ["gray", *["RdBu_r"] * len(maps)]
     return image_grid(
         panels, names, ncols=1 + len(maps), cmap=cmaps, cell=2.2, suptitle="attributions to the true class"
     )

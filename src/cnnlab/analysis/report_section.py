@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shlex
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -65,12 +65,6 @@ class AnalysisOutcome:
     result: AnalysisResult | None = None
     figures: tuple[Path, ...] = ()
     message: str = ""
-
-
-def tally(outcomes: Iterable[AnalysisOutcome]) -> tuple[int, int, int]:
-    """How many entries are done, skipped and failed."""
-    counts = Counter(o.status for o in outcomes)
-    return counts[AnalysisStatus.DONE], counts[AnalysisStatus.SKIPPED], counts[AnalysisStatus.FAILED]
 
 
 def parse_entries(entries: Sequence[Any], runs: Mapping[str, Any]) -> list[AnalysisEntry]:
@@ -242,7 +236,8 @@ def analyses(context: ReportContext) -> Section | None:
     if not entries:
         return None
     outcomes = run_analyses(entries, context)
-    done, skipped, failed = tally(outcomes)
+    counts = Counter(o.status for o in outcomes)
+    done, skipped, failed = counts[AnalysisStatus.DONE], counts[AnalysisStatus.SKIPPED], counts[AnalysisStatus.FAILED]
     lines = [
         f"{done} of {len(outcomes)} analyses shown, {skipped} skipped (run missing), "
         f"{failed} failed. Each uses the seed shown above for its run; its files and `summary.json` are in "

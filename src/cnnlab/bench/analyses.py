@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from cnnlab.analysis.adversarial import Preset, check_preset, first_of_each_class
 from cnnlab.analysis.ascent import grow_targeted, grow_untargeted
 from cnnlab.analysis.attributions import occlusion_attribution
-from cnnlab.analysis.occlusion import occlusion_maps
+from cnnlab.analysis.occlusion import map_side, occlusion_maps
 from cnnlab.analysis.reference import grow_targeted_reference, grow_untargeted_reference, occlusion_maps_reference
 from cnnlab.analysis.results import merge_options
 from cnnlab.bench.registry import BenchContext, register
@@ -116,7 +116,7 @@ def occlusion_speed(ctx: BenchContext) -> list[Comparison]:
         "report": lambda: occlusion_maps_reference(model, image[0], int(label[0]), **patch),
         "cnnlab": lambda: occlusion_maps(folded, image, label, **patch, batch_size=batch_size)[0],
     }
-    positions = ((image.shape[-1] - OCCLUSION_SIZE) // stride + 1) ** 2
+    positions = map_side(image.shape[-1], OCCLUSION_SIZE, stride) ** 2
     details = {**patch, "positions": positions, "batch_size": batch_size}
     return [compare("occlusion, 1 image, 5x5", f"one map of {positions} positions", ctx, sides, HEATMAP_ATOL, details)]
 
@@ -161,11 +161,8 @@ def targeted_speed(ctx: BenchContext) -> list[Comparison]:
         "cnnlab": lambda: grow_targeted(folded, init, targets, sources=sources, beta=p.beta, settings=p.ascent).images,
     }
     details = {"images": len(pairs), "steps": steps, "preset": asdict(p)}
-    return [
-        compare(
-            f"targeted, {len(pairs)} pairs x {steps} steps", f"{len(pairs)} images", ctx, sides, IMAGE_ATOL, details
-        )
-    ]
+    name = f"targeted, {len(pairs)} pairs x {steps} steps"
+    return [compare(name, f"{len(pairs)} images", ctx, sides, IMAGE_ATOL, details)]
 
 
 @register("captum_occlusion")
@@ -197,7 +194,7 @@ def captum_occlusion_speed(ctx: BenchContext) -> list[Comparison]:
             perturbations_per_eval=batch_size,
         )
 
-    positions = ((side - OCCLUSION_SIZE) // stride + 1) ** 2
+    positions = map_side(side, OCCLUSION_SIZE, stride) ** 2
     details = {"size": OCCLUSION_SIZE, "stride": stride, "fill": fill, "images": CAPTUM_IMAGES, "positions": positions}
     work = f"{CAPTUM_IMAGES} images x {positions} positions"
     comparison = compare(
