@@ -11,10 +11,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import (
-    MaxNLocator,  # noqa: E402
-    ScalarFormatter,  # noqa: E402
-)
+from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
 
 
 def image_grid(
