@@ -1,6 +1,7 @@
 """End-to-end training on a real-MNIST subset, composed with Hydra's compose API into tmp_path."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -84,10 +85,12 @@ def test_finished_run_is_reused_unless_overwrite(make_cfg):
     first = train(make_cfg(*TINY))
     again = train(make_cfg(*TINY))
     assert again.reused and again.metrics == first.metrics
-    written = (first.run_dir / "metrics.json").stat().st_ino
-    redo = train(make_cfg(*TINY, "overwrite=true"))
-    # metrics.json is replaced by an atomic rename: a retrained run leaves another file in its place
-    assert not redo.reused and (redo.run_dir / "metrics.json").stat().st_ino != written
+    # metrics.json is replaced by an atomic rename: a retrained run leaves another file in its place. The old file is
+    # kept open, so that its inode number cannot be given to one of the new files the run writes.
+    with (first.run_dir / "metrics.json").open() as written:
+        redo = train(make_cfg(*TINY, "overwrite=true"))
+        assert not redo.reused and (redo.run_dir / "metrics.json").stat().st_ino != os.fstat(written.fileno()).st_ino
+        assert json.load(written) == first.metrics  # the old file itself was never written to
 
 
 def test_different_configs_never_share_a_directory(make_cfg):
