@@ -142,6 +142,7 @@ def analysis(
         )
 
     run.__name__ = run.__qualname__ = name
+    run.__module__ = compute.__module__  # where it is defined for help() and pickle: the analysis's own module
     run.__doc__ = f"The {name} analysis of `run_dir` (a run directory or a checkpoint) with `options`; see `analysis`."
     return run
 
