@@ -62,19 +62,16 @@ def subsets(data: Mapping[str, Any]) -> str:
     )
 
 
+# the settings that tell configurations apart at a glance: metrics.json's `summary`, the report's results.csv
+SUMMARY_SETTINGS = ("data", "optimizer", "lr", "batch_norm", "epochs", "batch_size", "subset", "test_subset")
+
+
 def settings_of(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings that tell configurations apart at a glance (metrics.json's `summary`, the report's results.csv)."""
-    data, opt = cfg["data"], cfg["optimizer"]
-    return {
-        "data": data["name"],
-        "optimizer": opt["name"],
-        "lr": opt["lr"],
-        "batch_norm": bool(cfg["model"]["batch_norm"]),
-        "epochs": cfg["trainer"]["epochs"],
-        "batch_size": data["batch_size"],
-        "subset": data["subset"],
-        "test_subset": data.get("test_subset"),
-    }
+    """`SUMMARY_SETTINGS`'s values in a resolved config."""
+    data, opt, trainer = cfg["data"], cfg["optimizer"], cfg["trainer"]
+    values = (data["name"], opt["name"], opt["lr"], bool(cfg["model"]["batch_norm"]), trainer["epochs"])
+    values += (data["batch_size"], data["subset"], data.get("test_subset"))
+    return dict(zip(SUMMARY_SETTINGS, values, strict=True))
 
 
 def run_dir_for(cfg: Mapping[str, Any]) -> Path:

@@ -23,15 +23,13 @@ from cnnlab.reporting.results import ConfigResult
 from cnnlab.reporting.sections import ReportContext, Section
 from cnnlab.reporting.stats import interval, spread
 from cnnlab.runs.checkpoint import load_checkpoint, load_weights
-from cnnlab.runs.layout import CHECKPOINT, identity, settings_of
+from cnnlab.runs.layout import CHECKPOINT, SUMMARY_SETTINGS, identity, settings_of
 from cnnlab.runs.status import UNFINISHED
 from cnnlab.training.artifacts import draws_figures
 from cnnlab.training.runner import check_train_settings
 
 log = logging.getLogger(__name__)
 BEST_MODEL = "best_model.pt"
-# results.csv's columns naming a configuration, blank for one whose runs recorded no config
-SETTINGS = ("data", "optimizer", "lr", "batch_norm", "epochs", "batch_size", "subset", "test_subset")
 
 
 def check_tables(settings: DictConfig) -> None:
@@ -206,7 +204,7 @@ def _csv_rows(context: ReportContext) -> list[dict[str, Any]]:
                 "config": name,
                 "report_run": key_of.get(name, ""),
                 "label": context.labels[key_of[name]] if name in key_of else "",
-                **(settings_of(r.config) if r.config else dict.fromkeys(SETTINGS, "")),
+                **(settings_of(r.config) if r.config else dict.fromkeys(SUMMARY_SETTINGS, "")),
                 "n_finished": len(r.finished),
                 "seeds": " ".join(str(run.seed) for run in r.finished),
                 "test_accuracy_mean": _round(acc and acc.mean),
