@@ -1,6 +1,6 @@
-"""The command line as a user runs it: sweeps with -m and one-line errors, each in a subprocess."""
+"""The command line as a user runs it: the jobs its experiments sweep, and console scripts in a subprocess (sweeps
+with -m run in test_resume.py and test_comparison.py)."""
 
-import json
 import subprocess
 import sys
 
@@ -8,17 +8,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from cnnlab.config import CONF_DIR
-from tests.helpers import TINY, run_command
-
-
-@pytest.mark.slow
-def test_sweep_over_two_optimizers_writes_two_runs(tmp_path):
-    proc = run_command("train", "-m", "optimizer=sgd,adam", *TINY, f"paths.output_dir={tmp_path}")
-    assert proc.returncode == 0, proc.stderr
-    metrics = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("runs/mnist/*/*/seed42/metrics.json"))]
-    assert [m["summary"]["optimizer"] for m in metrics] == ["adam", "sgd"]
-    assert all(m["status"] == "finished" for m in metrics)
-    assert len(list(tmp_path.glob("logs/train/multiruns/*/*/.hydra/config.yaml"))) == 2
+from tests.helpers import run_command
 
 
 def test_report_experiment_sweeps_the_six_report_runs_batch_norm_first():

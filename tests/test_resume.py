@@ -158,6 +158,7 @@ def test_rerun_sweep_skips_finished_runs_and_resumes_unfinished_ones(crashed, tm
     assert "is already finished" in log and "resuming" in log
     assert finished.read_text() == before  # untouched, not retrained
     assert_same_result(the_run_dir(out), the_run_dir(ref))
+    assert len(list(out.glob("logs/train/multiruns/*/*/.hydra/config.yaml"))) == 2  # Hydra's record of each job
 
 
 def test_a_second_process_on_the_same_run_is_refused(make_cfg):
