@@ -45,10 +45,13 @@ def test_submitit_local_sweep_writes_the_same_layout(tmp_path, make_cfg):
 
 @pytest.mark.slow
 def test_bad_setting_in_a_joblib_worker_is_one_line_and_exit_2(tmp_path):
-    proc = sweep(tmp_path, "joblib", "hydra.launcher.n_jobs=2", "trainer.epochs=0")
+    """Missing data is found in the job, after Hydra has started the workers (a bad value would be refused before)."""
+    nodata = tmp_path / "nodata"
+    proc = sweep(tmp_path, "joblib", "hydra.launcher.n_jobs=2", f"paths.data_dir={nodata}", "data.download=false")
     assert proc.returncode == 2
+    assert "Joblib.Parallel(n_jobs=2" in proc.stderr + proc.stdout  # the sweep reached the workers
     errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
-    assert errors == ["cnnlab-train: error: trainer.epochs=0 must be a positive integer"]
+    assert len(errors) == 1 and errors[0].startswith("cnnlab-train: error: data.download=false: mnist files missing")
     assert "Traceback" not in proc.stderr
     assert not list(tmp_path.glob("outputs/runs/**/metrics.json"))
 
