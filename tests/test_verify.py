@@ -12,7 +12,7 @@ import pytest
 from cnnlab.errors import ConfigError
 from cnnlab.runs.verify import Verdict, verify_run
 from cnnlab.training.runner import train
-from tests.helpers import TINY, compose_config, run_command, write_fake_dataset
+from tests.helpers import TINY, compose_config, invoke, run_command, write_fake_dataset
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +82,5 @@ def test_data_that_no_longer_matches_is_refused(finished, tmp_path):
 
 @pytest.mark.slow
 def test_a_folder_that_is_no_run_is_exit_2(tmp_path):
-    result = run_command("verify", str(tmp_path))
-    assert (result.returncode, result.stderr.strip()) == (
-        2,
-        f"cnnlab-verify: error: {tmp_path} is not a run directory (no metrics.json)",
-    )
+    status, stderr = invoke("verify", str(tmp_path))
+    assert (status, stderr) == (2, f"cnnlab-verify: error: {tmp_path} is not a run directory (no metrics.json)\n")
