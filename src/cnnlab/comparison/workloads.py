@@ -188,6 +188,3 @@ def train_commands(cells: Sequence[Cell], settings: ComparisonSettings, where: S
 
 def tune_command(settings: ComparisonSettings, where: Sequence[str] = ()) -> str:
     return shlex.join(("cnnlab-tune", EXPERIMENT, *settings.train_overrides, *settings.tune_overrides, *where))
-
-
-__all__ = ["Cell", "ComparisonSettings", "comparison_settings", "find_cells", "train_commands", "tune_command"]
