@@ -3,8 +3,10 @@ accuracy against the number of tuning trials, one panel per workload on shared a
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from typing import Any
 
+import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -12,13 +14,23 @@ from cnnlab.comparison.stats import ExpectedMax, Profile
 from cnnlab.plotting import plt
 
 
+def _grid(panels: int, width: float, ylabel: str, **subplots: Any) -> tuple[Figure, np.ndarray]:
+    """Two panels a row, the unused ones hidden, the y label on each row's first."""
+    cols = min(panels, 2)
+    rows = -(-panels // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, 3.6 * rows), squeeze=False, **subplots)
+    for ax in axes.flat[panels:]:
+        ax.set_visible(False)
+    for row in axes:
+        row[0].set_ylabel(ylabel)
+    return fig, axes
+
+
 def profile_figure(panels: Mapping[str, Profile]) -> Figure:
     """One panel per profile (e.g. "untuned, target 1"; untuned and tuned side by side): for each optimizer the
     fraction of workloads on which its time to target is within τ of the best optimizer's, a step function of τ on a
     log axis."""
-    cols = min(len(panels), 2)
-    rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.4 * cols, 3.6 * rows), squeeze=False, sharey=True)
+    fig, axes = _grid(len(panels), 5.4, "fraction of workloads", sharey=True)
     for ax, (title, profile) in zip(axes.flat, panels.items()):
         for optimizer in profile.optimizers:
             ax.step(profile.taus, profile.rho[optimizer], where="post", label=optimizer, linewidth=1.8)
@@ -29,22 +41,15 @@ def profile_figure(panels: Mapping[str, Profile]) -> Figure:
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3, which="both")
         ax.legend(loc="lower right", fontsize=8)
-    for ax in axes.flat[len(panels) :]:
-        ax.set_visible(False)
-    for row in axes:
-        row[0].set_ylabel("fraction of workloads")
     fig.tight_layout()
     return fig
 
 
 def budget_figure(curves: Mapping[str, Mapping[str, ExpectedMax]], level: str) -> Figure:
     """`curves[workload][optimizer]`: the expected best validation accuracy after k trials with its bootstrap band."""
-    workloads: Sequence[str] = list(curves)
-    cols = min(len(workloads), 2)
-    rows = -(-len(workloads) // cols)
     # each panel its own accuracy axis: MNIST's ~99% and Fashion-MNIST's ~90% would flatten each other's curves
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False)
-    for ax, workload in zip(axes.flat, workloads):
+    fig, axes = _grid(len(curves), 5.2, f"expected best val. accuracy % ({level} band)")
+    for ax, workload in zip(axes.flat, curves):
         for optimizer, curve in curves[workload].items():
             (line,) = ax.plot(curve.k, curve.mean, marker="o", markersize=3, label=optimizer)
             ax.fill_between(curve.k, curve.low, curve.high, color=line.get_color(), alpha=0.15, linewidth=0)
@@ -53,9 +58,5 @@ def budget_figure(curves: Mapping[str, Mapping[str, ExpectedMax]], level: str) -
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
-    for ax in axes.flat[len(workloads) :]:
-        ax.set_visible(False)
-    for row in axes:
-        row[0].set_ylabel(f"expected best val. accuracy % ({level} band)")
     fig.tight_layout()
     return fig

@@ -18,6 +18,7 @@ from cnnlab.comparison.figures import budget_figure, profile_figure
 from cnnlab.comparison.points import first_reach, validation_points
 from cnnlab.comparison.stats import (
     ExpectedMax,
+    PairResult,
     Profile,
     default_taus,
     expected_max_curve,
@@ -435,7 +436,7 @@ def _paired(cells: Sequence[Cell], settings: ComparisonSettings, context: Report
     parts.summary.append(f"optimizer comparison: {significant} of {len(rows)} paired differences significant")
 
 
-def _pair_row(workload: str, pair: Any) -> dict[str, Any]:
+def _pair_row(workload: str, pair: PairResult) -> dict[str, Any]:
     """The CSV's row: full precision, for anyone who computes on from it."""
     return {
         "workload": workload,

@@ -1,12 +1,6 @@
-"""Statistics for comparing optimizers over seeds, workloads and tuning trials, as the literature reports them.
-
-- `median_interval`: the median time to target over seeds with a distribution-free interval, so that a seed that
-  never reaches the target (`math.inf`) counts as a slow seed instead of vanishing from the summary.
-- `performance_profile`: Dolan and Moré (2002) profiles over workloads, the AlgoPerf benchmark's headline plot.
-- `expected_max_curve` / `ranking_changes`: Dodge et al. (2019), "Show Your Work": the best accuracy one can expect
-  from k tuning trials, so that an optimizer is not declared better only because it was given more trials.
-- `paired_tests` / `holm`: per-seed paired differences between optimizers with Holm-Bonferroni adjusted p-values,
-  since every pair tested is one more chance of a false "significant".
+"""Statistics for comparing optimizers over seeds, workloads and tuning trials, as the literature reports them: the
+median time to target with a distribution-free interval, Dolan and Moré performance profiles, Dodge et al.'s expected
+best result against the tuning budget, and paired tests with Holm-Bonferroni adjusted p-values.
 
 Every function is pure: plain numbers in, frozen dataclasses out, nothing read or written.
 """
@@ -14,6 +8,7 @@ Every function is pure: plain numbers in, frozen dataclasses out, nothing read o
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import combinations
@@ -51,14 +46,6 @@ def _order_coverage(n: int, j: np.ndarray) -> np.ndarray:
     return scipy_stats.binom.cdf(n - j, n, 0.5) - scipy_stats.binom.cdf(j - 1, n, 0.5)
 
 
-def _median_of_sorted(x: list[float]) -> float:
-    """Middle value, or the mean of the two middle ones; inf as soon as a middle value is inf (a seed that never
-    reached the target), which is the case when half or more of the seeds never reached it."""
-    n = len(x)
-    middle = n // 2
-    return x[middle] if n % 2 else (x[middle - 1] + x[middle]) / 2
-
-
 def median_interval(values: Sequence[float], confidence: float = 0.95) -> MedianInterval:
     """Median of the times to target over seeds and its distribution-free confidence interval.
 
@@ -82,7 +69,7 @@ def median_interval(values: Sequence[float], confidence: float = 0.95) -> Median
     coverage = max(0.0, float(_order_coverage(n, np.array([rank]))[0]))
     return MedianInterval(
         n=n,
-        median=_median_of_sorted(x),
+        median=statistics.median(x),
         low=x[rank - 1],
         high=x[n - rank],
         reached=sum(math.isfinite(v) for v in x),
@@ -317,27 +304,24 @@ def _accuracies(name: str, per_seed: Mapping[int, float]) -> dict[int, float]:
     return kept
 
 
-def _paired_t(d: np.ndarray, x: np.ndarray, y: np.ndarray, confidence: float) -> tuple[float, float, float, float]:
-    """(t, p, low, high) of the mean difference. Differences that are all the same have no spread to test
-    against: when they are 0, t = 0 and p = 1; otherwise the pair is untestable, t = p = NaN (two seeds that happen
-    to differ by the same 0.01 points are no evidence), and the interval is the single point (mean, mean)."""
-    mean = float(d.mean())
-    if np.ptp(d) == 0:
-        return (math.nan, math.nan, mean, mean) if mean != 0 else (0.0, 1.0, mean, mean)
-    result = scipy_stats.ttest_rel(x, y)
-    half = float(scipy_stats.t.ppf((1 + confidence) / 2, d.size - 1)) * float(d.std(ddof=1)) / math.sqrt(d.size)
-    return float(result.statistic), float(result.pvalue), mean - half, mean + half
-
-
 def _pair(
     a: str, b: str, acc_a: dict[int, float], acc_b: dict[int, float], seeds: list[int], confidence: float
 ) -> PairResult:
-    """The pair's test on the shared `seeds`; p_holm and significant wait for the other pairs' p-values."""
+    """The pair's test on the shared `seeds`, differences that are all the same handled as `paired_tests` says (two
+    seeds that happen to differ by the same 0.01 points are no evidence); p_holm and significant wait for the other
+    pairs' p-values."""
     x = np.array([acc_a[s] for s in seeds])
     y = np.array([acc_b[s] for s in seeds])
     d = x - y
-    t, p, low, high = _paired_t(d, x, y, confidence)
     mean = float(d.mean())
+    if np.ptp(d) == 0:
+        t, p = (0.0, 1.0) if mean == 0 else (math.nan, math.nan)
+        low = high = mean
+    else:
+        result = scipy_stats.ttest_rel(x, y)
+        t, p = float(result.statistic), float(result.pvalue)
+        half = float(scipy_stats.t.ppf((1 + confidence) / 2, d.size - 1)) * float(d.std(ddof=1)) / math.sqrt(d.size)
+        low, high = mean - half, mean + half
     return PairResult(a, b, len(seeds), seeds, mean, low, high, t, p, p_holm=math.nan, significant=False)
 
 

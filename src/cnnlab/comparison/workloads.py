@@ -22,9 +22,9 @@ from optuna.trial import TrialState
 from cnnlab.checks import names_from, percentage, seed
 from cnnlab.config import compose_config, to_plain
 from cnnlab.errors import ConfigError
-from cnnlab.reporting.collect import Run, unusable
+from cnnlab.reporting.collect import Run, read_run
 from cnnlab.runs.layout import run_dir_for
-from cnnlab.runs.status import RunStatus, read_metrics, status_of
+from cnnlab.runs.status import RunStatus
 from cnnlab.training.optimizers import OPTIMIZERS
 from cnnlab.tuning.runner import seed_config
 from cnnlab.tuning.settings import tune_settings
@@ -128,16 +128,12 @@ def _compose(name: str, args: Sequence[str], setting: str) -> DictConfig:
 
 
 def _runs(runs_dir: Path, plain: Mapping[str, Any], seeds: Sequence[int]) -> dict[int, Run]:
-    """The runs of `plain`'s configuration on `seeds` found under `runs_dir`; one recorded as finished but unusable
-    (a key, number or checkpoint missing) counts as failed, as the report's tables count it."""
+    """The runs of `plain`'s configuration on `seeds` found under `runs_dir`, read as the report's tables read them."""
     found = {}
     for s in seeds:
-        run_dir = run_dir_for({**plain, "seed": s, "paths": {**plain["paths"], "runs_dir": str(runs_dir)}})
-        metrics = read_metrics(run_dir)
-        if status_of(metrics) == RunStatus.FINISHED and (problem := unusable(metrics, run_dir)):
-            metrics = {**metrics, "status": RunStatus.FAILED, "error": f"finished but {problem}"}
-        if metrics:
-            found[s] = Run(run_dir, metrics)
+        run = read_run(run_dir_for({**plain, "seed": s, "paths": {**plain["paths"], "runs_dir": str(runs_dir)}}))
+        if run.metrics:
+            found[s] = run
     return found
 
 
@@ -192,6 +188,3 @@ def train_commands(cells: Sequence[Cell], settings: ComparisonSettings, where: S
 
 def tune_command(settings: ComparisonSettings, where: Sequence[str] = ()) -> str:
     return shlex.join(("cnnlab-tune", EXPERIMENT, *settings.train_overrides, *settings.tune_overrides, *where))
-
-
-__all__ = ["Cell", "ComparisonSettings", "comparison_settings", "find_cells", "train_commands", "tune_command"]

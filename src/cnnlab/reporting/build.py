@@ -85,17 +85,14 @@ def _providers(cfg: DictConfig, key: str) -> list[tuple[str, Callable[..., Any]]
 def _context(cfg: DictConfig) -> ReportContext:
     """The report's runs: each key of `runs` composed as cnnlab-train composes it, and every run on the report's
     dataset summarised over seeds; with the expected runs of the tables that are missing or did not finish."""
-    seeds, target, confidence = (
-        _seeds(cfg.seeds),
-        percentage("target_accuracy", cfg.target_accuracy),
-        _confidence(cfg.confidence),
-    )
+    seeds = _seeds(cfg.seeds)
+    target = percentage("target_accuracy", cfg.target_accuracy)
+    confidence = _confidence(cfg.confidence)
     runs = to_plain(cfg.runs)
-    tables = {name: list(keys or []) for name, keys in to_plain(cfg.tables).items()}
     data = to_plain(cfg.data)
     spec = get_spec(data["name"])
     runs_dir = Path(cfg.paths.runs_dir)
-    in_tables = [key for keys in tables.values() for key in keys]
+    in_tables = [key for keys in to_plain(cfg.tables).values() for key in keys or []]
     expected = expected_runs(runs, [*in_tables, *runs], list(cfg.train_overrides), runs_dir, data)
     # configurations are named <data>/...: the report holds its own dataset's, never another report's
     found = {name: group for name, group in collect_runs(runs_dir).items() if name.split("/", 1)[0] == spec.name}

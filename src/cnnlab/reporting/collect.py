@@ -59,16 +59,21 @@ class Run:
         return None
 
 
+def read_run(run_dir: Path) -> Run:
+    """The run as its metrics.json records it (empty when there is none); one recorded as finished but unusable (a
+    key, number or checkpoint missing) counts as failed, as the report's tables count it."""
+    metrics = read_metrics(run_dir)
+    if status_of(metrics) == RunStatus.FINISHED and (problem := unusable(metrics, run_dir)):
+        metrics = {**metrics, "status": RunStatus.FAILED, "error": f"finished but {problem}"}
+    return Run(run_dir, metrics)
+
+
 def collect_runs(runs_dir: str | Path) -> dict[str, list[Run]]:
     """Runs grouped by configuration name (the run directory's parent, relative to `runs_dir`), seeds sorted."""
     runs_dir = Path(runs_dir)
     groups: dict[str, list[Run]] = {}
     for path in sorted(runs_dir.rglob(METRICS)) if runs_dir.is_dir() else []:
-        metrics = read_metrics(path.parent)
-        if status_of(metrics) == RunStatus.FINISHED and (problem := unusable(metrics, path.parent)):
-            metrics = {**metrics, "status": RunStatus.FAILED, "error": f"finished but {problem}"}
-        run = Run(path.parent, metrics)
-        groups.setdefault(path.parent.parent.relative_to(runs_dir).as_posix(), []).append(run)
+        groups.setdefault(path.parent.parent.relative_to(runs_dir).as_posix(), []).append(read_run(path.parent))
     for runs in groups.values():
         runs.sort(key=lambda r: (r.seed is None, r.seed or 0))
     return groups

@@ -40,8 +40,7 @@ def _compose(overrides: Sequence[str], setting: str) -> dict[str, Any]:
     try:
         return to_plain(compose_config("train", overrides))
     except (ConfigError, OmegaConfBaseException) as err:
-        first = first_line(err)
-        raise ConfigError(f"{setting} does not compose with the train config: {first}") from None
+        raise ConfigError(f"{setting} does not compose with the train config: {first_line(err)}") from None
 
 
 def default_paths() -> dict[str, str]:

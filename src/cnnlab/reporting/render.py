@@ -13,7 +13,6 @@ from xml.etree.ElementTree import Element
 
 import markdown
 from jinja2 import Environment, PackageLoader, select_autoescape
-from markdown.extensions import Extension
 from markdown.treeprocessors import Treeprocessor
 from markupsafe import Markup
 
@@ -32,16 +31,14 @@ class _EmbedImages(Treeprocessor):
             img.set("src", f"data:{kind};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}")
 
 
-class _ReportExtension(Extension):
-    def __init__(self, base_dir: Path):
-        super().__init__()
-        self.base_dir = base_dir
-
-    def extendMarkdown(self, md: markdown.Markdown) -> None:  # noqa: N802 (Python-Markdown's name)
-        md.treeprocessors.register(_EmbedImages(md, self.base_dir), "cnnlab_embed_images", 0)
-        # raw HTML in a body (a label, a path, an error message) is shown as text, never run as markup
-        md.preprocessors.deregister("html_block")
-        md.inlinePatterns.deregister("html")
+def _to_html(text: str, base_dir: Path) -> Markup:
+    md = markdown.Markdown(extensions=["tables", "fenced_code", "toc"])
+    md.treeprocessors.register(_EmbedImages(md, base_dir), "cnnlab_embed_images", 0)
+    # raw HTML in a body (a label, a path, an error message) is shown as text, never run as markup
+    md.preprocessors.deregister("html_block")
+    md.inlinePatterns.deregister("html")
+    # marked safe: Python-Markdown escapes the text of a body, raw HTML included
+    return Markup(md.convert(text))  # noqa: S704
 
 
 def _environment(base_dir: Path) -> Environment:
@@ -52,9 +49,7 @@ def _environment(base_dir: Path) -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    extensions = ["tables", "fenced_code", "toc", _ReportExtension(base_dir)]
-    # marked safe: Python-Markdown escapes the text of a body, raw HTML included (see _ReportExtension)
-    env.filters["markdown"] = lambda text: Markup(markdown.markdown(text, extensions=extensions))  # noqa: S704
+    env.filters["markdown"] = lambda text: _to_html(text, base_dir)
     return env
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -52,7 +52,6 @@ class ReportContext:
     runs: Mapping[str, Sequence[Path]]
     labels: Mapping[str, str]
     seeds: Sequence[int]
-    extra: Mapping[str, Any] = field(default_factory=dict)
     data_title: str = ""
     target: float = 0.0
     confidence: float = 0.95
@@ -88,12 +87,6 @@ class Section:
     error: str = ""
     table_notes: dict[str, str] = field(default_factory=dict)
     summary: list[str] = field(default_factory=list)
-
-
-class SectionProvider(Protocol):
-    """A feature's entry in the report: returns its section, or None where it has nothing to show."""
-
-    def __call__(self, context: ReportContext) -> Section | None: ...
 
 
 def one_line(err: Exception) -> str:
