@@ -202,18 +202,15 @@ def _searched(group: str, overrides: Sequence[str]) -> list[str]:
 def _setting_names(cfg: DictConfig) -> list[str]:
     """Every dotted setting name of a composed config (Hydra's own `hydra.*` left out)."""
     plain = OmegaConf.to_container(cfg, resolve=False)
-    names: list[str] = []
+    plain.pop("hydra", None)
+    return list(_dotted_names(plain))
 
-    def walk(node: Any, prefix: str) -> None:
-        for key, value in node.items():
-            if prefix == "" and key == "hydra":
-                continue
-            names.append(prefix + str(key))
-            if isinstance(value, dict):
-                walk(value, f"{prefix}{key}.")
 
-    walk(plain, "")
-    return names
+def _dotted_names(node: dict[str, Any], prefix: str = "") -> Iterator[str]:
+    for key, value in node.items():
+        yield prefix + str(key)
+        if isinstance(value, dict):
+            yield from _dotted_names(value, f"{prefix}{key}.")
 
 
 def _did_you_mean(word: str, candidates: Sequence[str]) -> str:

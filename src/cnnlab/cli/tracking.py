@@ -14,7 +14,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from cnnlab.errors import run_cli
-from cnnlab.tracking.mlflow import PARENT_ENV, end_parent, start_parent
+from cnnlab.tracking.mlflow import end_parent, start_parent
 
 
 class SweepParent(Callback):
@@ -31,15 +31,10 @@ class SweepParent(Callback):
             "cnnlab.overrides": " ".join(config.hydra.overrides.task)[:5000],
         }
         name = f"{config.hydra.job.name} sweep {os.path.basename(sweep_dir)}"
-        self.run_id = run_cli(f"cnnlab-{config.hydra.job.name}", lambda: start_parent(settings, name, tags))
-        self.previous = os.environ.get(PARENT_ENV)
-        os.environ[PARENT_ENV] = self.run_id
+        self.run_id, self.previous = run_cli(
+            f"cnnlab-{config.hydra.job.name}", lambda: start_parent(settings, name, tags)
+        )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if self.run_id is None:
-            return
-        if self.previous is None:
-            os.environ.pop(PARENT_ENV, None)
-        else:
-            os.environ[PARENT_ENV] = self.previous
-        end_parent(OmegaConf.to_container(config.logger.mlflow, resolve=True), self.run_id)
+        if self.run_id is not None:
+            end_parent(OmegaConf.to_container(config.logger.mlflow, resolve=True), self.run_id, self.previous)

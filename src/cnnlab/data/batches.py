@@ -29,11 +29,7 @@ class Batches:
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         x, y = self.split.x, self.split.y
-        if self.shuffle:
-            order = torch.randperm(len(y), generator=self.generator).to(y.device)
-            for start in range(0, len(y), self.batch_size):
-                index = order[start : start + self.batch_size]
-                yield x[index], y[index]
-        else:
-            for start in range(0, len(y), self.batch_size):
-                yield x[start : start + self.batch_size], y[start : start + self.batch_size]
+        order = torch.randperm(len(y), generator=self.generator).to(y.device) if self.shuffle else None
+        for start in range(0, len(y), self.batch_size):
+            index = slice(start, start + self.batch_size) if order is None else order[start : start + self.batch_size]
+            yield x[index], y[index]

