@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import importlib
 import io
+import logging
 import signal
 import struct
 import subprocess
@@ -140,10 +141,12 @@ def write_fake_dataset(
 
 def invoke(command: str, *args: str) -> tuple[int | None, str]:
     """`cnnlab-<command> args...` run in this process through its real entry point, as a console script runs it:
-    its exit status (None when it returned normally) and what it printed on stderr."""
+    its exit status (None when it returned normally) and what it printed on stderr. The logging that Hydra set up for
+    the command (a console handler on this test's stdout, a log file) is taken down again afterwards."""
     module = importlib.import_module(f"cnnlab.cli.{command}")
     err = io.StringIO()
-    argv = sys.argv
+    argv, root = sys.argv, logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     sys.argv = [f"cnnlab-{command}", *args]
     try:
         with contextlib.redirect_stderr(err):
@@ -152,6 +155,9 @@ def invoke(command: str, *args: str) -> tuple[int | None, str]:
         return exit_.code, err.getvalue()
     finally:
         sys.argv = argv
+        for handler in set(root.handlers) - set(handlers):
+            handler.close()
+        root.handlers[:], root.level = handlers, level
     return None, err.getvalue()
 
 

@@ -25,7 +25,16 @@ from cnnlab.bench.runner import run_bench  # noqa: E402
 from cnnlab.reporting import build_report  # noqa: E402
 from cnnlab.tracking.mlflow import RunTracker, tracked_report  # noqa: E402
 from cnnlab.training.runner import train  # noqa: E402
-from tests.helpers import FIGURES, TABLES_ONLY, TINY, command_argv, compose_config, run_command, sigint_as_at_a_terminal  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    FIGURES,
+    TABLES_ONLY,
+    TINY,
+    command_argv,
+    compose_config,
+    invoke,
+    run_command,
+    sigint_as_at_a_terminal,
+)
 
 EPOCH_METRICS = ("train_loss", "val_loss", "val_accuracy", "images_per_s", "epoch_time_s")
 SERVER_READY = "Uvicorn running on"  # one worker: printed once the application has started and the port is bound
@@ -128,10 +137,11 @@ def test_sweep_is_one_parent_with_its_jobs_beneath(tmp_path, server):
 @pytest.mark.slow
 def test_study_is_one_parent_with_its_trials_beneath(tmp_path, store):
     args = (*TINY, "trainer.epochs=2", "tune.trials=3", "tune.seeds=[]", "tune.pruner.n_startup_trials=1")
-    proc = run_command(
+    # in this process, as a notebook would run it: the trials log through the process's one tracking process
+    status, stderr = invoke(
         "tune", *args, "tune.pruner.n_warmup_steps=0", *tracking(tmp_path, store), f"paths.output_dir={tmp_path}"
     )
-    assert proc.returncode == 0, proc.stderr
+    assert status is None, stderr
     everything = runs(store, tmp_path)
     (parent,) = kind(everything, "study")
     trials = children(everything, parent)
@@ -166,8 +176,8 @@ def test_killed_run_resumes_its_mlflow_run_and_logs_each_epoch_once(tmp_path, st
     victim.stdout.close()
     (run_dir,) = tmp_path.glob("runs/mnist/*/e2-*/seed42")
     recorded = json.loads((run_dir / "mlflow.json").read_text())["run_id"]
-    proc = run_command("train", *args)
-    assert proc.returncode == 0, proc.stderr
+    status, stderr = invoke("train", *args)  # the resume, in this process
+    assert status is None, stderr
     (run,) = runs(store, tmp_path)
     assert run.info.run_id == recorded and run.info.status == "FINISHED"
     assert all(steps(store, recorded, key) == [1, 2] for key in EPOCH_METRICS)

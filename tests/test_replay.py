@@ -15,11 +15,11 @@ from cnnlab.replay.published import NOTEBOOK_RUNS
 from cnnlab.replay.results import compare_run, summary_path
 from cnnlab.replay.runner import replay
 from cnnlab.runs.checkpoint import load_checkpoint
-from tests.helpers import BN_SECTION, command_argv, replay_column, replay_report, run_command, table
+from tests.helpers import BN_SECTION, command_argv, invoke, replay_column, replay_report, table
 
 
 @pytest.mark.slow
-def test_first_sgd_epoch_replays_the_published_numbers(first_sgd_replay):
+def test_first_sgd_epoch_replays_the_published_numbers(first_sgd_replay, capsys):
     proc, out = first_sgd_replay
     assert proc.returncode == 0, proc.stderr
 
@@ -47,9 +47,10 @@ def test_first_sgd_epoch_replays_the_published_numbers(first_sgd_replay):
         assert (run_dir / name).is_file(), name
 
     # the same command: printed again, not retrained
-    again = run_command("replay", *proc.args[len(command_argv("replay")) :])
-    table = proc.stdout[proc.stdout.index("notebook replay, ") :]
-    assert again.returncode == 0 and again.stdout.endswith(table) and "already holds these runs" in again.stdout
+    capsys.readouterr()
+    status, stderr = invoke("replay", *proc.args[len(command_argv("replay")) :])  # in this process
+    again, table = capsys.readouterr().out, proc.stdout[proc.stdout.index("notebook replay, ") :]
+    assert status is None and again.endswith(table) and "already holds these runs" in again, stderr
     assert json.loads((run_dir / "metrics.json").read_text())["finished_at"] == metrics["finished_at"]
 
 

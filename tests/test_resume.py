@@ -22,7 +22,7 @@ from cnnlab.runs.layout import run_dir_for
 from cnnlab.runs.lock import run_lock
 from cnnlab.runs.record import TIMINGS
 from cnnlab.training.runner import train
-from tests.helpers import TINY, command_argv, run_command, sigint_as_at_a_terminal
+from tests.helpers import TINY, command_argv, invoke, run_command, sigint_as_at_a_terminal
 
 # not TINY: 2 epochs, so that a run can be killed during its second; a small validation split keeps each epoch well
 # under a second on one thread
@@ -119,7 +119,7 @@ def crashed(tmp_path_factory):
     return ref, crash
 
 
-def test_kill_9_then_ctrl_c_leave_complete_files_and_resume_to_identical_results(crashed, tmp_path):
+def test_kill_9_then_ctrl_c_leave_complete_files_and_resume_to_identical_results(crashed, tmp_path, capsys):
     ref, crash = crashed
     out = tmp_path / "out"
     shutil.copytree(crash, out)
@@ -138,9 +138,10 @@ def test_kill_9_then_ctrl_c_leave_complete_files_and_resume_to_identical_results
     assert failed["status"] == "failed" and "KeyboardInterrupt" in failed["error"]
     assert load_checkpoint(run_dir / "last.pt")["epoch"] == 1
 
-    again = run_command("train", *RUN, f"paths.output_dir={out}")
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert "resuming" in again.stdout + again.stderr and "after epoch 1" in again.stdout + again.stderr
+    capsys.readouterr()
+    status, stderr = invoke("train", *RUN, f"paths.output_dir={out}")  # the same command again, in this process
+    assert status is None, stderr[-2000:]
+    assert f"resuming {run_dir} after epoch 1" in capsys.readouterr().out  # its log, on the console
     assert_same_result(run_dir, the_run_dir(ref))
     assert not list(run_dir.glob(".*"))  # no lock or temp file left behind
     assert not (run_dir / "last.pt").exists()
@@ -197,6 +198,6 @@ def test_an_interrupted_overwrite_leaves_nothing_stale_that_looks_current(crashe
     assert load_checkpoint(run_dir / "last.pt")["epoch"] == 1
 
     # an analysis refuses what is not a finished run, in one line
-    proc = run_command("filters", f"run={run_dir}")
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
-    assert proc.stderr.startswith(f"cnnlab-filters: error: run {run_dir} is not finished (status running)")
+    status, stderr = invoke("filters", f"run={run_dir}")
+    assert status == 2 and stderr.count("\n") == 1, stderr
+    assert stderr.startswith(f"cnnlab-filters: error: run {run_dir} is not finished (status running)")
