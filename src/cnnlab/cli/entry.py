@@ -102,8 +102,7 @@ def check_command_line(prog: str, config_name: str, overrides: Sequence[str], ch
     """Compose `config_name` with `overrides` (each value of a sweep in turn) and run `check` on every result."""
     parsed = _parse(overrides)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        defaults = _compose(prog, config_name, [])
-        _reject_added_keys(prog, parsed, defaults)
+        _reject_added_keys(prog, config_name, parsed)
         try:
             for cfg in _sweep_variants(prog, config_name, parsed):
                 if check is not None:
@@ -158,16 +157,22 @@ def _compose(prog: str, config_name: str, overrides: list[str]) -> DictConfig:
         raise ConfigError(_explain(prog, config_name, str(err), overrides)) from None
 
 
-def _reject_added_keys(prog: str, parsed: list[Override], defaults: DictConfig) -> None:
+def _reject_added_keys(prog: str, config_name: str, parsed: list[Override]) -> None:
     """`+key=value` adds a setting no code reads: refused, with the closest existing names. Still allowed: Hydra's
     own `hydra.*` settings, config groups (`+experiment/report=sgd_bn`) and arguments of an instantiated object
-    (`+optimizer.betas=[0.9,0.99]`), which its class then checks."""
-    for override in parsed:
-        key = override.key_or_group
-        if override.type not in (OverrideType.ADD, OverrideType.FORCE_ADD) or key.startswith("hydra."):
-            continue
+    (`+optimizer.betas=[0.9,0.99]`), which its class then checks. The config without overrides, which this compares
+    with, is composed only for a command line that adds a key."""
+    added = [
+        o.key_or_group
+        for o in parsed
+        if o.type in (OverrideType.ADD, OverrideType.FORCE_ADD)
+        and not o.key_or_group.startswith("hydra.")
+        and not (CONF_DIR / o.key_or_group).is_dir()
+    ]
+    defaults = _compose(prog, config_name, []) if added else None
+    for key in added:
         parent = OmegaConf.select(defaults, key.rpartition(".")[0], default=None) if "." in key else None
-        if (CONF_DIR / key).is_dir() or OmegaConf.select(defaults, key, default=None) is not None:
+        if OmegaConf.select(defaults, key, default=None) is not None:
             continue
         if isinstance(parent, DictConfig) and "_target_" in parent:
             continue
