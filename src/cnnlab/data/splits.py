@@ -105,20 +105,20 @@ def load_splits(
     N test images drawn with `split_seed`, in the files' order: not the first N, since MNIST's test file puts its
     cleaner half first."""
     ensure_files(spec, root, download=download)
-    full_train = read_raw(spec, root, train=True)
-    test = read_split(spec, root, train=False)
+    full_train, test = read_raw(spec, root, train=True), read_raw(spec, root, train=False)
     if not 0 < val_size < len(full_train):
         raise ConfigError(f"data.val_size={val_size} must be between 1 and {len(full_train) - 1}")
     order = torch.randperm(len(full_train), generator=torch.Generator().manual_seed(split_seed))
     n_train = len(full_train) - val_size
-    train, val = full_train.take(order[:n_train]), full_train.take(order[n_train:])
+    train_order = order[:n_train]  # the images a subset keeps are picked before any is copied
     if subset is not None:
-        train = train.take(slice(0, count_of("data.subset", subset, "the training split", len(train))))
+        train_order = train_order[: count_of("data.subset", subset, "the training split", n_train)]
+    train, val = full_train.take(train_order), full_train.take(order[n_train:])
     if test_subset is not None:
         count = count_of("data.test_subset", test_subset, "the test set", len(test))
         drawn = torch.randperm(len(test), generator=torch.Generator().manual_seed(split_seed))[:count]
         test = test.take(drawn.sort().values)
-    train, val = to_float(train), to_float(val)
+    train, val, test = to_float(train), to_float(val), to_float(test)
     if normalize:
         train, val, test = (Split((s.x - spec.mean) / spec.std, s.y) for s in (train, val, test))
     return Splits(train=train, val=val, test=test, spec=spec)
