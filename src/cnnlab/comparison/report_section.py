@@ -37,7 +37,7 @@ from cnnlab.comparison.workloads import (
 )
 from cnnlab.errors import ConfigError, first_line
 from cnnlab.reporting.collect import Run
-from cnnlab.reporting.expected import default_paths
+from cnnlab.reporting.expected import output_dir_args
 from cnnlab.reporting.figures import cached_figure
 from cnnlab.reporting.markdown import md_image, md_table
 from cnnlab.reporting.sections import ReportContext, Section
@@ -102,8 +102,8 @@ def optimizer_comparison(context: ReportContext) -> Section | None:
 
 def _where(context: ReportContext) -> list[str]:
     """The paths settings a printed command needs to write where this report reads."""
-    paths, default = context.settings.paths, default_paths()
-    out = [] if paths.output_dir == default["output_dir"] else [f"paths.output_dir={paths.output_dir}"]
+    paths = context.settings.paths
+    out = output_dir_args(paths)
     if Path(paths.runs_dir) != Path(paths.output_dir) / "runs":
         out.append(f"paths.runs_dir={paths.runs_dir}")
     return out

@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 from cnnlab.config import compose_config, to_plain
 from cnnlab.errors import ConfigError
 from cnnlab.plotting import plt  # pyplot with the Agg backend, selected before Optuna's plots import it
-from cnnlab.reporting.expected import Expected, default_paths
+from cnnlab.reporting.expected import Expected, output_dir_args
 from cnnlab.reporting.figures import cached_figure
 from cnnlab.reporting.markdown import md_image, md_table
 from cnnlab.reporting.results import ConfigResult, summarize_config
@@ -63,13 +63,10 @@ def tuned_comparison(context: ReportContext) -> Section | None:
     tuning = cfg.get("tuning")
     if tuning is None or not tuning.enabled:
         return None
-    overrides = list(tuning.tune_overrides or [])
-    where = (
-        [] if cfg.paths.output_dir == default_paths()["output_dir"] else [f"paths.output_dir={cfg.paths.output_dir}"]
-    )
+    extra = [*output_dir_args(cfg.paths), *(tuning.tune_overrides or [])]
     storages: dict[str, Any] = {}
     keys = dict.fromkeys([*cfg.tables.optimizers, *(cfg.tables.get("batch_norm") or [])])
-    rows = [_row(key, context.expected[key], [*where, *overrides], context, storages) for key in keys]
+    rows = [_row(key, context.expected[key], extra, context, storages) for key in keys]
     if not any(row.study for row in rows):
         return None
     figures = _figures(rows, context.report_dir)
