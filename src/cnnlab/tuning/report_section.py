@@ -105,9 +105,7 @@ def _row(key: str, e: Expected, extra: list[str], context: ReportContext, storag
     if not missing:
         return row
     values = settings.space.overrides(train_config(tune_cfg), params)
-    multirun = ("-m",) if len(missing) > 1 else ()
-    seeds = f"seed={','.join(map(str, missing))}"
-    command = shlex.join(("cnnlab-train", *multirun, *e.train_args, *values, seeds))
+    command = replace(e, train_args=(*e.train_args, *values)).command(missing)
     return replace(row, missing_seeds=missing, train_command=command)
 
 
