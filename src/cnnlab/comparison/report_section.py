@@ -113,14 +113,12 @@ def _protocol(settings: ComparisonSettings) -> str:
     targets = "; ".join(f"{d}: {', '.join(f'{t:g}%' for t in ts)}" for d, ts in settings.targets.items())
     optimizers, workloads = ", ".join(settings.optimizers), ", ".join(settings.workloads)
     seeds = ", ".join(map(str, settings.seeds))
-    return " ".join(
-        [
-            f"The optimizers ({optimizers}) trained on {len(settings.workloads)} workloads ({workloads}) on the same",
-            f"seeds ({seeds}), validated during each epoch (`trainer.eval_every` of `experiment=comparison`).",
-            f"Targets (validation accuracy): {targets}. Time to target is the first validation at or above the",
-            "target, in images seen (the same on any machine) and in training seconds (evaluation excluded; they",
-            "depend on the device). A seed that never reaches a target counts as not reached (∞), not dropped.",
-        ]
+    return (
+        f"The optimizers ({optimizers}) trained on {len(settings.workloads)} workloads ({workloads}) on the same "
+        f"seeds ({seeds}), validated during each epoch (`trainer.eval_every` of `experiment=comparison`). "
+        f"Targets (validation accuracy): {targets}. Time to target is the first validation at or above the "
+        "target, in images seen (the same on any machine) and in training seconds (evaluation excluded; they "
+        "depend on the device). A seed that never reaches a target counts as not reached (∞), not dropped."
     )
 
 
