@@ -37,9 +37,9 @@ from cnnlab.comparison.workloads import (
 )
 from cnnlab.errors import ConfigError, first_line
 from cnnlab.reporting.collect import Run
-from cnnlab.reporting.expected import default_paths
-from cnnlab.reporting.figures import cached_figure
-from cnnlab.reporting.markdown import md_image, md_table
+from cnnlab.reporting.expected import output_dir_args
+from cnnlab.reporting.figures import md_figure
+from cnnlab.reporting.markdown import md_table
 from cnnlab.reporting.sections import ReportContext, Section
 from cnnlab.runs.status import RunStatus
 
@@ -102,8 +102,8 @@ def optimizer_comparison(context: ReportContext) -> Section | None:
 
 def _where(context: ReportContext) -> list[str]:
     """The paths settings a printed command needs to write where this report reads."""
-    paths, default = context.settings.paths, default_paths()
-    out = [] if paths.output_dir == default["output_dir"] else [f"paths.output_dir={paths.output_dir}"]
+    paths = context.settings.paths
+    out = output_dir_args(paths)
     if Path(paths.runs_dir) != Path(paths.output_dir) / "runs":
         out.append(f"paths.runs_dir={paths.runs_dir}")
     return out
@@ -113,14 +113,12 @@ def _protocol(settings: ComparisonSettings) -> str:
     targets = "; ".join(f"{d}: {', '.join(f'{t:g}%' for t in ts)}" for d, ts in settings.targets.items())
     optimizers, workloads = ", ".join(settings.optimizers), ", ".join(settings.workloads)
     seeds = ", ".join(map(str, settings.seeds))
-    return " ".join(
-        [
-            f"The optimizers ({optimizers}) trained on {len(settings.workloads)} workloads ({workloads}) on the same",
-            f"seeds ({seeds}), validated during each epoch (`trainer.eval_every` of `experiment=comparison`).",
-            f"Targets (validation accuracy): {targets}. Time to target is the first validation at or above the",
-            "target, in images seen (the same on any machine) and in training seconds (evaluation excluded; they",
-            "depend on the device). A seed that never reaches a target counts as not reached (∞), not dropped.",
-        ]
+    return (
+        f"The optimizers ({optimizers}) trained on {len(settings.workloads)} workloads ({workloads}) on the same "
+        f"seeds ({seeds}), validated during each epoch (`trainer.eval_every` of `experiment=comparison`). "
+        f"Targets (validation accuracy): {targets}. Time to target is the first validation at or above the "
+        "target, in images seen (the same on any machine) and in training seconds (evaluation excluded; they "
+        "depend on the device). A seed that never reaches a target counts as not reached (∞), not dropped."
     )
 
 
@@ -284,7 +282,6 @@ def _profiles(cells: Sequence[Cell], settings: ComparisonSettings, context: Repo
         parts.lines += ["No workload has runs of every optimizer yet.", ""]
         return
     inputs = {"tau_max": settings.tau_max, "ratios": {k: p.ratios for k, p in panels.items()}}
-    figure = cached_figure(context.figures_dir / "performance_profiles.png", inputs, lambda: profile_figure(panels))
     rows = _profile_rows(panels)
     parts.lines += [
         "Dolan and Moré (2002) profiles, as AlgoPerf draws them: on each workload an optimizer's time to target "
@@ -294,7 +291,7 @@ def _profiles(cells: Sequence[Cell], settings: ComparisonSettings, context: Repo
         "(shown where studies and their seed runs exist).",
         "",
         *([f"Left out: {'; '.join(notes)}.", ""] if notes else []),
-        *md_image(figure.relative_to(context.report_dir), "performance profiles"),
+        *md_figure(context, "performance_profiles.png", inputs, lambda: profile_figure(panels), "performance profiles"),
         *md_table(list(rows[0]), [list(r.values()) for r in rows]),
     ]
     parts.tables["comparison_profile"] = _ratio_rows(panels)
@@ -366,11 +363,6 @@ def _budget(
     drawn = {
         w: {o: [c.mean.tolist(), c.low.tolist(), c.high.tolist()] for o, c in per.items()} for w, per in curves.items()
     }
-    figure = cached_figure(
-        context.figures_dir / "budget_curves.png",
-        {"level": level, "curves": drawn},
-        lambda: budget_figure(curves, level),
-    )
     pruned = sum(c.pruned_trials() for c in cells)
     if pruned:
         caveat += (
@@ -382,7 +374,13 @@ def _budget(
         "study's complete trials (the order-statistics formula on their empirical distribution), with a bootstrap "
         f"band ({level}, 1,000 resamples of the trials). Sampler: {', '.join(samplers)}.{caveat}",
         "",
-        *md_image(figure.relative_to(context.report_dir), "expected best validation accuracy against trials"),
+        *md_figure(
+            context,
+            "budget_curves.png",
+            {"level": level, "curves": drawn},
+            lambda: budget_figure(curves, level),
+            "expected best validation accuracy against trials",
+        ),
     ]
     for workload, per in curves.items():
         changes = ranking_changes(per)

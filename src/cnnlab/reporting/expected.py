@@ -48,6 +48,11 @@ def default_paths() -> dict[str, str]:
     return _compose([], "conf/train.yaml")["paths"]
 
 
+def output_dir_args(paths: Mapping[str, Any]) -> list[str]:
+    """`paths.output_dir=<dir>` for a command the report prints, unless the report's output folder is the default."""
+    return [] if paths["output_dir"] == default_paths()["output_dir"] else [f"paths.output_dir={paths['output_dir']}"]
+
+
 def data_overrides(data: Mapping[str, Any]) -> tuple[str, ...]:
     """The `cnnlab-train` overrides that give its runs the report's `data` settings: `data=<name>` unless it is
     training's default dataset, then each setting that changes a run's identity and differs from that dataset's

@@ -13,6 +13,8 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from cnnlab.atomic import write_figure, write_text, write_with
+from cnnlab.reporting.markdown import md_image
+from cnnlab.reporting.sections import ReportContext
 
 
 def _stamp(path: Path) -> Path:
@@ -27,6 +29,12 @@ def cached_figure(path: Path, inputs: Any, build: Callable[[], Figure]) -> Path:
         write_figure(path, build())
         write_text(stamp, digest)
     return path
+
+
+def md_figure(context: ReportContext, name: str, inputs: Any, build: Callable[[], Figure], caption: str) -> list[str]:
+    """The Markdown of figure `name` in the report's figures folder, drawn by `build` unless it shows `inputs`."""
+    path = cached_figure(context.figures_dir / name, inputs, build)
+    return md_image(path.relative_to(context.report_dir), caption)
 
 
 def copy_if_changed(source: Path, dest: Path) -> Path:

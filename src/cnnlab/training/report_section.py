@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -17,7 +18,7 @@ from cnnlab.models import build_model, count_neurons, count_parameters
 from cnnlab.models.summary import model_size_text
 from cnnlab.plotting import lr_sensitivity as lr_figure
 from cnnlab.plotting import training_curves
-from cnnlab.reporting.figures import cached_figure, copy_if_changed
+from cnnlab.reporting.figures import copy_if_changed, md_figure
 from cnnlab.reporting.markdown import md_image, md_table
 from cnnlab.reporting.results import ConfigResult
 from cnnlab.reporting.sections import ReportContext, Section
@@ -275,10 +276,9 @@ def curves(context: ReportContext) -> Section:
         histories = {f"{context.labels[k]} (seed {run.seed})": run.metrics["history"] for k, run in shown.items()}
         if histories:
             title = f"{what}, {context.data_title}"
-            path = context.figures_dir / f"curves_{table}.png"
             inputs = {"title": title, "histories": histories}
-            cached_figure(path, inputs, lambda h=histories, t=title: training_curves(h, title=t))
-            lines += md_image(path.relative_to(context.report_dir), f"training curves of the {what}")
+            draw = partial(training_curves, histories, title=title)
+            lines += md_figure(context, f"curves_{table}.png", inputs, draw, f"training curves of the {what}")
     return Section(
         "Training curves", "training-curves", "\n".join(lines if len(lines) > 2 else lines + ["No finished runs yet."])
     )
@@ -310,9 +310,7 @@ def lr_sensitivity(context: ReportContext) -> Section | None:
     if not points:
         return None
     report_lr = context.expected[_keys(context, "optimizers")[0]].config["optimizer"]["lr"]
-    path = cached_figure(
-        context.figures_dir / "lr_sensitivity.png", points, lambda: lr_figure(points, marked_lr=report_lr)
-    )
+    draw = partial(lr_figure, points, marked_lr=report_lr)
     lrs = sorted({lr for found in series.values() for lr in found})
     rows = [[label, *(found[lr].accuracy() if lr in found else "—" for lr in lrs)] for label, found in series.items()]
     lines = [
@@ -320,7 +318,7 @@ def lr_sensitivity(context: ReportContext) -> Section | None:
         "Table 1 (`cnnlab-train experiment=lr_sweep`). Rankings at one untuned learning rate can flip at another.",
         "",
         *md_table(["optimizer", *(f"lr {lr:g}" for lr in lrs)], rows),
-        *md_image(path.relative_to(context.report_dir), "test accuracy against learning rate"),
+        *md_figure(context, "lr_sensitivity.png", points, draw, "test accuracy against learning rate"),
     ]
     return Section("Learning-rate sensitivity", "learning-rate-sensitivity", "\n".join(lines))
 

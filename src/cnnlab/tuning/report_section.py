@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import shlex
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 import optuna
@@ -24,9 +24,9 @@ from optuna.trial import TrialState
 from cnnlab.config import compose_config, to_plain
 from cnnlab.errors import ConfigError
 from cnnlab.plotting import plt  # pyplot with the Agg backend, selected before Optuna's plots import it
-from cnnlab.reporting.expected import Expected, default_paths
-from cnnlab.reporting.figures import cached_figure
-from cnnlab.reporting.markdown import md_image, md_table
+from cnnlab.reporting.expected import Expected, output_dir_args
+from cnnlab.reporting.figures import md_figure
+from cnnlab.reporting.markdown import md_table
 from cnnlab.reporting.results import ConfigResult, summarize_config
 from cnnlab.reporting.sections import ReportContext, Section
 from cnnlab.reporting.stats import interval, spread
@@ -63,20 +63,15 @@ def tuned_comparison(context: ReportContext) -> Section | None:
     tuning = cfg.get("tuning")
     if tuning is None or not tuning.enabled:
         return None
-    overrides = list(tuning.tune_overrides or [])
-    where = (
-        [] if cfg.paths.output_dir == default_paths()["output_dir"] else [f"paths.output_dir={cfg.paths.output_dir}"]
-    )
+    extra = [*output_dir_args(cfg.paths), *(tuning.tune_overrides or [])]
     storages: dict[str, Any] = {}
     keys = dict.fromkeys([*cfg.tables.optimizers, *(cfg.tables.get("batch_norm") or [])])
-    rows = [_row(key, context.expected[key], [*where, *overrides], context, storages) for key in keys]
+    rows = [_row(key, context.expected[key], extra, context, storages) for key in keys]
     if not any(row.study for row in rows):
         return None
-    figures = _figures(rows, context.report_dir)
     untuned = {row.key: _on_seeds(context.results.get(row.key), row.settings.seeds, context.confidence) for row in rows}
-    return Section(
-        "Tuned comparison", "tuned-comparison", "\n".join(_render(rows, untuned, figures, level=context.level))
-    )
+    lines = _render(rows, untuned, level=context.level) + _figures(rows, context)
+    return Section("Tuned comparison", "tuned-comparison", "\n".join(lines))
 
 
 def _on_seeds(untuned: ConfigResult | None, seeds: Sequence[int], confidence: float) -> ConfigResult | None:
@@ -110,9 +105,7 @@ def _row(key: str, e: Expected, extra: list[str], context: ReportContext, storag
     if not missing:
         return row
     values = settings.space.overrides(train_config(tune_cfg), params)
-    multirun = ("-m",) if len(missing) > 1 else ()
-    seeds = f"seed={','.join(map(str, missing))}"
-    command = shlex.join(("cnnlab-train", *multirun, *e.train_args, *values, seeds))
+    command = replace(e, train_args=(*e.train_args, *values)).command(missing)
     return replace(row, missing_seeds=missing, train_command=command)
 
 
@@ -209,20 +202,11 @@ def _incomplete(rows: Sequence[TunedRow]) -> list[str]:
     return ["Incomplete (each command reuses every trial and run already done):", "", *lines, *every, ""]
 
 
-def _render(
-    rows: Sequence[TunedRow], untuned: Mapping[str, ConfigResult | None], figures: Mapping[str, Path], *, level: str
-) -> list[str]:
+def _render(rows: Sequence[TunedRow], untuned: Mapping[str, ConfigResult | None], *, level: str) -> list[str]:
     lines = [_protocol(rows[0].settings, level), ""]
     columns = [column.format(level=level) for column in COLUMNS]
     lines += md_table(columns, [_cells(row, untuned.get(row.key)) for row in rows])
-    lines += _incomplete(rows)
-    captions = {"tuning_history": "Optuna's optimization history of every study (complete trials)"}
-    for row in rows:
-        captions[f"tuning_slice_{row.key}"] = f"{row.label}: validation accuracy against each tuned setting"
-        captions[f"tuning_importance_{row.key}"] = f"{row.label}: importance of each tuned setting"
-    for name, path in figures.items():
-        lines += md_image(path, captions[name])
-    return lines
+    return lines + _incomplete(rows)
 
 
 # --- Optuna's figures ----------------------------------------------------------------------------------------------
@@ -273,16 +257,11 @@ def _importance(study: optuna.Study, label: str) -> Any:
     return fig
 
 
-def _figures(rows: Sequence[TunedRow], report_dir: Path) -> dict[str, Path]:
+def _figures(rows: Sequence[TunedRow], context: ReportContext) -> list[str]:
     """Optuna's figures: one optimization history of every study with a complete trial, and per study the slice plot
     (and, when it tuned several settings, their importances)."""
-    fig_dir = report_dir / "figures"
     done = [row for row in rows if row.study is not None and row.state is not None and row.state.best is not None]
-    figures: dict[str, Path] = {}
-
-    def add(name: str, inputs: Any, build: Callable[[], Any]) -> None:
-        figures[name] = cached_figure(fig_dir / f"{name}.png", inputs, build).relative_to(report_dir)
-
+    lines: list[str] = []
     # Optuna marks its matplotlib backend experimental, and its plots switch pyplot to the ggplot style: both are
     # kept to these figures
     with warnings.catch_warnings(), plt.rc_context():
@@ -290,10 +269,15 @@ def _figures(rows: Sequence[TunedRow], report_dir: Path) -> dict[str, Path]:
         if done:
             studies, labels = [row.study for row in done], [row.label for row in done]
             inputs = [(label, _inputs(study)) for study, label in zip(studies, labels)]
-            add("tuning_history", inputs, lambda: _history(studies, labels))
+            caption = "Optuna's optimization history of every study (complete trials)"
+            lines += md_figure(context, "tuning_history.png", inputs, lambda: _history(studies, labels), caption)
         for row in done:
             inputs = (row.label, _inputs(row.study))
-            add(f"tuning_slice_{row.key}", inputs, lambda r=row: _slice(r.study, r.label))
+            caption = f"{row.label}: validation accuracy against each tuned setting"
+            draw = partial(_slice, row.study, row.label)
+            lines += md_figure(context, f"tuning_slice_{row.key}.png", inputs, draw, caption)
             if len(row.settings.space.dimensions) > 1 and row.state.complete > 1:
-                add(f"tuning_importance_{row.key}", inputs, lambda r=row: _importance(r.study, r.label))
-    return figures
+                caption = f"{row.label}: importance of each tuned setting"
+                draw = partial(_importance, row.study, row.label)
+                lines += md_figure(context, f"tuning_importance_{row.key}.png", inputs, draw, caption)
+    return lines
