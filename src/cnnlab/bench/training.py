@@ -11,7 +11,7 @@ import copy
 import os
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from cnnlab.runtime import keep_freed_memory
 from cnnlab.training.loop import train_epoch
 from cnnlab.training.optimizers import build_optimizer
 from cnnlab.training.runner import train
-from cnnlab.training.step import TrainStep, make_step
+from cnnlab.training.step import make_step
 
 # channels_last changes float rounding only: per-pass mean losses agree to ~1e-6 after one pass of 100 batches, and
 # the rounding differences compound over hundreds of Adam steps to ~6e-3 (relative, on a loss near 0.1) by the fourth
@@ -75,31 +75,40 @@ def report_loader(dataset: Subset, batch_size: int, seed: int) -> DataLoader:
     return DataLoader(dataset, batch_size=batch_size, sampler=OnePermutationSampler(len(dataset), seed))
 
 
-def report_optimizer(optimizer_cfg: Mapping[str, Any], params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    """The report's optimizer: the same settings with torch's default implementation (cnnlab's may pick a fused one)."""
-    return build_optimizer({k: v for k, v in optimizer_cfg.items() if k not in IMPLEMENTATION_KEYS}, params)
-
-
-def report_style_pass(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer) -> float:
-    """One pass of the report's loop: contiguous NCHW tensors, each batch moved to the model's device as it is drawn,
-    `loss.item()` after every batch."""
-    model.train()
+def report_pass(model: nn.Module, optimizer_cfg: Mapping[str, Any], loader: DataLoader) -> Callable[[], float]:
+    """The report's loop, one pass per call: contiguous NCHW tensors, each batch moved to the model's device as it is
+    drawn, `loss.item()` after every batch. Its optimizer has the same settings with torch's default implementation
+    (cnnlab's may pick a fused one)."""
+    settings = {k: v for k, v in optimizer_cfg.items() if k not in IMPLEMENTATION_KEYS}
+    optimizer = build_optimizer(settings, model.parameters())
     device = next(model.parameters()).device
-    running = 0.0
-    for batch in loader:
-        images, labels = (t.to(device) for t in batch)
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(images), labels)
-        loss.backward()
-        optimizer.step()
-        running += loss.item()
-    return running / len(loader)
+
+    def one_pass() -> float:
+        model.train()
+        running = 0.0
+        for batch in loader:
+            images, labels = (t.to(device) for t in batch)
+            optimizer.zero_grad()
+            loss = F.cross_entropy(model(images), labels)
+            loss.backward()
+            optimizer.step()
+            running += loss.item()
+        return running / len(loader)
+
+    return one_pass
 
 
-def cnnlab_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch_size: int, precision: str) -> TrainStep:
-    """cnnlab's step exactly as `cnnlab-train` builds it: channels_last, and graphed on cuda."""
+def cnnlab_pass(
+    model: nn.Module, optimizer_cfg: Mapping[str, Any], split: Split, batch_size: int, seed: int, precision: str
+) -> Callable[[], float]:
+    """One pass of cnnlab's step exactly as `cnnlab-train` builds it (channels_last, and graphed on cuda) over the
+    batches `report_loader` draws with the same seed."""
+    model = model.to(memory_format=CHANNELS_LAST)
+    optimizer = build_optimizer(optimizer_cfg, model.parameters())
     options = {"precision": precision, "memory_format": CHANNELS_LAST, "cuda_graph": True}
-    return make_step(model, optimizer, batch_size=batch_size, **options)
+    step = make_step(model, optimizer, batch_size=batch_size, **options)
+    batches = Batches(split, batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    return lambda: train_epoch(model, batches, step).item()
 
 
 def first_images(ctx: BenchContext, n_images: int) -> Split:
@@ -125,15 +134,11 @@ def training_throughput(ctx: BenchContext) -> list[Comparison]:
     loader = report_loader(report_dataset(ctx, n_images), ctx.batch_size, ctx.seed)
     split = first_images(ctx, n_images).to(ctx.device)
     base_model = seeded_model(ctx.model, ctx.seed).to(ctx.device)
-    sides: dict[str, Any] = {}
-    report_model = copy.deepcopy(base_model)
-    report_opt = report_optimizer(ctx.optimizer, report_model.parameters())
-    sides["report"] = lambda: report_style_pass(report_model, loader, report_opt)
+    sides = {"report": report_pass(copy.deepcopy(base_model), ctx.optimizer, loader)}
     for precision in ("fp32", "bf16"):
-        model = copy.deepcopy(base_model).to(memory_format=CHANNELS_LAST)
-        step = cnnlab_step(model, build_optimizer(ctx.optimizer, model.parameters()), ctx.batch_size, precision)
-        batches = Batches(split, ctx.batch_size, shuffle=True, generator=torch.Generator().manual_seed(ctx.seed))
-        sides[precision] = lambda m=model, b=batches, s=step: train_epoch(m, b, s).item()
+        sides[precision] = cnnlab_pass(
+            copy.deepcopy(base_model), ctx.optimizer, split, ctx.batch_size, ctx.seed, precision
+        )
     timed = interleaved(sides, ctx.repeats, ctx.warmup, sync=ctx.synchronize)
     rate = {name: n_images / t.median for name, t in timed.items()}
     reference = timed["report"].outputs
@@ -164,9 +169,7 @@ def training_throughput(ctx: BenchContext) -> list[Comparison]:
 
 
 def report_job_pass(job: BenchJob, dataset: Subset, batch_size: int, seed: int) -> float:
-    model = seeded_model(job.model, seed)
-    loader = report_loader(dataset, batch_size, seed)
-    return report_style_pass(model, loader, report_optimizer(job.optimizer, model.parameters()))
+    return report_pass(seeded_model(job.model, seed), job.optimizer, report_loader(dataset, batch_size, seed))()
 
 
 def cnnlab_job_pass(job: BenchJob, split: Split, batch_size: int, seed: int, threads: int) -> float:
@@ -174,10 +177,7 @@ def cnnlab_job_pass(job: BenchJob, split: Split, batch_size: int, seed: int, thr
     entry points' memory settings; cnnlab's step over the same batches."""
     keep_freed_memory()
     torch.set_num_threads(threads)
-    model = seeded_model(job.model, seed).to(memory_format=CHANNELS_LAST)
-    batches = Batches(split, batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
-    step = cnnlab_step(model, build_optimizer(job.optimizer, model.parameters()), batch_size, "fp32")
-    return train_epoch(model, batches, step).item()
+    return cnnlab_pass(seeded_model(job.model, seed), job.optimizer, split, batch_size, seed, "fp32")()
 
 
 @register("sweep", cpu_only=True)
