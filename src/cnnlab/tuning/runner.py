@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from cnnlab.config import to_plain
 from cnnlab.errors import RunInUseError
@@ -60,7 +60,7 @@ def tune(cfg: DictConfig) -> TuneResult:
     )
     with study_parent(cfg, settings.study_name):  # logger=mlflow: the study one parent run, its trials beneath
         if settings.n_jobs == 1:
-            work(cfg, settings, study, storage, on_trial=lambda t: _log_trial(t, settings))
+            work(cfg, settings, study, storage)
         else:
             _work_in_processes(cfg, settings)
     state = study_state(study)
@@ -84,18 +84,6 @@ def tune(cfg: DictConfig) -> TuneResult:
         )
         return TuneResult(settings.study_name, state)
     return TuneResult(settings.study_name, state, _train_seeds(cfg, settings, best))
-
-
-def _log_trial(trial: FrozenTrial, settings: TuneSettings) -> None:
-    if trial.state == TrialState.PRUNED:
-        step = max(trial.intermediate_values, default=0)
-        outcome, accuracy = f"pruned after epoch {step}", trial.intermediate_values.get(step, float("nan"))
-    else:
-        outcome, accuracy = trial.user_attrs.get("run_status", ""), trial.value
-    values = settings.space.describe(trial.params)
-    log.info(
-        "%s trial %d %s (%s): validation accuracy %.2f%%", settings.study_name, trial.number, outcome, values, accuracy
-    )
 
 
 def _train_seeds(cfg: DictConfig, settings: TuneSettings, best: FrozenTrial) -> list[RunResult]:
@@ -139,4 +127,4 @@ def _worker(plain: dict[str, Any]) -> int:
     settings = tune_settings(cfg, check_storage_now=False)
     storage = open_storage(settings.storage, heartbeat_s=settings.heartbeat_s)
     study = open_study(settings, storage)
-    return work(cfg, settings, study, storage, on_trial=lambda t: _log_trial(t, settings))
+    return work(cfg, settings, study, storage)

@@ -55,11 +55,14 @@ def tune_settings(cfg: DictConfig, *, check_storage_now: bool = True) -> TuneSet
         )
     tune = cfg.tune
     trials = positive_int("tune.trials", tune.trials)
-    space = parse_space(to_plain(tune.space) if tune.space is not None else None, cfg)
-    sampler = one_of("tune.sampler", tune.get("sampler", "tpe"), SAMPLERS)
-    sampler_seed = seed("tune.sampler_seed", tune.sampler_seed)
-    startup = positive_int("tune.startup_trials", tune.startup_trials)
-    pruner = _pruner(to_plain(tune.pruner) if isinstance(tune.pruner, DictConfig) else tune.pruner)
+    # what the study's name derives from (`study_name`)
+    protocol = {
+        "space": parse_space(to_plain(tune.space) if tune.space is not None else None, cfg),
+        "sampler": one_of("tune.sampler", tune.get("sampler", "tpe"), SAMPLERS),
+        "sampler_seed": seed("tune.sampler_seed", tune.sampler_seed),
+        "startup_trials": positive_int("tune.startup_trials", tune.startup_trials),
+        "pruner": _pruner(to_plain(tune.pruner) if isinstance(tune.pruner, DictConfig) else tune.pruner),
+    }
     storage = parse_storage(tune.storage)
     if check_storage_now:
         check_storage(storage)
@@ -68,26 +71,19 @@ def tune_settings(cfg: DictConfig, *, check_storage_now: bool = True) -> TuneSet
     heartbeat = None if tune.heartbeat_s is None else positive_int("tune.heartbeat_s", tune.heartbeat_s)
     if not isinstance(tune.runs_dir, str) or not tune.runs_dir:
         raise ConfigError(f"tune.runs_dir={tune.runs_dir!r} must be a folder")
-    settings = {
-        "space": space,
-        "sampler": sampler,
-        "sampler_seed": sampler_seed,
-        "startup_trials": startup,
-        "pruner": pruner,
-    }
     name = tune.study_name
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise ConfigError(f"tune.study_name={name!r} must be a non-empty name, or null for the derived one")
     return TuneSettings(
         trials=trials,
         storage=storage,
-        study_name=name or study_name(cfg, **settings),
+        study_name=name or study_name(cfg, **protocol),
         n_jobs=n_jobs,
         runs_dir=Path(tune.runs_dir),
         seeds=seeds,
         heartbeat_s=heartbeat,
         epochs=cfg.trainer.epochs,
-        **settings,
+        **protocol,
     )
 
 

@@ -23,7 +23,7 @@ import socket
 import threading
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -247,21 +247,27 @@ def run_trial(
     return study.tell(trial, _finite(history[-1]["val_accuracy"]))
 
 
-def work(
-    cfg: DictConfig,
-    settings: TuneSettings,
-    study: optuna.Study,
-    storage: BaseStorage,
-    on_trial: Callable[[FrozenTrial], None],
-) -> int:
+def work(cfg: DictConfig, settings: TuneSettings, study: optuna.Study, storage: BaseStorage) -> int:
     """Run trials of the study in `storage` (the one it was opened in) until its budget is spent; the number this
     worker ran."""
     ran = 0
     while (trial := next_trial(study, settings)) is not None:
         log.info("%s trial %d: %s", settings.study_name, trial.number, settings.space.describe(trial.params))
-        on_trial(run_trial(study, storage, trial, cfg, settings))
+        _log_outcome(run_trial(study, storage, trial, cfg, settings), settings)
         ran += 1
     return ran
+
+
+def _log_outcome(trial: FrozenTrial, settings: TuneSettings) -> None:
+    if trial.state == TrialState.PRUNED:
+        step = max(trial.intermediate_values, default=0)
+        outcome, accuracy = f"pruned after epoch {step}", trial.intermediate_values.get(step, float("nan"))
+    else:
+        outcome, accuracy = trial.user_attrs.get("run_status", ""), trial.value
+    values = settings.space.describe(trial.params)
+    log.info(
+        "%s trial %d %s (%s): validation accuracy %.2f%%", settings.study_name, trial.number, outcome, values, accuracy
+    )
 
 
 @dataclass(frozen=True)
