@@ -84,9 +84,9 @@ def check_tracking_uri(uri: Any, setting: str = SETTING) -> None:
         except requests.RequestException as err:
             raise ConfigError(f"{setting}={text}: no MLflow server answered at {url} ({type(err).__name__})") from None
         return
-    if parsed.scheme == "sqlite" and text.startswith("sqlite:///") and len(text) > len("sqlite:///"):
-        folder = Path(text[len("sqlite:///") :]).parent
-        existing = next(p for p in (folder, *folder.parents) if p.exists())
+    database = sqlite_file(text)
+    if database is not None and text != "sqlite:///":
+        existing = next(p for p in database.parents if p.exists())
         if not os.access(existing, os.W_OK):
             raise ConfigError(f"{setting}={text}: cannot create the store, {existing} is not writable")
         return

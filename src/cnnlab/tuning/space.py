@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from optuna.distributions import FloatDistribution
 
+from cnnlab.checks import boolean, finite_number
 from cnnlab.errors import ConfigError
 from cnnlab.training.optimizers import check_optimizer
 
@@ -199,10 +199,8 @@ def _dimension(name: str, key: str, index: int | None, leaf: Mapping[str, Any]) 
         raise ConfigError(f"{where}: unknown range key {', '.join(map(str, unknown))}; a range has low, high and log")
     low, high, log = leaf.get("low"), leaf.get("high"), leaf.get("log", False)
     for end, value in (("low", low), ("high", high)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise ConfigError(f"{where}.{end}={value!r} must be a finite number")
-    if not isinstance(log, bool):
-        raise ConfigError(f"{where}.log={log!r} must be true or false")
+        finite_number(f"{where}.{end}", value)
+    boolean(f"{where}.log", log)
     if low == high:
         raise ConfigError(f"{where}: the range [{low}, {high}] is empty; give low < high")
     if low > high:
