@@ -214,6 +214,8 @@ class RunTracker:
             )
 
     def _start(self, config: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
         client, experiment_id = open_client(self.settings)
         if not self.wanted():
             return
@@ -233,7 +235,9 @@ class RunTracker:
             # recorded at once, so that a run killed from here on is continued, never started twice
             write_json(self.run_dir / RUN_ID_FILE, {"run_id": self.run_id, "tracking_uri": uri})
         if not run.data.params:  # a new run, or one killed before its params were logged
-            _log_params(client, self.run_id, config)
+            # the client sends them in batches of the 100 a request may carry
+            params = [Param(key, value[:6000]) for key, value in sorted(flatten(config).items())]
+            client.log_batch(self.run_id, params=params)
         self.client = client
         log.info("MLflow run %s in %s", self.run_id, uri)
         for entry in read_metrics(self.run_dir).get("history", []):  # epochs trained before (resumed, untracked)
@@ -295,14 +299,6 @@ def _active_run(client: Any, run_id: str) -> Any:
     except MlflowException:
         return None
     return run if run.info.lifecycle_stage == "active" else None
-
-
-def _log_params(client: Any, run_id: str, config: Mapping[str, Any]) -> None:
-    from mlflow.entities import Param
-
-    params = [Param(key, value[:6000]) for key, value in sorted(flatten(config).items())]
-    for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
-        client.log_batch(run_id, params=params[start : start + 100])
 
 
 # --- parents: a sweep, a study -------------------------------------------------------------------------------------
