@@ -4,7 +4,6 @@ processes), then train the best setting on `tune.seeds` as ordinary, tested runs
 
 from __future__ import annotations
 
-import copy
 import logging
 import multiprocessing
 import statistics
@@ -52,9 +51,8 @@ def seed_config(cfg: DictConfig, settings: TuneSettings, params: dict[str, float
 def tune(cfg: DictConfig) -> TuneResult:
     settings = tune_settings(cfg)
     quiet_optuna()
-    plain = to_plain(train_config(cfg))
     storage = open_storage(settings.storage, heartbeat_s=settings.heartbeat_s)
-    study = open_study(settings, storage, untuned=config_name(plain))
+    study = open_study(settings, storage, untuned=config_name(to_plain(train_config(cfg))))
     log.info(
         "study %s in %s: %d trials of %s", settings.study_name, settings.storage.shown, settings.trials, OBJECTIVE_TEXT
     )
@@ -115,9 +113,7 @@ def _work_in_processes(cfg: DictConfig, settings: TuneSettings) -> None:
     plain["trainer"]["num_threads"] = 1
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=settings.n_jobs, mp_context=context) as pool:
-        futures = [pool.submit(_worker, copy.deepcopy(plain)) for _ in range(settings.n_jobs)]
-        for future in futures:
-            future.result()
+        list(pool.map(_worker, [plain] * settings.n_jobs))  # a worker's error is raised here
 
 
 def _worker(plain: dict[str, Any]) -> int:
