@@ -70,6 +70,11 @@ def require_mlflow(setting: str) -> None:
         raise ConfigError(f"{setting} needs the mlflow package: pip install -e '.[mlflow]'")
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a local store (sqlite:///<file>); None for a server."""
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+
+
 def check_tracking_uri(uri: Any, setting: str = SETTING) -> None:
     """Reject a tracking URI that is malformed, or a server that does not answer, before anything is written."""
     require_mlflow(setting)
@@ -105,11 +110,6 @@ def quiet_mlflow() -> Iterator[None]:
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
-
-
-def sqlite_file(uri: str) -> Path | None:
-    """The database file of a local store (sqlite:///<file>); None for a server."""
-    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
 
 
 def open_client(settings: Mapping[str, Any]) -> tuple[Any, str]:
