@@ -157,7 +157,8 @@ def invoke(command: str, *args: str) -> tuple[int | None, str]:
         sys.argv = argv
         for handler in set(root.handlers) - set(handlers):
             handler.close()
-        root.handlers[:], root.level = handlers, level
+        root.handlers[:] = handlers
+        root.setLevel(level)  # not `root.level =`: setLevel also drops the levels loggers cached meanwhile
     return None, err.getvalue()
 
 
