@@ -212,22 +212,32 @@ def execute(
     test: bool = True,
     eval_every: int | None = None,
 ) -> RunResult:
-    """Train `run` from its last recorded epoch to `epochs`, test it and record the outcome.
+    """Train `run` from its last recorded epoch to `epochs`, saving each epoch's snapshot to last.pt, test it and
+    record the outcome.
 
     `eval_every` (steps, `eval_interval`) also validates during each epoch. `on_epoch` sees each epoch's history
     entry once its snapshot is saved and may stop the run there (`pruned`, e.g. by a tuner). `test=False` ends a
     complete run as `trained` without reading the test set; last.pt stays, so training the same run later only adds
-    the test pass. From the first write on, any exception (Ctrl-C included) is
-    recorded as `failed` before it propagates; a failure to record it (a full disk) never hides the original error.
+    the test pass. From the first write on, any exception (Ctrl-C included) is recorded as `failed` before it
+    propagates; a failure to record it (a full disk) never hides the original error.
     """
     logger = NullLogger()
     try:
         write_config(run.run_dir, run.config)
         run.record(RunStatus.RUNNING)
         logger = open_logger(logger_cfg, run.run_dir, first_epoch=len(run.history) + 1, config=run.config)
-        loop = EpochLoop(epochs=epochs, num_classes=len(classes), eval_every=eval_every, on_epoch=on_epoch)
-        if stopped := fit(run, steps, loop, logger=logger):
-            return stopped
+        for epoch in range(len(run.history) + 1, epochs + 1):
+            entry = train_one_epoch(run, steps, epoch=epoch, epochs=epochs, eval_every=eval_every)
+            write_history(run.run_dir, run.history)
+            logger.log_epoch(entry)
+            if reason := divergence(entry["train_loss"], entry["val_loss"], len(classes)):
+                log.error("%s diverged at epoch %d: %s; try a smaller optimizer.lr", run.label, epoch, reason)
+                return run.end(RunStatus.DIVERGED, finished_at=now(), diverged_at_epoch=epoch, diverged_because=reason)
+            save_checkpoint(run.run_dir / LAST, run.snapshot())
+            if on_epoch is not None and on_epoch(entry):
+                log.info("%s stopped after epoch %d (pruned)", run.label, epoch)
+                return run.end(RunStatus.PRUNED, **history_summary(run.history))
+            run.record(RunStatus.RUNNING)
         if not test:
             return run.end(RunStatus.TRAINED, **history_summary(run.history))
         return finish(run, steps, classes=classes, logger=logger)
@@ -239,46 +249,19 @@ def execute(
         logger.close()
 
 
-@dataclass(frozen=True)
-class EpochLoop:
-    """How `fit` runs the epochs: how many, the classes' count (for the divergence bound), validation during the
-    epoch every `eval_every` steps, and the hook that may stop the run after an epoch."""
-
-    epochs: int
-    num_classes: int
-    eval_every: int | None = None
-    on_epoch: EpochHook | None = None
-
-
-def fit(run: RunState, steps: EpochSteps, loop: EpochLoop, *, logger: NullLogger) -> RunResult | None:
-    """The epoch loop: train, validate, record, snapshot to last.pt; a RunResult only when the run diverged or
-    `loop.on_epoch` stopped it."""
-    for epoch in range(len(run.history) + 1, loop.epochs + 1):
-        entry = train_one_epoch(run, steps, epoch=epoch, loop=loop)
-        write_history(run.run_dir, run.history)
-        logger.log_epoch(entry)
-        if reason := divergence(entry["train_loss"], entry["val_loss"], loop.num_classes):
-            log.error("%s diverged at epoch %d: %s; try a smaller optimizer.lr", run.label, epoch, reason)
-            return run.end(RunStatus.DIVERGED, finished_at=now(), diverged_at_epoch=epoch, diverged_because=reason)
-        save_checkpoint(run.run_dir / LAST, run.snapshot())
-        if loop.on_epoch is not None and loop.on_epoch(entry):
-            log.info("%s stopped after epoch %d (pruned)", run.label, epoch)
-            return run.end(RunStatus.PRUNED, **history_summary(run.history))
-        run.record(RunStatus.RUNNING)
-    return None
-
-
-def train_one_epoch(run: RunState, steps: EpochSteps, *, epoch: int, loop: EpochLoop) -> dict[str, Any]:
+def train_one_epoch(
+    run: RunState, steps: EpochSteps, *, epoch: int, epochs: int, eval_every: int | None
+) -> dict[str, Any]:
     """Train and validate once, timed; the epoch's history entry, appended to the run's history and logged.
 
     The entry counts optimizer steps and images seen since the run began and the training seconds of this pass
-    (`train_s`, evaluation excluded); with `loop.eval_every`, `evals` holds the validations during the epoch."""
+    (`train_s`, evaluation excluded); with `eval_every`, `evals` holds the validations during the epoch."""
     start = time.perf_counter()
     during = None
-    if loop.eval_every is not None:
+    if eval_every is not None:
         before_s = sum(pass_seconds(h) for h in run.history)
-        during = InEpochEvaluation(steps, loop.eval_every, epoch, start, before_s=before_s)
-    train_loss = steps.train(epoch, during) if during else steps.train(epoch)
+        during = InEpochEvaluation(steps, eval_every, epoch, start, before_s=before_s)
+    train_loss = steps.train(epoch, during)
     train_seconds = time.perf_counter() - start - (during.paused_s if during else 0.0)
     val = steps.validate()
     epoch_seconds = time.perf_counter() - start
@@ -299,7 +282,7 @@ def train_one_epoch(run: RunState, steps: EpochSteps, *, epoch: int, loop: Epoch
     run.history.append(entry)
     log.info(
         "%s epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.2f%%  %.1fs  %.0f img/s",
-        *(run.label, epoch, loop.epochs, train_loss, val.loss, val.accuracy, epoch_seconds, entry["images_per_s"]),
+        *(run.label, epoch, epochs, train_loss, val.loss, val.accuracy, epoch_seconds, entry["images_per_s"]),
     )
     return entry
 
