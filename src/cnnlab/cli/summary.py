@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 from cnnlab.cli.entry import command
 from cnnlab.data import get_spec
 from cnnlab.errors import run_cli
-from cnnlab.models.summary import model_size_text
+from cnnlab.models.counts import model_size_text
 
 
 @command("cnnlab-summary", "summary")

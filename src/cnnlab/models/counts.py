@@ -1,10 +1,15 @@
-"""Parameter and neuron counts, and the torchinfo layer table, as the report states them."""
+"""Parameter and neuron counts, and the torchinfo layer table, as the report and `cnnlab-summary` state them."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torchinfo
 from torch import nn
+
+from cnnlab.models.simple_cnn import build_model
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
@@ -49,3 +54,18 @@ def layer_table(model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28)) ->
         mode="eval",
     )
     return str(stats)
+
+
+def model_size_text(model_cfg: Mapping[str, Any], image_shape: tuple[int, int, int]) -> str:
+    """What `cnnlab-summary` prints for one model config, also shown in the report."""
+    model = build_model(model_cfg)
+    params, neurons = count_parameters(model), count_neurons(model, image_shape)
+    title = f"simple_cnn, batch_norm={model_cfg['batch_norm']}"
+    return "\n".join(
+        [
+            title,
+            f"parameters: {params['total']:,} (conv {params['conv']:,}, fc {params['fc']:,})",
+            f"neurons:    {neurons['total']:,} (conv {neurons['conv']:,}, fc {neurons['fc']:,})",
+            layer_table(model, image_shape),
+        ]
+    )

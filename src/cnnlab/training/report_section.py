@@ -15,7 +15,7 @@ from cnnlab.config import to_plain
 from cnnlab.data import get_spec
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.models import build_model, count_neurons, count_parameters
-from cnnlab.models.summary import model_size_text
+from cnnlab.models.counts import model_size_text
 from cnnlab.plotting import lr_sensitivity as lr_figure
 from cnnlab.plotting import training_curves
 from cnnlab.reporting.figures import copy_if_changed, md_figure
