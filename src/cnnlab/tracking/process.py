@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.tracking.mlflow import PARENT_ENV, RunTracker, quiet_mlflow, sqlite_file
-from cnnlab.training.loggers import NullLogger
 
 log = logging.getLogger("cnnlab.tracking.mlflow")
 
@@ -112,7 +111,7 @@ def tracking_process(tracking_uri: str) -> TrackingProcess:
     return _process
 
 
-class MlflowLogger(NullLogger):
+class MlflowLogger:
     """What the training engine calls: each call becomes one line to the tracking process; `close` waits for it."""
 
     def __init__(self, settings: Mapping[str, Any], run_dir: Path, config: Mapping[str, Any]):

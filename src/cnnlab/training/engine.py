@@ -32,7 +32,7 @@ from cnnlab.runs.lock import run_lock
 from cnnlab.runs.record import make_run_dir, now, pass_seconds, remove_stale_temp_files, write_config, write_metrics
 from cnnlab.runs.status import RunStatus
 from cnnlab.training.artifacts import draws_figures, history_summary, write_curves, write_history, write_test_results
-from cnnlab.training.loggers import NullLogger, open_logger
+from cnnlab.training.loggers import Loggers, open_logger
 from cnnlab.training.loop import StepHook
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ def execute(
     the test pass. From the first write on, any exception (Ctrl-C included) is recorded as `failed` before it
     propagates; a failure to record it (a full disk) never hides the original error.
     """
-    logger = NullLogger()
+    logger = Loggers()
     try:
         write_config(run.run_dir, run.config)
         run.record(RunStatus.RUNNING)
@@ -287,7 +287,7 @@ def train_one_epoch(
     return entry
 
 
-def finish(run: RunState, steps: EpochSteps, *, classes: Sequence[str], logger: NullLogger) -> RunResult:
+def finish(run: RunState, steps: EpochSteps, *, classes: Sequence[str], logger: Loggers) -> RunResult:
     """Save the final weights, run the test pass, write the run's reports and figures, and record it finished."""
     save_checkpoint(run.run_dir / CHECKPOINT, run.snapshot())
     outcome = steps.test(run.history)

@@ -1,5 +1,5 @@
-"""Optional experiment loggers (`logger=tensorboard`, `logger=mlflow`, both: `logger=[tensorboard,mlflow]`); the
-default logs nothing, so the runner never branches on it.
+"""Optional experiment loggers (`logger=tensorboard`, `logger=mlflow`, both: `logger=[tensorboard,mlflow]`); without
+one a run holds an empty `Loggers`, so the engine never branches on it.
 
 TensorBoard gets per-epoch scalars (losses, accuracy, images/s, epoch time), the test result, the run's config as
 text and the curves/confusion figures, under `<run_dir>/<logger.log_dir>/`. MLflow's settings sit under
@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from omegaconf import OmegaConf
 
@@ -30,20 +30,17 @@ EPOCH_SCALARS = {
 }
 
 
-class NullLogger:
-    """Logs nothing: what a run gets without a `logger` config."""
+class Logger(Protocol):
+    """What the engine logs to: `TensorBoardLogger` and `cnnlab.tracking.process.MlflowLogger`."""
 
-    def log_epoch(self, record: Mapping[str, Any]) -> None:
-        pass
+    def log_epoch(self, record: Mapping[str, Any]) -> None: ...
 
-    def log_test(self, epoch: int, accuracy: float, loss: float, figures: Sequence[Path]) -> None:
-        pass
+    def log_test(self, epoch: int, accuracy: float, loss: float, figures: Sequence[Path]) -> None: ...
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None: ...
 
 
-class TensorBoardLogger(NullLogger):
+class TensorBoardLogger:
     def __init__(self, log_dir: Path, first_epoch: int, config: Mapping[str, Any]):
         from torch.utils.tensorboard import SummaryWriter
 
@@ -85,10 +82,10 @@ def check_logger(cfg: Mapping[str, Any] | None) -> None:
         check_tracking_uri(cfg["mlflow"]["tracking_uri"])
 
 
-class Loggers(NullLogger):
-    """Several loggers as one (`logger=[tensorboard,mlflow]`)."""
+class Loggers:
+    """The loggers a run writes to, as one: none, one, or several (`logger=[tensorboard,mlflow]`)."""
 
-    def __init__(self, loggers: Sequence[NullLogger]):
+    def __init__(self, loggers: Sequence[Logger] = ()):
         self.loggers = list(loggers)
 
     def log_epoch(self, record: Mapping[str, Any]) -> None:
@@ -113,11 +110,10 @@ def warm_up(cfg: Mapping[str, Any] | None) -> None:
         tracking_process(str(cfg["mlflow"]["tracking_uri"]))
 
 
-def open_logger(cfg: Mapping[str, Any] | None, run_dir: Path, first_epoch: int, config: dict[str, Any]) -> NullLogger:
-    """The loggers the `logger` config group asks for (none selected: a NullLogger); `config` is the run's."""
-    if cfg is None:
-        return NullLogger()
-    loggers: list[NullLogger] = []
+def open_logger(cfg: Mapping[str, Any] | None, run_dir: Path, first_epoch: int, config: dict[str, Any]) -> Loggers:
+    """The loggers the `logger` config group asks for (none when it is unset); `config` is the run's."""
+    cfg = cfg or {}
+    loggers: list[Logger] = []
     if cfg.get("name") == "tensorboard":
         log_dir = Path(cfg["log_dir"])
         loggers.append(TensorBoardLogger(log_dir if log_dir.is_absolute() else run_dir / log_dir, first_epoch, config))
@@ -125,4 +121,4 @@ def open_logger(cfg: Mapping[str, Any] | None, run_dir: Path, first_epoch: int, 
         from cnnlab.tracking.process import MlflowLogger
 
         loggers.append(MlflowLogger(cfg["mlflow"], run_dir, config))
-    return loggers[0] if len(loggers) == 1 else Loggers(loggers)
+    return Loggers(loggers)
