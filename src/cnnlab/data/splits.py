@@ -48,11 +48,6 @@ class Splits:
         return self.spec.classes
 
 
-def read_split(spec: DatasetSpec, root: str | Path, train: bool) -> Split:
-    """Read one idx pair, converting exactly as ToTensor would."""
-    return to_float(read_raw(spec, root, train))
-
-
 def to_float(raw: Split) -> Split:
     """uint8 [N, 28, 28] -> float32 [N, 1, 28, 28] in [0, 1], as ToTensor converts."""
     return Split(raw.x.unsqueeze(1).float().div_(255), raw.y)

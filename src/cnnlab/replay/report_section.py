@@ -22,7 +22,7 @@ from cnnlab.replay.published import (
     VAL_ACCURACY_TOLERANCE,
 )
 from cnnlab.replay.results import load_replay, summary_path
-from cnnlab.reporting.expected import Expected, default_paths
+from cnnlab.reporting.expected import default_paths
 from cnnlab.reporting.markdown import md_table
 from cnnlab.reporting.sections import ReportContext, RunColumn, Section
 
@@ -43,19 +43,6 @@ class Replay:
     @property
     def epochs(self) -> int:
         return self.summary["epochs"]
-
-
-def find_replay(replay_dir: Path, epochs: int, expected: Mapping[str, Expected]) -> Replay | None:
-    """The replay under `replay_dir`, or None; a report run gets the replayed run with its optimizer and batch norm."""
-    summary = load_replay(replay_dir, epochs)
-    if summary is None:
-        return None
-    by_key = {}
-    for key, e in expected.items():
-        wanted = (e.config["optimizer"]["name"], e.config["model"]["batch_norm"])
-        if run := next((r for r in summary["runs"].values() if (r["optimizer"], r["batch_norm"]) == wanted), None):
-            by_key[key] = run
-    return Replay(summary_path(replay_dir, epochs), summary, by_key)
 
 
 def replay_command(epochs: int, replay_dir: Path, default_replay_dir: Path) -> str:
@@ -110,10 +97,18 @@ def check_replay(settings: DictConfig) -> None:
 
 
 def _replay(context: ReportContext) -> Replay | None:
-    """The replay of the report's epochs, where it applies: the notebook trained on MNIST only."""
-    if context.settings.data.name != REPLAYED_DATA.name:
+    """The replay of the report's epochs, where there is one and it applies (the notebook trained on MNIST only); a
+    report run gets the replayed run with its optimizer and batch norm."""
+    replay_dir, epochs = Path(context.settings.paths.replay_dir), context.settings.replay_epochs
+    summary = load_replay(replay_dir, epochs) if context.settings.data.name == REPLAYED_DATA.name else None
+    if summary is None:
         return None
-    return find_replay(Path(context.settings.paths.replay_dir), context.settings.replay_epochs, context.expected)
+    by_key = {}
+    for key, e in context.expected.items():
+        wanted = (e.config["optimizer"]["name"], e.config["model"]["batch_norm"])
+        if run := next((r for r in summary["runs"].values() if (r["optimizer"], r["batch_norm"]) == wanted), None):
+            by_key[key] = run
+    return Replay(summary_path(replay_dir, epochs), summary, by_key)
 
 
 def replay_column(context: ReportContext) -> RunColumn | None:

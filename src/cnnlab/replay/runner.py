@@ -20,7 +20,7 @@ from cnnlab.atomic import write_json
 from cnnlab.checks import boolean, positive_int
 from cnnlab.config import compose_config, override_value, to_plain
 from cnnlab.data import MNIST_SPEC, Split, ensure_files
-from cnnlab.data.splits import read_split
+from cnnlab.data.splits import read_raw, to_float
 from cnnlab.device import resolve_device
 from cnnlab.errors import ConfigError
 from cnnlab.models import build_model
@@ -42,7 +42,6 @@ PROTOCOL = "notebook"
 class ReplayResult:
     path: Path  # replay-e<epochs>.json
     summary: dict[str, Any]
-    reused: bool = False
 
 
 def check_replay_settings(cfg: DictConfig) -> None:
@@ -100,13 +99,13 @@ def replay(cfg: DictConfig) -> ReplayResult:
     previous = load_replay(replay_dir, cfg.epochs) or {"runs": {}}
     if not cfg.overwrite and all(run.key in previous["runs"] for run in runs):
         log.info("%s already holds these runs; overwrite=true replays them again", path)
-        return ReplayResult(path, previous, reused=True)
+        return ReplayResult(path, previous)
 
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     device = resolve_device(cfg.device, setting="device")
     ensure_files(MNIST_SPEC, cfg.paths.data_dir, download=cfg.download)
-    test_split = read_split(MNIST_SPEC, cfg.paths.data_dir, train=False)
+    test_split = to_float(read_raw(MNIST_SPEC, cfg.paths.data_dir, train=False))
 
     notebook.seed_notebook()
     loaders = notebook.notebook_loaders(cfg.paths.data_dir)

@@ -11,7 +11,8 @@ from cnnlab.runs.layout import METRICS
 
 
 class RunStatus(str, Enum):
-    """The `status` of a run's metrics.json. A str, so it compares equal to (and is written to JSON as) its value."""
+    """The `status` of a run's metrics.json. A str, so it compares equal to (and is written to JSON as) its value.
+    Enum.__format__ uses an overridden __str__, so f-strings show the value too."""
 
     RUNNING = "running"
     FINISHED = "finished"
@@ -22,9 +23,6 @@ class RunStatus(str, Enum):
 
     def __str__(self) -> str:
         return self.value
-
-    def __format__(self, spec: str) -> str:
-        return format(self.value, spec)
 
     @property
     def is_final(self) -> bool:

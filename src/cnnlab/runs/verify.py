@@ -103,21 +103,30 @@ def _leaves(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
         yield prefix.rstrip("."), value
 
 
+def _differing(before: Mapping[str, Any], after: Mapping[str, Any]) -> Iterator[tuple[str, Any, Any]]:
+    """The names in either mapping whose values differ (tensors bit for bit), sorted, with both values."""
+    for name in sorted(before.keys() | after.keys()):
+        a, b = before.get(name), after.get(name)
+        if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+            differ = a.shape != b.shape or a.dtype != b.dtype or not torch.equal(a, b)
+        else:
+            differ = a != b
+        if differ:
+            yield name, a, b
+
+
 def _compare_state(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """The checkpoint tensors (weights, optimizer state, data-order RNG) that are not bit-identical."""
+    before, after = ({key: state.get(key) for key in STATE_KEYS} for state in (old, new))
     differences = []
-    for key in STATE_KEYS:
-        before, after = dict(_leaves(old.get(key), f"{key}.")), dict(_leaves(new.get(key), f"{key}."))
-        for name in sorted(before.keys() | after.keys()):
-            a, b = before.get(name), after.get(name)
-            if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
-                if a.shape != b.shape or a.dtype != b.dtype:
-                    differences.append(f"{name}: shape/dtype {tuple(a.shape)} {a.dtype} -> {tuple(b.shape)} {b.dtype}")
-                elif not torch.equal(a, b):
-                    gap = (a.double() - b.double()).abs().max().item() if a.is_floating_point() else float("nan")
-                    differences.append(f"{name}: not bit-identical (largest difference {gap:.3g})")
-            elif a != b:
-                differences.append(f"{name}: {a!r} -> {b!r}")
+    for name, a, b in _differing(dict(_leaves(before)), dict(_leaves(after))):
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+            differences.append(f"{name}: {a!r} -> {b!r}")
+        elif a.shape != b.shape or a.dtype != b.dtype:
+            differences.append(f"{name}: shape/dtype {tuple(a.shape)} {a.dtype} -> {tuple(b.shape)} {b.dtype}")
+        else:
+            gap = (a.double() - b.double()).abs().max().item() if a.is_floating_point() else float("nan")
+            differences.append(f"{name}: not bit-identical (largest difference {gap:.3g})")
     return differences
 
 
@@ -129,12 +138,8 @@ def _compare_metrics(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[li
         for name, value in _leaves({k: v for k, v in metrics.items() if k not in skip})
         if name.rsplit(".", 1)[-1] not in skip
     }
-    before, after = kept(old), kept(new)
     differences, largest = [], None
-    for name in sorted(before.keys() | after.keys()):
-        a, b = before.get(name), after.get(name)
-        if a == b:
-            continue
+    for name, a, b in _differing(kept(old), kept(new)):
         differences.append(f"metrics {name}: {a!r} -> {b!r}")
         numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
         if numbers and (largest is None or abs(a - b) > largest[1]):
@@ -144,14 +149,10 @@ def _compare_metrics(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[li
 
 def _environment(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """How the device, thread count or versions of the re-run differ from the recorded run's."""
-    changes = [
-        f"{key}: {old.get(key)} -> {new.get(key)}" for key in ("device", "threads") if old.get(key) != new.get(key)
-    ]
-    versions_before, versions_after = old.get("versions", {}), new.get("versions", {})
-    for name in sorted(versions_before.keys() | versions_after.keys()):
-        if versions_before.get(name) != versions_after.get(name):
-            changes.append(f"{name} {versions_before.get(name)} -> {versions_after.get(name)}")
-    return changes
+    before, after = ({key: run.get(key) for key in ("device", "threads")} for run in (old, new))
+    changes = [f"{key}: {a} -> {b}" for key, a, b in _differing(before, after)]
+    versions = _differing(old.get("versions", {}), new.get("versions", {}))
+    return changes + [f"{name} {a} -> {b}" for name, a, b in versions]
 
 
 def verify_run(
