@@ -57,13 +57,13 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def write_figure(path: str | os.PathLike, fig: Any, dpi: int = 120) -> Path:
+def write_figure(path: str | os.PathLike, fig: Any) -> Path:
     """Save a matplotlib figure atomically and close it (figures are not reused once written)."""
     import matplotlib.pyplot as plt
 
     try:
         return write_with(
-            path, lambda tmp: fig.savefig(tmp, format=Path(path).suffix.lstrip("."), dpi=dpi, bbox_inches="tight")
+            path, lambda tmp: fig.savefig(tmp, format=Path(path).suffix.lstrip("."), dpi=120, bbox_inches="tight")
         )
     finally:
         plt.close(fig)

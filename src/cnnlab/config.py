@@ -44,10 +44,8 @@ def _published(key: str) -> DictConfig:
 def register_resolvers() -> None:
     """`${cnnlab.root:}` lets `paths` default to the repository root without chdir or env vars;
     `${cnnlab.published:<run>}` gives the original report's values for one of its runs from their one source."""
-    if not OmegaConf.has_resolver("cnnlab.root"):
-        OmegaConf.register_new_resolver("cnnlab.root", lambda: str(project_root()))
-    if not OmegaConf.has_resolver("cnnlab.published"):
-        OmegaConf.register_new_resolver("cnnlab.published", _published)
+    OmegaConf.register_new_resolver("cnnlab.root", lambda: str(project_root()), replace=True)
+    OmegaConf.register_new_resolver("cnnlab.published", _published, replace=True)
 
 
 def to_plain(cfg: DictConfig) -> dict[str, Any]:
@@ -137,13 +135,19 @@ def with_config_dir(overrides: Sequence[str], config_dir: str | None) -> list[st
     if not folder.is_dir():
         raise ConfigError(f"--config-dir {config_dir}: no such folder (configs are searched there, then in {CONF_DIR})")
     _check_yaml(folder)
-    searchpath, rest = [f"file://{folder}"], []
+    searchpath, rest = split_searchpath(overrides)
+    return [*rest, f"hydra.searchpath={override_value([f'file://{folder}', *searchpath])}"]
+
+
+def split_searchpath(overrides: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The folders of the `hydra.searchpath` overrides among `overrides`, and the other overrides."""
+    searchpath, rest = [], []
     for text in overrides:
         if text.lstrip("+~").partition("=")[0] == "hydra.searchpath":
             searchpath += list(OverridesParser.create().parse_override(text).value() or [])
         else:
             rest.append(text)
-    return [*rest, f"hydra.searchpath={override_value(searchpath)}"]
+    return searchpath, rest
 
 
 def _check_yaml(folder: Path) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import torch
 
@@ -37,20 +37,17 @@ def fast_bf16(device: torch.device) -> bool:
     return bool(check()) if check is not None else False
 
 
-@contextmanager
-def full_fp32_convolutions(device: torch.device) -> Iterator[None]:
+def full_fp32_convolutions(device: torch.device) -> AbstractContextManager[Any]:
     """cuDNN convolutions in full fp32 on CUDA while the block runs (a no-op elsewhere).
 
     torch lets cuDNN round fp32 convolution inputs to TF32 (10-bit mantissa) by default, so a CUDA result differs from
     the CPU's by ~1e-3 relative instead of float32 rounding. Comparisons that check two computations against a float32
     tolerance run in here; training keeps torch's default."""
     if device.type != "cuda":
-        yield
-        return
-    with torch.backends.cudnn.flags(
+        return nullcontext()
+    return torch.backends.cudnn.flags(
         enabled=torch.backends.cudnn.enabled,
         benchmark=torch.backends.cudnn.benchmark,
         deterministic=torch.backends.cudnn.deterministic,
         allow_tf32=False,
-    ):
-        yield
+    )

@@ -20,7 +20,6 @@ def image_grid(
     *,
     ncols: int = 8,
     cmap: str | Sequence[str] = "gray",
-    shared_scale: bool = False,
     colorbar: bool = False,
     cell: float = 1.4,
     suptitle: str | None = None,
@@ -31,9 +30,9 @@ def image_grid(
 ) -> Figure:
     """A grid of 2-D images (an [N, H, W] array, or a list whose panels may differ in size).
 
-    `shared_scale` puts all panels on one colour scale (the data's range, or `value_range` when given) with an optional
-    shared `colorbar`; `cmap` and `panel_colorbars` may also be given per panel (an image beside its heatmap). `lead`
-    is one more image drawn in its own column left of the grid, outside the shared scale (an input beside its maps).
+    `value_range` puts all panels on one colour scale, with an optional shared `colorbar`; `cmap` and
+    `panel_colorbars` may also be given per panel (an image beside its heatmap). `lead` is one more image drawn in its
+    own column left of the grid, outside the shared scale (an input beside its maps).
     """
     panels = [np.asarray(image) for image in images]
     n = len(panels)
@@ -41,8 +40,6 @@ def image_grid(
     nrows = -(-n // ncols)
     cmaps = [cmap] * n if isinstance(cmap, str) else list(cmap)
     bars = [panel_colorbars] * n if isinstance(panel_colorbars, bool) else list(panel_colorbars)
-    if value_range is None and shared_scale and n:
-        value_range = (min(float(p.min()) for p in panels), max(float(p.max()) for p in panels))
     vmin, vmax = value_range if value_range is not None else (None, None)
     lead_cols = 0 if lead is None else 1
     width = cell * (ncols + lead_cols) * (1.25 if any(bars) else 1) + (0.8 if colorbar else 0)

@@ -35,12 +35,6 @@ def feature_maps(classifier: nn.Module, layer: nn.Module, image: Tensor) -> Tens
     return captured[0][0]
 
 
-def check_image_index(value: Any, n_images: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < n_images:
-        raise ConfigError(f"image={value!r} is out of range: the test set has images 0..{n_images - 1}")
-    return value
-
-
 def check_activations_settings(settings: Mapping[str, Any]) -> tuple[tuple[str, int], str]:
     """The layer and image index, and their folder name; the index is checked against the test set once loaded."""
     layer = one_of("layer", settings["layer"], LAYERS)
@@ -52,7 +46,8 @@ def check_activations_settings(settings: Mapping[str, Any]) -> tuple[tuple[str, 
 
 def outputs(loaded: LoadedRun, chosen: tuple[str, int]) -> Outputs:
     layer, index = chosen
-    index = check_image_index(index, len(loaded.test))
+    if index >= len(loaded.test):
+        raise ConfigError(f"image={index!r} is out of range: the test set has images 0..{len(loaded.test) - 1}")
     image, label = loaded.test.x[index], int(loaded.test.y[index])
     maps = feature_maps(loaded.classifier, loaded.model.layer(layer), image)
     predicted, confidence = (float(v) for v in predict(loaded.classifier, image[None]))
@@ -62,7 +57,7 @@ def outputs(loaded: LoadedRun, chosen: tuple[str, int]) -> Outputs:
         [f"map {c}" for c in range(len(maps))],
         ncols=8,
         cmap="viridis",
-        shared_scale=True,
+        value_range=(float(maps.min()), float(maps.max())),
         colorbar=True,
         lead=image[0].cpu().numpy(),
         lead_title=f"test image {index}\nactual {classes[label]}",

@@ -32,16 +32,12 @@ def kernels(conv: nn.Conv2d, in_channel: int | str) -> np.ndarray:
     return mosaic[None]
 
 
-def check_in_channel(value: Any) -> int | str:
-    if value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
-        return value
-    raise ConfigError(f"in_channel={value!r} must be an input channel index >= 0 or 'all'")
-
-
 def check_filters_settings(settings: Mapping[str, Any]) -> tuple[tuple[str, int | str], str]:
     """The layer(s) and conv2 input channel, and their folder name (conv1 has one input channel: no suffix)."""
     layer = one_of("layer", settings["layer"], LAYERS)
-    in_channel = check_in_channel(settings["in_channel"])
+    in_channel = settings["in_channel"]
+    if in_channel != "all" and (isinstance(in_channel, bool) or not isinstance(in_channel, int) or in_channel < 0):
+        raise ConfigError(f"in_channel={in_channel!r} must be an input channel index >= 0 or 'all'")
     return (layer, in_channel), "conv1" if layer == "conv1" else f"{layer}-in{in_channel}"
 
 

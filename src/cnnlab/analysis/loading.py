@@ -63,7 +63,7 @@ class LoadedRun:
     model: SimpleCNN
     classifier: nn.Module
     device: torch.device
-    data_dir: Path | None = None
+    data_dir: str | Path | None = None
 
     @cached_property
     def folded(self) -> nn.Module:
@@ -80,9 +80,8 @@ class LoadedRun:
         """The test split in pixel units, on the model's device (read on first use: filters never need it)."""
         data = self.config["data"]
         root = self.data_dir if self.data_dir is not None else data["root"]
-        splits = load_splits(
-            get_spec(data["name"]), root, split_seed=data["split_seed"], val_size=data["val_size"], download=False
-        )
+        spec = get_spec(data["name"])
+        splits = load_splits(spec, root, split_seed=data["split_seed"], val_size=data["val_size"], download=False)
         return splits.test.to(self.device)
 
 
@@ -93,8 +92,7 @@ def load_run(checkpoint: Path, device: str = "auto", data_dir: str | Path | None
     config = state["config"]
     # channels_last as in training: batched convolutions run ~1.5-2.5x faster on CPU, results differ only by rounding
     model = model.to(target, memory_format=torch.channels_last).eval()
-    data_path = Path(data_dir) if data_dir is not None else None
-    return LoadedRun(checkpoint, config, model, pixel_classifier(model, config), target, data_path)
+    return LoadedRun(checkpoint, config, model, pixel_classifier(model, config), target, data_dir)
 
 
 def pixel_classifier(model: nn.Module, config: dict[str, Any]) -> nn.Module:

@@ -1,5 +1,6 @@
-"""What the four analysis commands share: one factory builds `cnnlab-filters`, `-activations`, `-occlusion` and
-`-adversarial` from the analysis's name, its primary config `conf/<name>.yaml` and the registry in `cnnlab.analysis`."""
+"""What the analysis commands share: one factory builds `cnnlab-filters`, `-activations`, `-occlusion`, `-adversarial`,
+`-robustness` and `-attributions` from the analysis's name, its primary config `conf/<name>.yaml` and the registry in
+`cnnlab.analysis`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from omegaconf import DictConfig
 from cnnlab.analysis import ANALYSES, AnalysisResult
 from cnnlab.analysis.adversarial import format_table
 from cnnlab.analysis.loading import run_or_checkpoint
-from cnnlab.analysis.results import NOT_OPTIONS
 from cnnlab.cli.entry import command
 from cnnlab.config import to_plain
 from cnnlab.errors import run_cli
@@ -21,8 +21,8 @@ def run_analysis(name: str, cfg: DictConfig) -> AnalysisResult:
     """Run analysis `name` on `run=` or `checkpoint=` with the config's options, reading data from `paths.data_dir`."""
     plain = to_plain(cfg)
     target = run_or_checkpoint(plain.get("run"), plain.get("checkpoint"))
-    options = {k: v for k, v in plain.items() if k not in NOT_OPTIONS}
-    return ANALYSES[name](target, options, plain["device"], Path(plain["paths"]["data_dir"]))
+    # the analysis leaves out the keys that say where to run it (`run`, `device`, `paths`, ...)
+    return ANALYSES[name](target, plain, plain["device"], Path(plain["paths"]["data_dir"]))
 
 
 def describe(result: AnalysisResult) -> str:

@@ -25,7 +25,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from cnnlab.config import CONF_DIR, with_config_dir
+from cnnlab.config import CONF_DIR, split_searchpath, with_config_dir
 from cnnlab.errors import ConfigError, first_line, run_cli
 
 Check = Callable[[DictConfig], None]
@@ -50,13 +50,9 @@ SWITCHES = (
 )
 
 
-class UnreadCommandLine(Exception):
-    """A command line Hydra's parser refuses: Hydra reports it, with its usage."""
-
-
 class HydraArgs(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # argparse would print our usage and exit
-        raise UnreadCommandLine(message)
+    def error(self, message: str) -> Any:  # argparse would print our usage and exit: Hydra reports it, with its usage
+        raise argparse.ArgumentError(None, message)
 
 
 def hydra_args_parser() -> argparse.ArgumentParser:
@@ -84,7 +80,7 @@ def command(prog: str, config_name: str, check: Check | None = None) -> Callable
         def main() -> Any:
             try:
                 args, unknown = hydra_args_parser().parse_known_args()
-            except UnreadCommandLine:
+            except argparse.ArgumentError:
                 return hydra_main()  # which reports the mistake
             if unknown or args.version:  # a flag Hydra does not know, or --version: Hydra answers before running
                 return hydra_main()
@@ -197,10 +193,7 @@ def _explain(prog: str, config_name: str, message: str, overrides: Sequence[str]
 def _searched(group: str, overrides: Sequence[str]) -> list[str]:
     """The folders a config group's options were looked for in: the user's (`--config-dir`, `hydra.searchpath`)
     first, then cnnlab's own."""
-    extra = []
-    for text in overrides:
-        if text.lstrip("+~").partition("=")[0] == "hydra.searchpath":
-            extra += list(OverridesParser.create().parse_override(text).value() or [])
+    extra, _ = split_searchpath(overrides)
     return [f"{str(path).removeprefix('file://')}/{group}" for path in extra] + [str(CONF_DIR / group)]
 
 

@@ -18,9 +18,8 @@ from cnnlab.tracking.mlflow import end_parent, start_parent
 
 
 class SweepParent(Callback):
-    def __init__(self) -> None:
-        self.run_id: str | None = None
-        self.previous: str | None = None
+    run_id: str | None = None
+    previous: str | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         settings = OmegaConf.to_container(config.logger.mlflow, resolve=True)
