@@ -1,11 +1,10 @@
 """A faster input gradient through the first convolution, for the analyses that differentiate a frozen model with
 respect to its input (the adversarial ascent).
 
-oneDNN's backward-data kernel is slow when the convolution's input has a single channel: for MNIST's first layer
-(1 -> 32 channels, 3x3) it took 3.3 ms for 90 images on 2 AVX-512 CPU cores (2.0 ms with oneDNN held to AVX2),
-against 1.3 ms (1.1 ms) for the same gradient as one matrix product (each output position's gradient spread over the
-3x3 taps) and a col2im (`F.fold`) that sums the taps back into the image. Both compute the same sums, in another
-order.
+oneDNN's backward-data kernel is slow when the convolution's input has a single channel, as MNIST's first layer
+(1 -> 32 channels, 3x3) has: the same gradient as one matrix product (each output position's gradient spread over
+the 3x3 taps) and a col2im (`F.fold`) that sums the taps back into the image is faster on the CPUs
+measured (docs/performance.md). Both compute the same sums, in another order.
 """
 
 from __future__ import annotations
