@@ -7,15 +7,15 @@ from omegaconf import DictConfig
 
 from cnnlab.cli.entry import command
 from cnnlab.errors import run_cli
-from cnnlab.replay.results import format_comparison
+from cnnlab.replay.results import format_comparison, summary_path
 from cnnlab.replay.runner import check_replay_settings, replay
 
 
 @command("cnnlab-replay", "replay", check=check_replay_settings)
 def main(cfg: DictConfig) -> None:
-    result = run_cli("cnnlab-replay", lambda: replay(cfg))
-    print(format_comparison(result.summary), flush=True)
-    print(f"results: {result.path}", flush=True)
+    summary = run_cli("cnnlab-replay", lambda: replay(cfg))
+    print(format_comparison(summary), flush=True)
+    print(f"results: {summary_path(cfg.paths.replay_dir, cfg.epochs)}", flush=True)
 
 
 if __name__ == "__main__":

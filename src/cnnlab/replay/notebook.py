@@ -1,4 +1,4 @@
-"""The original notebook's data pipeline and passes, drawing from torch's default generator exactly as it did.
+"""The original notebook's data pipeline and evaluation, drawing from torch's default generator exactly as it did.
 
 Deliberately not cnnlab's fast tensor pipeline: a replay is only exact if every random draw happens in the same order,
 and the draws come from these torchvision/DataLoader objects. Every DataLoader iterator draws a base seed when it is
@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, random_split
 from torchvision import datasets, transforms
-from tqdm import tqdm
 
 from cnnlab.models import SimpleCNN
 
@@ -58,27 +57,6 @@ def notebook_loaders(root: str | Path) -> Loaders:
         val=DataLoader(val, batch_size=BATCH_SIZE),
         test=DataLoader(test, batch_size=BATCH_SIZE),
     )
-
-
-def train_pass(
-    model: nn.Module,
-    loader: DataLoader,
-    optimizer: torch.optim.Optimizer,
-    device: torch.device,
-    progress: bool,
-    description: str,
-) -> float:
-    """One epoch over the shuffled loader; the mean of the per-batch losses."""
-    model.train()
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    for x, y in tqdm(loader, desc=description, disable=not progress, leave=False, unit="batch"):
-        x, y = x.to(device), y.to(device)
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        optimizer.step()
-        total += loss.detach()
-    return total.item() / len(loader)
 
 
 @torch.no_grad()

@@ -7,14 +7,17 @@ usual files, so every analysis can read them) and `replay-e<epochs>.json`, the c
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
+from tqdm import tqdm
 
 from cnnlab.atomic import write_json
 from cnnlab.checks import boolean, positive_int
@@ -36,12 +39,6 @@ from cnnlab.training.optimizers import build_optimizer, check_optimizer
 log = logging.getLogger(__name__)
 
 PROTOCOL = "notebook"
-
-
-@dataclass(frozen=True)
-class ReplayResult:
-    path: Path  # replay-e<epochs>.json
-    summary: dict[str, Any]
 
 
 def check_replay_settings(cfg: DictConfig) -> None:
@@ -91,7 +88,8 @@ def run_config(cfg: DictConfig, run: PublishedRun) -> dict[str, Any]:
     return to_plain(compose_config("train", overrides))
 
 
-def replay(cfg: DictConfig) -> ReplayResult:
+def replay(cfg: DictConfig) -> dict[str, Any]:
+    """What replay-e<epochs>.json holds once the first `runs` notebook runs are replayed (or were already)."""
     check_replay_settings(cfg)
     runs = NOTEBOOK_RUNS[: cfg.runs]
     replay_dir = Path(cfg.paths.replay_dir)
@@ -99,7 +97,7 @@ def replay(cfg: DictConfig) -> ReplayResult:
     previous = load_replay(replay_dir, cfg.epochs) or {"runs": {}}
     if not cfg.overwrite and all(run.key in previous["runs"] for run in runs):
         log.info("%s already holds these runs; overwrite=true replays them again", path)
-        return ReplayResult(path, previous)
+        return previous
 
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -124,7 +122,7 @@ def replay(cfg: DictConfig) -> ReplayResult:
         write_json(path, summary)
         if run.key == INTERLUDE_AFTER:
             notebook.interlude(loaders.test)
-    return ReplayResult(path, summary)
+    return summary
 
 
 @dataclass
@@ -139,25 +137,26 @@ class NotebookSteps:
     progress: bool
     published: PublishedRun
 
-    @property
-    def train_images(self) -> int:
-        return len(self.loaders.train.dataset)
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return len(self.loaders.train)
-
-    @property
-    def batch_size(self) -> int:
-        return self.loaders.train.batch_size
+    # the notebook's loaders always hold all of MNIST's training file but the validation images, in batches of 64
+    batch_size = notebook.BATCH_SIZE
+    train_images = MNIST_SPEC.train_size - notebook.VAL_SIZE
+    steps_per_epoch = math.ceil(train_images / batch_size)
 
     def train(self, epoch: int, on_step: StepHook | None = None) -> float:
+        """One epoch over the shuffled loader; the mean of the per-batch losses."""
         if on_step is not None:  # the notebook's validation updates batch norm's statistics: it must not run mid-epoch
             raise ValueError("the notebook replay validates only after each epoch")
+        self.model.train()
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
         description = f"{self.published.label} epoch {epoch}"
-        return notebook.train_pass(
-            self.model, self.loaders.train, self.optimizer, self.device, self.progress, description
-        )
+        for x, y in tqdm(self.loaders.train, desc=description, disable=not self.progress, leave=False, unit="batch"):
+            x, y = x.to(self.device), y.to(self.device)
+            self.optimizer.zero_grad()
+            loss = F.cross_entropy(self.model(x), y)
+            loss.backward()
+            self.optimizer.step()
+            total += loss.detach()
+        return total.item() / len(self.loaders.train)
 
     def validate(self) -> notebook.Pass:
         return notebook.training_mode_pass(self.model, self.loaders.val, self.device)
