@@ -106,11 +106,12 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
     """Every random stream a run draws from, as tensors and plain lists (loadable with weights_only)."""
     np_state = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-        "python": _to_lists(random.getstate()),
+        "python": [version, list(internal), gauss_next],
         "data_order": generator.get_state(),
     }
 
@@ -123,13 +124,6 @@ def restore_rng_state(state: dict[str, Any], generator: torch.Generator) -> None
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
     kind, keys, *rest = state["numpy"]
     np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), *rest))
-    random.setstate(_to_tuples(state["python"]))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
     generator.set_state(state["data_order"].cpu())
-
-
-def _to_lists(value: Any) -> Any:
-    return [_to_lists(v) for v in value] if isinstance(value, tuple) else value
-
-
-def _to_tuples(value: Any) -> Any:
-    return tuple(_to_tuples(v) for v in value) if isinstance(value, list) else value
