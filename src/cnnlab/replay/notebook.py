@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, random_split
 from torchvision import datasets, transforms
 
 from cnnlab.models import SimpleCNN
+from cnnlab.training.loop import Evaluation
 
 SEED = 42
 BATCH_SIZE = 64
@@ -30,13 +31,6 @@ class Loaders:
     train: DataLoader
     val: DataLoader
     test: DataLoader
-
-
-@dataclass(frozen=True)
-class Pass:
-    loss: float  # mean of the per-batch mean losses (the last, smaller batch weighs as much as the others)
-    accuracy: float  # percent of all samples
-    predictions: torch.Tensor  # [N] predicted labels
 
 
 def seed_notebook() -> None:
@@ -60,9 +54,12 @@ def notebook_loaders(root: str | Path) -> Loaders:
 
 
 @torch.no_grad()
-def training_mode_pass(model: nn.Module, loader: DataLoader, device: torch.device) -> Pass:
+def training_mode_pass(model: nn.Module, loader: DataLoader, device: torch.device) -> Evaluation:
     """The notebook's evaluation: `no_grad` but never `model.eval()`, so batch norm normalises each batch by its own
-    statistics and folds the evaluated data into its running statistics. Without batch norm this changes nothing."""
+    statistics and folds the evaluated data into its running statistics. Without batch norm this changes nothing.
+
+    Its loss is the notebook's: the mean of the per-batch mean losses (the last, smaller batch weighs as much as the
+    others)."""
     model.train()
     total = torch.zeros((), dtype=torch.float64, device=device)
     predictions, labels = [], []
@@ -73,7 +70,7 @@ def training_mode_pass(model: nn.Module, loader: DataLoader, device: torch.devic
         labels.append(y)
     predicted, targets = torch.cat(predictions), torch.cat(labels)
     accuracy = 100.0 * (predicted == targets).sum().item() / len(targets)
-    return Pass(loss=total.item() / len(loader), accuracy=accuracy, predictions=predicted)
+    return Evaluation(loss=total.item() / len(loader), accuracy=accuracy, predictions=predicted)
 
 
 def interlude(test_loader: DataLoader) -> None:

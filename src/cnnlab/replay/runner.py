@@ -33,7 +33,7 @@ from cnnlab.replay.results import compare_run, load_replay, summary_path
 from cnnlab.runs.layout import run_dir_for
 from cnnlab.runs.record import now, run_description
 from cnnlab.training.engine import RunState, TestOutcome, execute, locked_run_dir
-from cnnlab.training.loop import StepHook, evaluate
+from cnnlab.training.loop import Evaluation, StepHook, evaluate
 from cnnlab.training.optimizers import build_optimizer, check_optimizer
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ class NotebookSteps:
             total += loss.detach()
         return total.item() / len(self.loaders.train)
 
-    def validate(self) -> notebook.Pass:
+    def validate(self) -> Evaluation:
         return notebook.training_mode_pass(self.model, self.loaders.val, self.device)
 
     def synchronize(self) -> None:
